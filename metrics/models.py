@@ -1,0 +1,1 @@
+"""Events from the bot, their rollups, prices and reviews (see the ingestion issue)."""

@@ -1,0 +1,96 @@
+"""Admin for every rollout model. Rollout state, overrides and tokens change through the console
+or the API (audited, revision-checked), so here they are read-only; the audit log can be read
+and never edited or deleted."""
+
+from django.contrib import admin, messages
+
+from . import services
+from .models import (
+    ApiToken,
+    AuditEntry,
+    ChannelOverride,
+    ChecklistTick,
+    ConfigState,
+    Phase,
+    Rollout,
+)
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+class PhaseInline(admin.TabularInline):
+    model = Phase
+    extra = 0
+    fields = ("order", "name", "percentage", "min_watch", "max_watch")
+
+
+@admin.register(Rollout)
+class RolloutAdmin(admin.ModelAdmin):
+    list_display = ("key", "name", "enabled", "percentage", "simplified_percentage", "strategy", "current_phase", "revision")
+    readonly_fields = (
+        "enabled", "percentage", "simplified_percentage", "strategy", "current_phase",
+        "phase_started_at", "revision", "created_at", "updated_at",
+    )
+    inlines = [PhaseInline]
+
+    def get_readonly_fields(self, request, obj=None):
+        if obj is None:
+            return ("revision", "created_at", "updated_at", "current_phase", "phase_started_at")
+        return self.readonly_fields + ("key", "salt", "control_variant", "treatment_variant", "simplified_variant")
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(Phase)
+class PhaseAdmin(admin.ModelAdmin):
+    list_display = ("rollout", "order", "name", "percentage", "min_watch", "max_watch")
+    list_filter = ("rollout",)
+
+
+@admin.register(ChannelOverride)
+class ChannelOverrideAdmin(ReadOnlyAdmin):
+    list_display = ("rollout", "channel_id", "variant", "created_by", "created_at", "expires_at")
+    list_filter = ("rollout", "variant")
+    search_fields = ("channel_id", "reason")
+
+
+@admin.register(AuditEntry)
+class AuditEntryAdmin(ReadOnlyAdmin):
+    list_display = ("created_at", "rollout", "action", "actor", "via", "revision", "reason")
+    list_filter = ("rollout", "action", "via")
+    search_fields = ("actor", "reason")
+
+
+@admin.register(ChecklistTick)
+class ChecklistTickAdmin(ReadOnlyAdmin):
+    list_display = ("phase", "item", "checked_by", "checked_at")
+
+
+@admin.register(ConfigState)
+class ConfigStateAdmin(ReadOnlyAdmin):
+    list_display = ("revision", "updated_at")
+
+
+@admin.register(ApiToken)
+class ApiTokenAdmin(ReadOnlyAdmin):
+    list_display = ("name", "hint", "scopes", "created_by", "created_at", "last_used_at", "revoked_at")
+    actions = ["revoke"]
+
+    def has_change_permission(self, request, obj=None):
+        return obj is None  # lets the revoke action run on the list page
+
+    @admin.action(description="Revoke the selected tokens")
+    def revoke(self, request, queryset):
+        for token in queryset:
+            services.revoke_api_token(token, actor=services.Actor.of_user(request.user, via="admin"))
+        messages.success(request, f"Revoked {queryset.count()} token(s).")

@@ -1,0 +1,108 @@
+"""The bot-facing HTTP API under /api/v1/ (django-ninja): one NinjaAPI, routers per app.
+
+Every error body is ``{"error": "<a sentence a person can act on>"}``; validation errors name the
+field. The OpenAPI document is served at /api/v1/openapi.json and interactive docs at /api/v1/docs.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from django.http import HttpRequest, HttpResponse
+from ninja import NinjaAPI
+from ninja.errors import AuthenticationError, HttpError, ValidationError
+from ninja.errors import ConfigError  # noqa: F401  (re-exported for routers' typing)
+
+from metrics.api import router as metrics_router
+from rollout.api import router as rollout_router
+from rollout.auth import ApiError
+from rollout.services import Conflict, ServiceError
+
+logger = logging.getLogger("selcontrol.api")
+
+api = NinjaAPI(
+    title="selcontrol API",
+    version="1",
+    description=(
+        "The contract between the Sel bot and selcontrol: assignment, config sync, events, "
+        "summaries and the rollout's operations. Authenticate with `Authorization: Bearer <token>`."
+    ),
+    urls_namespace="api",
+    openapi_url="/openapi.json",
+    docs_url="/docs",
+)
+api.add_router("/", rollout_router)
+api.add_router("/", metrics_router)
+
+
+def error_response(
+    request: HttpRequest, status: int, message: str, **extra
+) -> HttpResponse:
+    response = api.create_response(request, {"error": message, **extra}, status=status)
+    if status == 401:
+        response["WWW-Authenticate"] = 'Bearer realm="selcontrol"'
+    return response
+
+
+def _describe(error: dict) -> str:
+    loc = [str(p) for p in error.get("loc", ()) if p not in ("body", "query", "path", "payload")]
+    field = ".".join(loc)
+    msg = error.get("msg", "is invalid")
+    if error.get("type") == "json_invalid":
+        return "The request body is not valid JSON."
+    if error.get("type") == "missing":
+        return f"{field} is required." if field else "The request body is missing."
+    return f"{field}: {msg}." if field else f"{msg}."
+
+
+@api.exception_handler(ValidationError)
+def on_validation_error(request: HttpRequest, exc: ValidationError) -> HttpResponse:
+    errors = [
+        {"loc": [str(p) for p in e.get("loc", ())], "msg": str(e.get("msg", "")), "type": str(e.get("type", ""))}
+        for e in exc.errors
+    ]
+    message = _describe(errors[0]) if errors else "The request is invalid."
+    if len(errors) > 1:
+        message += f" ({len(errors) - 1} more problem(s) in 'details'.)"
+    return error_response(request, 400, message, details=errors)
+
+
+@api.exception_handler(AuthenticationError)
+def on_authentication_error(request: HttpRequest, exc: AuthenticationError) -> HttpResponse:
+    return error_response(
+        request, 401, "Send a valid API token as 'Authorization: Bearer <token>'."
+    )
+
+
+@api.exception_handler(ApiError)
+def on_api_error(request: HttpRequest, exc: ApiError) -> HttpResponse:
+    return error_response(request, exc.status_code, exc.message)
+
+
+@api.exception_handler(HttpError)
+def on_http_error(request: HttpRequest, exc: HttpError) -> HttpResponse:
+    return error_response(request, exc.status_code, str(exc.message))
+
+
+@api.exception_handler(Conflict)
+def on_conflict(request: HttpRequest, exc: Conflict) -> HttpResponse:
+    from rollout.api import rollout_state
+
+    return error_response(request, 409, str(exc), current=rollout_state(exc.rollout))
+
+
+@api.exception_handler(ServiceError)
+def on_service_error(request: HttpRequest, exc: ServiceError) -> HttpResponse:
+    return error_response(request, exc.status, str(exc))
+
+
+@api.exception_handler(Exception)
+def on_unexpected(request: HttpRequest, exc: Exception) -> HttpResponse:
+    from django.http import Http404
+
+    if isinstance(exc, Http404):
+        return error_response(request, 404, "There is no such resource.")
+    logger.exception("unhandled error in %s %s", request.method, request.path)
+    return error_response(
+        request, 500, "selcontrol failed to handle this request; it has been logged."
+    )
