@@ -97,7 +97,7 @@ def snapshot(rollout: Rollout) -> dict[str, Any]:
 def _lock(rollout: Rollout | str) -> Rollout:
     key = rollout.key if isinstance(rollout, Rollout) else rollout
     try:
-        return Rollout.objects.select_for_update().select_related("current_phase").get(key=key)
+        return Rollout.objects.select_for_update(of=("self",)).select_related("current_phase").get(key=key)
     except Rollout.DoesNotExist:
         raise NotFound(f"There is no rollout named {key!r}.") from None
 

@@ -1,0 +1,160 @@
+"""Shared fixtures: personas (operator alice, reviewer bob, viewer carol), API tokens, and an
+API client that speaks JSON with a bearer token. Outbound HTTP beyond 127.0.0.1 is blocked."""
+
+from __future__ import annotations
+
+import json
+import socket
+
+import pytest
+from django.contrib.auth.models import Group, User
+from django.core.cache import cache
+from django.test import Client
+
+from rollout import config as rollout_config
+from rollout import services
+from rollout.models import Rollout
+
+PASSWORD = "correct horse battery staple"
+
+
+@pytest.fixture(autouse=True)
+def _block_outbound_network(monkeypatch):
+    real_connect = socket.socket.connect
+
+    def guarded(self, address):
+        host = address[0] if isinstance(address, tuple) else address
+        if isinstance(host, str) and not (
+            host.startswith("127.") or host in ("localhost", "::1") or host.startswith("/")
+        ):
+            raise RuntimeError(f"tests may not connect to {host}")
+        return real_connect(self, address)
+
+    monkeypatch.setattr(socket.socket, "connect", guarded)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_caches():
+    cache.clear()
+    rollout_config._rules_memo.clear()
+    yield
+    rollout_config._rules_memo.clear()
+
+
+def make_user(username: str, group: str | None) -> User:
+    user = User.objects.create_user(username=username, password=PASSWORD)
+    if group:
+        user.groups.add(Group.objects.get(name=group))
+    return user
+
+
+@pytest.fixture
+def alice(db) -> User:
+    """An operator."""
+    return make_user("alice", "operators")
+
+
+@pytest.fixture
+def bob(db) -> User:
+    """A reviewer."""
+    return make_user("bob", "reviewers")
+
+
+@pytest.fixture
+def carol(db) -> User:
+    """A viewer."""
+    return make_user("carol", "viewers")
+
+
+@pytest.fixture
+def operator_client(alice) -> Client:
+    client = Client()
+    client.force_login(alice)
+    return client
+
+
+@pytest.fixture
+def reviewer_client(bob) -> Client:
+    client = Client()
+    client.force_login(bob)
+    return client
+
+
+@pytest.fixture
+def viewer_client(carol) -> Client:
+    client = Client()
+    client.force_login(carol)
+    return client
+
+
+@pytest.fixture
+def rollout(db) -> Rollout:
+    """The default prompts_v2 rollout created by the migration."""
+    return Rollout.objects.get(key="prompts_v2")
+
+
+SYSTEM = services.Actor("pytest", via="system")
+
+
+class ApiClient:
+    """Django's test client with a bearer token and JSON bodies."""
+
+    def __init__(self, token: str | None):
+        self.client = Client()
+        self.token = token
+
+    def _headers(self, extra: dict | None) -> dict:
+        headers = {}
+        if self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
+        headers.update(extra or {})
+        return headers
+
+    def get(self, path: str, headers: dict | None = None, **params):
+        return self.client.get(path, params, headers=self._headers(headers))
+
+    def _send(self, method: str, path: str, body, headers: dict | None):
+        data = body if isinstance(body, (str, bytes)) else json.dumps(body)
+        return getattr(self.client, method)(
+            path, data=data, content_type="application/json", headers=self._headers(headers)
+        )
+
+    def post(self, path, body=None, headers=None):
+        return self._send("post", path, body if body is not None else {}, headers)
+
+    def patch(self, path, body=None, headers=None):
+        return self._send("patch", path, body if body is not None else {}, headers)
+
+    def put(self, path, body=None, headers=None):
+        return self._send("put", path, body if body is not None else {}, headers)
+
+    def delete(self, path, headers=None, **params):
+        from urllib.parse import urlencode
+
+        query = f"?{urlencode(params)}" if params else ""
+        return self.client.delete(path + query, headers=self._headers(headers))
+
+
+@pytest.fixture
+def make_token(db):
+    def factory(*scopes: str, name: str | None = None) -> str:
+        factory.n += 1
+        _, raw = services.create_api_token(
+            name=name or f"token-{factory.n}", scopes=list(scopes), actor=SYSTEM
+        )
+        return raw
+
+    factory.n = 0
+    return factory
+
+
+@pytest.fixture
+def reader(make_token) -> ApiClient:
+    """A bot's token: config:read and events:write."""
+    return ApiClient(make_token("config:read", "events:write", name="bot"))
+
+
+@pytest.fixture
+def operator_api(make_token) -> ApiClient:
+    """A chat-ops token: rollout:operate and config:read."""
+    return ApiClient(make_token("rollout:operate", "config:read", name="chatops"))
