@@ -10,7 +10,7 @@ from typing import Literal
 
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
-from ninja import Field, Query, Router, Schema
+from ninja import Field, Query, Router, Schema, Status
 from pydantic import StrictBool, StrictInt
 
 from selcontrol_client import assignment
@@ -348,7 +348,7 @@ def put_override(request: HttpRequest, key: str, channel_id: str, payload: Overr
         actor=_actor(request),
     )
     override.rollout.refresh_from_db(fields=["revision"])
-    return (201 if created else 200), _override_out(override)
+    return Status(201 if created else 200, _override_out(override))
 
 
 @router.delete(
@@ -366,4 +366,4 @@ def delete_override(
     )
     if not removed:
         raise ApiError(404, f"Channel {channel_id} has no override in {key}.")
-    return 204, None
+    return Status(204, None)
