@@ -1,0 +1,447 @@
+"""Hourly rollups kept from the raw events: exact, idempotent, harmless to re-run.
+
+A bucket is one (rollout, UTC hour). Ingest marks the buckets it touched in ``DirtyHour``;
+``recompute_hour`` rebuilds a bucket's ``HourlyRollup`` rows from the raw rows (upsert) and
+clears its mark in the same transaction. ``aggregate`` is the single place where raw rows become
+figures: the rollup task uses it, and readers use it for the few dirty or partial hours.
+
+Concurrency on PostgreSQL: an ingest takes a *shared* transaction-level advisory lock per bucket
+before it marks the bucket dirty; the recompute takes the *exclusive* one. So a recompute waits
+for ingests in flight on its bucket and then reads all of their rows, and an ingest that starts
+meanwhile waits and marks the bucket dirty again after it. SQLite serialises writers instead.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from collections import defaultdict
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from django.db import OperationalError, connection, transaction
+from django.db.models import Count, Max, Min, OuterRef, Q, Subquery, Sum
+from django.utils import timezone
+
+from . import histogram
+from .models import (
+    ConversationStat,
+    DirtyHour,
+    FollowupEvent,
+    HourlyRollup,
+    ReactionEvent,
+    ResponseEvent,
+)
+
+logger = logging.getLogger("selcontrol.metrics")
+
+HOUR = timedelta(hours=1)
+PENDING_WINDOW = timedelta(days=30)  # unattributed reactions/follow-ups older than this are left
+COUNT_FIELDS = (
+    "responses",
+    "errors",
+    "input_tokens",
+    "output_tokens",
+    "cached_tokens",
+    "unpriced",
+    "cache_hits",
+    "cache_known",
+    "reactions_positive",
+    "reactions_negative",
+    "reactions_neutral",
+    "followups",
+    "corrections",
+)
+
+
+def is_postgres() -> bool:
+    return connection.vendor == "postgresql"
+
+
+def hour_of(ts: datetime) -> datetime:
+    return ts.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+
+
+def lock_key(rollout_key: str, hour: datetime) -> int:
+    """A stable signed 64-bit advisory-lock key for a bucket."""
+    digest = hashlib.sha256(f"metrics:{rollout_key}:{hour_of(hour).isoformat()}".encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
+
+
+def lock_buckets_shared(buckets: set[tuple[str, datetime]]) -> None:
+    """Called by ingest, in its transaction, before it marks buckets dirty (PostgreSQL only)."""
+    if not buckets or not is_postgres():
+        return
+    keys = sorted({lock_key(r, h) for r, h in buckets})
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(pg_advisory_xact_lock_shared(k)) FROM unnest(%s::bigint[]) AS k",
+            [keys],
+        )
+
+
+def mark_dirty(buckets: set[tuple[str, datetime]]) -> None:
+    """Mark buckets dirty; the caller holds their shared locks (see lock_buckets_shared)."""
+    if not buckets:
+        return
+    rows = sorted((r, hour_of(h)) for r, h in buckets)
+    now = timezone.now()
+    if is_postgres():
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "INSERT INTO metrics_dirtyhour (rollout_key, hour, marked_at) "
+                "SELECT r, h, %s FROM unnest(%s::text[], %s::timestamptz[]) AS t(r, h) "
+                "ON CONFLICT DO NOTHING",
+                [now, [r for r, _ in rows], [h for _, h in rows]],
+            )
+    else:
+        DirtyHour.objects.bulk_create(
+            [DirtyHour(rollout_key=r, hour=h, marked_at=now) for r, h in rows],
+            ignore_conflicts=True,
+        )
+
+
+def empty_figures() -> dict[str, Any]:
+    figures: dict[str, Any] = {name: 0 for name in COUNT_FIELDS}
+    figures.update(
+        {"cost_usd": Decimal(0), "latency_sum": 0.0, "latency_hist": {}, "errors_by_code": {}}
+    )
+    return figures
+
+
+def add_figures(total: dict[str, Any], part: dict[str, Any]) -> dict[str, Any]:
+    for name in COUNT_FIELDS:
+        total[name] += part[name]
+    total["cost_usd"] += Decimal(part["cost_usd"])
+    total["latency_sum"] += part["latency_sum"]
+    total["latency_hist"] = histogram.merge([total["latency_hist"], part["latency_hist"]])
+    for code, n in part["errors_by_code"].items():
+        total["errors_by_code"][code] = total["errors_by_code"].get(code, 0) + n
+    return total
+
+
+def figures_of_rollup(row: HourlyRollup) -> dict[str, Any]:
+    figures = {name: getattr(row, name) for name in COUNT_FIELDS}
+    figures.update(
+        {
+            "cost_usd": row.cost_usd,
+            "latency_sum": row.latency_sum,
+            "latency_hist": {int(k): v for k, v in row.latency_hist.items()},
+            "errors_by_code": dict(row.errors_by_code),
+        }
+    )
+    return figures
+
+
+def aggregate(
+    rollout_key: str,
+    hour: datetime,
+    ts_from: datetime | None = None,
+    ts_to: datetime | None = None,
+) -> dict[str, dict[str, Any]]:
+    """The exact figures per variant of one bucket, from raw rows; optionally only the replies
+    with ``ts_from <= ts < ts_to`` (for partial hours at the edges of a range)."""
+    replies = ResponseEvent.objects.filter(rollout_key=rollout_key, hour=hour_of(hour))
+    if ts_from is not None:
+        replies = replies.filter(ts__gte=ts_from)
+    if ts_to is not None:
+        replies = replies.filter(ts__lt=ts_to)
+
+    result: dict[str, dict[str, Any]] = {}
+    for row in replies.values("variant").annotate(
+        n=Count("id"),
+        n_errors=Count("id", filter=Q(error__isnull=False)),
+        n_input=Sum("input_tokens"),
+        n_output=Sum("output_tokens"),
+        n_cached=Sum("cached_tokens"),
+        n_cost=Sum("cost_usd"),
+        n_unpriced=Count("id", filter=Q(unpriced=True)),
+        n_hits=Count("id", filter=Q(cache_hit=True)),
+        n_known=Count("id", filter=Q(cache_hit__isnull=False)),
+        n_latency=Sum("latency_ms"),
+    ):
+        figures = empty_figures()
+        figures.update(
+            responses=row["n"],
+            errors=row["n_errors"],
+            input_tokens=row["n_input"] or 0,
+            output_tokens=row["n_output"] or 0,
+            cached_tokens=row["n_cached"] or 0,
+            cost_usd=Decimal(row["n_cost"] or 0),
+            unpriced=row["n_unpriced"],
+            cache_hits=row["n_hits"],
+            cache_known=row["n_known"],
+            latency_sum=float(row["n_latency"] or 0),
+        )
+        result[row["variant"]] = figures
+    if not result:
+        return result
+
+    for row in replies.values("variant", "latency_bucket").annotate(n=Count("id")):
+        result[row["variant"]]["latency_hist"][int(row["latency_bucket"])] = row["n"]
+    for row in replies.filter(error__isnull=False).values("variant", "error").annotate(
+        n=Count("id")
+    ):
+        result[row["variant"]]["errors_by_code"][row["error"]] = row["n"]
+
+    reply_variant = Subquery(
+        ResponseEvent.objects.filter(message_id=OuterRef("message_id")).values("variant")[:1]
+    )
+    reactions = (
+        ReactionEvent.objects.filter(message_id__in=replies.values("message_id"))
+        .annotate(reply_variant=reply_variant)
+        .values_list("reply_variant", "message_id", "user_id", "emoji", "action", "sentiment", "ts", "id")
+    )
+    # A user's emoji on a reply counts when its latest event is an add (a remove at the same
+    # instant wins), so a removal undoes its add in whatever order the two arrive.
+    latest: dict[tuple, tuple] = {}
+    for variant, message_id, user_id, emoji, action, sentiment, ts, pk in reactions:
+        order = (ts, action == ReactionEvent.Action.REMOVE, pk)
+        key = (message_id, user_id, emoji)
+        if key not in latest or order > latest[key][0]:
+            latest[key] = (order, variant, action, sentiment)
+    for _order, variant, action, sentiment in latest.values():
+        if action != ReactionEvent.Action.ADD or variant not in result:
+            continue
+        name = {1: "reactions_positive", -1: "reactions_negative"}.get(sentiment, "reactions_neutral")
+        result[variant][name] += 1
+
+    followup_variant = Subquery(
+        ResponseEvent.objects.filter(message_id=OuterRef("reply_to")).values("variant")[:1]
+    )
+    for row in (
+        FollowupEvent.objects.filter(reply_to__in=replies.values("message_id"))
+        .annotate(reply_variant=followup_variant)
+        .values("reply_variant")
+        .annotate(n=Count("id"), n_corr=Count("id", filter=Q(is_correction=True)))
+    ):
+        if row["reply_variant"] in result:
+            result[row["reply_variant"]]["followups"] = row["n"]
+            result[row["reply_variant"]]["corrections"] = row["n_corr"]
+    return result
+
+
+def _lock_exclusive(rollout_key: str, hour: datetime) -> None:
+    if is_postgres():
+        with connection.cursor() as cursor:
+            cursor.execute("SET LOCAL lock_timeout = '10s'")
+            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [lock_key(rollout_key, hour)])
+
+
+def recompute_hour(rollout_key: str, hour: datetime, *, only_if_dirty: bool = False) -> bool:
+    """Rebuild one bucket's rollup rows from raw events and clear its dirty mark, atomically.
+
+    Returns False when ``only_if_dirty`` and another worker has already done it."""
+    hour = hour_of(hour)
+    with transaction.atomic():
+        _lock_exclusive(rollout_key, hour)
+        deleted, _ = DirtyHour.objects.filter(rollout_key=rollout_key, hour=hour).delete()
+        if only_if_dirty and not deleted:
+            return False
+        figures = aggregate(rollout_key, hour)
+        now = timezone.now()
+        rows = [
+            HourlyRollup(rollout_key=rollout_key, variant=variant, hour=hour, computed_at=now, **f)
+            for variant, f in figures.items()
+        ]
+        for row in rows:
+            row.latency_hist = {str(k): v for k, v in row.latency_hist.items()}
+        if rows:
+            HourlyRollup.objects.bulk_create(
+                rows,
+                update_conflicts=True,
+                unique_fields=["rollout_key", "hour", "variant"],
+                update_fields=[*COUNT_FIELDS, "cost_usd", "latency_sum", "latency_hist", "errors_by_code", "computed_at"],
+            )
+        HourlyRollup.objects.filter(rollout_key=rollout_key, hour=hour).exclude(
+            variant__in=list(figures)
+        ).delete()
+        _update_conversations(rollout_key, hour)
+    return True
+
+
+def _update_conversations(rollout_key: str, hour: datetime) -> None:
+    """Recompute the conversations that have a reply in this bucket (engagement figures)."""
+    ids = list(
+        ResponseEvent.objects.filter(rollout_key=rollout_key, hour=hour)
+        .exclude(conversation_id="")
+        .values_list("conversation_id", flat=True)
+        .distinct()
+    )
+    for start in range(0, len(ids), 500):
+        chunk = ids[start : start + 500]
+        replies = ResponseEvent.objects.filter(rollout_key=rollout_key, conversation_id__in=chunk)
+        stats: dict[str, dict[str, Any]] = {}
+        for row in replies.values("conversation_id", "variant").annotate(
+            first=Min("ts"), last=Max("ts"), n=Count("id")
+        ):
+            stat = stats.setdefault(
+                row["conversation_id"],
+                {"first": row["first"], "last": row["last"], "n": 0, "variant": row["variant"], "f": 0},
+            )
+            if row["first"] < stat["first"]:
+                stat["first"], stat["variant"] = row["first"], row["variant"]
+            stat["last"] = max(stat["last"], row["last"])
+            stat["n"] += row["n"]
+        conversation = Subquery(
+            ResponseEvent.objects.filter(message_id=OuterRef("reply_to")).values("conversation_id")[:1]
+        )
+        for row in (
+            FollowupEvent.objects.filter(reply_to__in=replies.values("message_id"))
+            .annotate(conversation=conversation)
+            .values("conversation")
+            .annotate(n=Count("id"), last=Max("ts"))
+        ):
+            stat = stats.get(row["conversation"])
+            if stat is not None:
+                stat["f"] = row["n"]
+                stat["last"] = max(stat["last"], row["last"])
+        ConversationStat.objects.bulk_create(
+            [
+                ConversationStat(
+                    rollout_key=rollout_key,
+                    conversation_id=cid,
+                    variant=s["variant"],
+                    first_ts=s["first"],
+                    last_ts=s["last"],
+                    responses=s["n"],
+                    followups=s["f"],
+                )
+                for cid, s in stats.items()
+            ],
+            update_conflicts=True,
+            unique_fields=["rollout_key", "conversation_id"],
+            update_fields=["variant", "first_ts", "last_ts", "responses", "followups"],
+        )
+
+
+def resolvable_pending() -> dict[str, list[tuple[int, str, datetime]]]:
+    """Unattributed reactions and follow-ups whose reply has arrived since: {"reaction": [(id,
+    rollout_key, hour)], "followup": [...]}. Normally empty; a reply and its reaction ingested by
+    two concurrent requests can leave one here, which the next rollup run resolves."""
+    cutoff = timezone.now() - PENDING_WINDOW
+    out: dict[str, list[tuple[int, str, datetime]]] = {}
+    for name, model, field in (
+        ("reaction", ReactionEvent, "message_id"),
+        ("followup", FollowupEvent, "reply_to"),
+    ):
+        reply = ResponseEvent.objects.filter(message_id=OuterRef(field))
+        out[name] = [
+            (pk, rk, hr)
+            for pk, rk, hr in model.objects.filter(attributed=False, received_at__gte=cutoff)
+            .annotate(rk=Subquery(reply.values("rollout_key")[:1]), hr=Subquery(reply.values("hour")[:1]))
+            .filter(rk__isnull=False)
+            .values_list("id", "rk", "hr")
+        ]
+    return out
+
+
+def attribute_pending() -> int:
+    """Attribute resolvable pending reactions/follow-ups: mark their replies' buckets dirty."""
+    with transaction.atomic():
+        pending = resolvable_pending()
+        buckets = {(rk, hr) for rows in pending.values() for _, rk, hr in rows}
+        if not buckets:
+            return 0
+        lock_buckets_shared(buckets)
+        mark_dirty(buckets)
+        ReactionEvent.objects.filter(pk__in=[pk for pk, _, _ in pending["reaction"]]).update(attributed=True)
+        FollowupEvent.objects.filter(pk__in=[pk for pk, _, _ in pending["followup"]]).update(attributed=True)
+    return sum(len(rows) for rows in pending.values())
+
+
+def catch_up(*, time_budget: float = 50.0) -> dict[str, int]:
+    """Attribute pending events, then recompute dirty buckets (oldest first) until none is left or
+    the time budget is spent. Idempotent; safe to run from several workers at once."""
+    started = time.monotonic()
+    attributed = attribute_pending()
+    done = skipped = 0
+    seen: set[tuple[str, datetime]] = set()
+    while time.monotonic() - started < time_budget:
+        batch = [
+            (r, h)
+            for r, h in DirtyHour.objects.order_by("hour", "rollout_key").values_list("rollout_key", "hour")[:200]
+            if (r, h) not in seen
+        ]
+        if not batch:
+            break
+        for rollout_key, hour in batch:
+            seen.add((rollout_key, hour))
+            try:
+                if recompute_hour(rollout_key, hour, only_if_dirty=True):
+                    done += 1
+            except OperationalError:  # lock_timeout under heavy ingest: leave it dirty
+                logger.warning("rollup of %s %s skipped: bucket busy", rollout_key, hour)
+                skipped += 1
+            if time.monotonic() - started >= time_budget:
+                break
+    remaining = DirtyHour.objects.count()
+    return {"attributed": attributed, "recomputed": done, "skipped": skipped, "remaining": remaining}
+
+
+def mark_all_dirty(rollout_key: str | None = None) -> int:
+    """Mark every hour that has replies dirty (to rebuild everything, e.g. after a restore)."""
+    replies = ResponseEvent.objects.all()
+    if rollout_key:
+        replies = replies.filter(rollout_key=rollout_key)
+    buckets = set(replies.values_list("rollout_key", "hour").distinct())
+    for key in {r for r, _ in buckets}:
+        # hours that have rollups but no more replies get cleaned up too
+        buckets |= {(key, h) for h in HourlyRollup.objects.filter(rollout_key=key).values_list("hour", flat=True)}
+    with transaction.atomic():
+        lock_buckets_shared(buckets)
+        mark_dirty(buckets)
+    return len(buckets)
+
+
+def live_hours(rollout_key: str, since: datetime, until: datetime) -> set[datetime]:
+    """Hours of [since, until) whose rollups are not to be trusted right now: dirty ones, and
+    the replies' hours of pending reactions/follow-ups that could be attributed."""
+    hours = set(
+        DirtyHour.objects.filter(rollout_key=rollout_key, hour__gte=hour_of(since), hour__lt=until)
+        .values_list("hour", flat=True)
+    )
+    for rows in resolvable_pending().values():
+        hours |= {hr for _, rk, hr in rows if rk == rollout_key and hour_of(since) <= hr < until}
+    return hours
+
+
+def per_hour(rollout_key: str, since: datetime, until: datetime) -> dict[tuple[datetime, str], dict[str, Any]]:
+    """Exact figures per (hour, variant) for replies with since <= ts < until: rollups for clean
+    whole hours, raw aggregation for dirty hours and the partial hours at both ends. On
+    PostgreSQL all of it is read from one snapshot (REPEATABLE READ)."""
+    if is_postgres() and not connection.in_atomic_block:
+        with transaction.atomic():
+            with connection.cursor() as cursor:
+                cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            return _per_hour(rollout_key, since, until)
+    return _per_hour(rollout_key, since, until)
+
+
+def _per_hour(rollout_key: str, since: datetime, until: datetime) -> dict[tuple[datetime, str], dict[str, Any]]:
+    first = hour_of(since)
+    live = live_hours(rollout_key, since, until)
+    partial = {first} if since > first else set()
+    last = hour_of(until)
+    if until > last:
+        partial.add(last)
+    out: dict[tuple[datetime, str], dict[str, Any]] = {}
+    for row in HourlyRollup.objects.filter(rollout_key=rollout_key, hour__gte=first, hour__lt=until):
+        if row.hour in live or row.hour in partial:
+            continue
+        out[(row.hour, row.variant)] = figures_of_rollup(row)
+    for hour in sorted(live | partial):
+        ts_from = since if hour < since else None
+        ts_to = until if hour + HOUR > until else None
+        for variant, figures in aggregate(rollout_key, hour, ts_from, ts_to).items():
+            out[(hour, variant)] = figures
+    return out
+
+
+def totals_by_variant(rollout_key: str, since: datetime, until: datetime) -> dict[str, dict[str, Any]]:
+    totals: dict[str, dict[str, Any]] = defaultdict(empty_figures)
+    for (_hour, variant), figures in per_hour(rollout_key, since, until).items():
+        add_figures(totals[variant], figures)
+    return dict(totals)
