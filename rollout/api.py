@@ -17,7 +17,7 @@ from selcontrol_client import assignment
 
 from . import services
 from .auth import CONFIG_READ, ROLLOUT_OPERATE, ApiError
-from .config import get_config, get_rules
+from .config import get_config, get_rules, wait_for_change
 from .models import CHANNEL_ID_RE, ChannelOverride, Rollout
 
 router = Router(tags=["rollouts"])
@@ -196,14 +196,36 @@ def _actor(request: HttpRequest) -> services.Actor:
     return services.Actor(name=f"token:{request.auth.name}", via="api")
 
 
-@router.get("/config", auth=CONFIG_READ, response={200: ConfigOut, 304: None, 401: ErrorOut, 403: ErrorOut})
-def config(request: HttpRequest):
+class ConfigQuery(Schema):
+    wait: float = Field(
+        0,
+        ge=0,
+        le=300,
+        description="Long-poll: with If-None-Match set to the current ETag, hold the request "
+        "until the config changes or this many seconds pass (at most 25), then answer 200 or 304.",
+    )
+
+
+def _etag_matches(request: HttpRequest, etag: str) -> bool:
+    if_none_match = request.headers.get("If-None-Match", "")
+    return etag in [tag.strip().removeprefix("W/") for tag in if_none_match.split(",")]
+
+
+@router.get(
+    "/config",
+    auth=CONFIG_READ,
+    response={200: ConfigOut, 304: None, 400: ErrorOut, 401: ErrorOut, 403: ErrorOut},
+)
+def config(request: HttpRequest, query: Query[ConfigQuery]):
     """Everything an SDK needs to decide locally. Send the last ETag as If-None-Match: 304 means
-    nothing changed."""
+    nothing changed. Add ?wait=N to be answered as soon as it changes (long-poll)."""
     revision, document = get_config()
     etag = f'"{revision}"'
-    if_none_match = request.headers.get("If-None-Match", "")
-    if etag in [tag.strip().removeprefix("W/") for tag in if_none_match.split(",")]:
+    if query.wait > 0 and _etag_matches(request, etag):
+        wait_for_change(revision, query.wait)
+        revision, document = get_config()
+        etag = f'"{revision}"'
+    if _etag_matches(request, etag):
         response = HttpResponse(status=304)
     else:
         response = HttpResponse(json.dumps(document), content_type="application/json")

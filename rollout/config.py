@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import datetime
 from typing import Any
 
@@ -102,3 +103,32 @@ def get_rules() -> dict[str, assignment.Rule]:
 
 
 _rules_memo: dict[str, dict[str, assignment.Rule]] = {}
+
+
+# Long-poll support for GET /api/v1/config?wait=N: the SDK's push channel.
+LONG_POLL_MAX_SECONDS = 25.0
+"""A waiting request is answered after at most this long (below gunicorn's 30 s timeout)."""
+LONG_POLL_STEP_SECONDS = 0.1
+"""How often a waiting request re-reads the revision: one indexed single-row query."""
+
+
+def wait_for_change(revision: int, seconds: float) -> None:
+    """Return when the global revision differs from ``revision`` or ``seconds`` have passed.
+
+    Polls the one-row ConfigState table every LONG_POLL_STEP_SECONDS. With the psycopg pool the
+    connection goes back to the pool between reads, so a waiting bot holds a server thread but
+    no database connection.
+    """
+    from django.db import connection
+
+    deadline = time.monotonic() + min(max(seconds, 0.0), LONG_POLL_MAX_SECONDS)
+    pooled = bool((connection.settings_dict.get("OPTIONS") or {}).get("pool"))
+    while True:
+        if pooled and not connection.in_atomic_block:
+            connection.close()  # back to the pool while we sleep
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return
+        time.sleep(min(LONG_POLL_STEP_SECONDS, remaining))
+        if current_revision() != revision:
+            return

@@ -1,0 +1,234 @@
+"""The asyncio client, for discord.py bots.
+
+Decisions and ``record_*`` are plain (non-async) calls that never wait; two background tasks on
+the bot's event loop do the network work with ``httpx.AsyncClient``. Disk writes of the spool run
+in a worker thread (``asyncio.to_thread``) so the loop never blocks on fsync.
+
+    client = AsyncSelControl("https://selcontrol.example", token)
+    await client.start()          # e.g. in setup_hook()
+    variant = client.variant("prompts_v2", channel_id)
+    client.record_response(...)
+    await client.close()          # at shutdown
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from typing import Any
+
+import httpx
+
+from . import events as ev
+from .base import CONFIG_PATH, EVENTS_PATH, ClientBase
+
+logger = logging.getLogger("selcontrol_client")
+
+
+class AsyncSelControl(ClientBase):
+    """A selcontrol client for asyncio code; same arguments as :class:`ClientBase`."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._tasks: list[asyncio.Task] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._wake: asyncio.Event | None = None
+        self._synced: asyncio.Event | None = None
+        self._stopping = False
+        self._http: httpx.AsyncClient | None = None
+
+    # -- lifecycle --------------------------------------------------------------------------------
+
+    async def start(self) -> AsyncSelControl:
+        if self._loop is not None:
+            return self
+        self._loop = asyncio.get_running_loop()
+        self._wake = asyncio.Event()
+        self._synced = asyncio.Event()
+        self.events.wake = self._wake_threadsafe
+        if not self.base_url:
+            logger.warning(
+                "selcontrol: no server URL (SELCONTROL_URL); deciding from files "
+                "and keeping events on disk"
+            )
+            return self
+        self._http = httpx.AsyncClient(
+            base_url=self.base_url,
+            headers=self._headers(),
+            timeout=httpx.Timeout(self.timeout),
+            limits=httpx.Limits(max_connections=4, max_keepalive_connections=4),
+        )
+        self._tasks = [
+            asyncio.create_task(self._config_loop(), name="selcontrol-config"),
+            asyncio.create_task(self._sender_loop(), name="selcontrol-events"),
+        ]
+        return self
+
+    async def __aenter__(self) -> AsyncSelControl:
+        return await self.start()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    def _wake_threadsafe(self) -> None:
+        loop, wake = self._loop, self._wake
+        if loop is None or wake is None or loop.is_closed():
+            return
+        try:
+            if asyncio.get_running_loop() is loop:
+                wake.set()
+                return
+        except RuntimeError:
+            pass
+        loop.call_soon_threadsafe(wake.set)
+
+    async def wait_until_synced(self, timeout: float = 5.0) -> bool:
+        if self._synced is None:
+            return False
+        try:
+            await asyncio.wait_for(self._synced.wait(), timeout)
+            return True
+        except TimeoutError:
+            return False
+
+    async def flush(self, timeout: float = 10.0) -> bool:
+        """Send everything buffered and spooled now; True when all of it was delivered."""
+        if not self._tasks:
+            return self.events.idle()
+        deadline = time.monotonic() + timeout
+        self.events.flush_requested += 1
+        try:
+            self.events.next_attempt = min(self.events.next_attempt, time.monotonic())
+            self._wake_threadsafe()
+            while not self.events.idle():
+                if time.monotonic() >= deadline or self._tasks[1].done():
+                    return False
+                await asyncio.sleep(0.01)
+            return True
+        finally:
+            self.events.flush_requested -= 1
+
+    async def close(self, timeout: float = 10.0) -> dict[str, Any]:
+        """Flush for up to ``timeout`` seconds, stop the tasks, spool what is left; returns the
+        final :meth:`stats`. Safe to call twice."""
+        try:
+            if self._tasks and not self._stopping:
+                await self.flush(timeout)
+            self._stopping = True
+            if self._wake is not None:
+                self._wake.set()
+            for task in self._tasks:
+                if task.get_name().endswith("config"):
+                    task.cancel()
+            for task in self._tasks:
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await asyncio.wait_for(task, self.timeout + 1)
+            if self.events.buffered():
+                if self.events.spool is not None:
+                    await asyncio.to_thread(self.events.spool_buffer)
+                left = self.events.buffered()
+                if left:
+                    self.events.stats.add("dropped", left)
+                    self.events._buf.clear()
+                    logger.error("selcontrol: %s events could not be sent or spooled", left)
+            if self._http is not None:
+                await self._http.aclose()
+        except Exception:  # noqa: BLE001
+            logger.exception("selcontrol: error while closing")
+        return self.stats()
+
+    # -- config sync ------------------------------------------------------------------------------
+
+    async def _config_loop(self) -> None:
+        failures = 0
+        while not self._stopping:
+            etag = self.config.snapshot.etag
+            wait = self.long_poll_wait if (self.push and etag) else 0
+            headers = {"If-None-Match": etag} if etag else {}
+            params = {"wait": f"{wait:g}"} if wait else {}
+            started = time.monotonic()
+            status = 0
+            try:
+                assert self._http is not None
+                response = await self._http.get(
+                    CONFIG_PATH,
+                    params=params,
+                    headers=headers,
+                    timeout=httpx.Timeout(self.timeout, read=self.timeout + wait),
+                )
+                status = response.status_code
+                error = self._handle_config_answer(
+                    status, response.content, response.headers.get("ETag")
+                )
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001
+                error = f"{type(exc).__name__}: {exc}"
+            if error is None:
+                failures = 0
+                self._config_ok()
+                assert self._synced is not None
+                self._synced.set()
+                elapsed = time.monotonic() - started
+                if not wait or elapsed < min(wait / 2, 0.5) and status == 304:
+                    await asyncio.sleep(self.poll_interval)
+            else:
+                failures += 1
+                await asyncio.sleep(self._config_failed(error, failures))
+
+    # -- event sender -----------------------------------------------------------------------------
+
+    async def _sender_loop(self) -> None:
+        core = self.events
+        assert self._wake is not None
+        while True:
+            try:
+                now = time.monotonic()
+                if core.should_spool(now):
+                    await asyncio.to_thread(core.spool_buffer)
+                if self._stopping:
+                    return
+                if core.ready(now):
+                    item = await asyncio.to_thread(core.next_spool_file)
+                    if item is not None:
+                        path, batch = item
+                        if batch:
+                            core.in_flight = len(batch)
+                            outcome = await self._post(batch)
+                            await asyncio.to_thread(
+                                core.finish, batch, outcome, time.monotonic(), from_spool=path
+                            )
+                        else:
+                            await asyncio.to_thread(core.spool.remove, path)
+                        continue
+                    if core.buffered():
+                        batch = core.take_batch()
+                        core.finish(
+                            batch, await self._post(batch), time.monotonic(), from_spool=None
+                        )
+                        continue
+                delay = core.wait_time(time.monotonic(), self.flush_interval)
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), delay)
+                self._wake.clear()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001
+                logger.exception("selcontrol: event sender error")
+                await asyncio.sleep(1.0)
+
+    async def _post(self, batch: list[dict[str, Any]]) -> ev.Outcome:
+        try:
+            assert self._http is not None
+            body = json.dumps({"events": batch}, separators=(",", ":")).encode()
+            response = await self._http.post(
+                EVENTS_PATH, content=body, headers={"Content-Type": "application/json"}
+            )
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001
+            return ev.Outcome("retry", message=f"{type(exc).__name__}: {exc}")
+        return ev.classify(response.status_code, response.content, response.headers, len(batch))

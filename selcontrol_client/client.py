@@ -1,0 +1,212 @@
+"""The thread-based client, for plain (non-asyncio) code.
+
+Two daemon threads do all the network work: one keeps the config in sync (long-poll, or ETag
+polling), one sends events in batches. The bot's threads only read a snapshot reference and
+append to a deque.
+
+    client = SelControl("https://selcontrol.example", token)
+    variant = client.variant("prompts_v2", channel_id)
+    client.record_response(channel_id=..., message_id=..., variant=variant, ...)
+    ...
+    client.close()  # at shutdown: sends what it can, spools the rest
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from typing import Any
+
+import httpx
+
+from . import events as ev
+from .base import CONFIG_PATH, EVENTS_PATH, ClientBase
+
+logger = logging.getLogger("selcontrol_client")
+
+
+class SelControl(ClientBase):
+    """A selcontrol client for threaded code. See :class:`ClientBase` for the arguments; with
+    ``start=False`` the threads start on :meth:`start` (or the first ``with`` block)."""
+
+    def __init__(self, *args: Any, start: bool = True, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self.events.wake = self._wake.set
+        self._threads: list[threading.Thread] = []
+        self._started = False
+        self._synced = threading.Event()
+        self._http_config: httpx.Client | None = None
+        self._http_events: httpx.Client | None = None
+        if start:
+            self.start()
+
+    # -- lifecycle --------------------------------------------------------------------------------
+
+    def start(self) -> SelControl:
+        if self._started:
+            return self
+        self._started = True
+        if not self.base_url:
+            logger.warning(
+                "selcontrol: no server URL (SELCONTROL_URL); deciding from files "
+                "and keeping events on disk"
+            )
+            return self
+        limits = httpx.Limits(max_connections=2, max_keepalive_connections=2)
+        self._http_config = httpx.Client(
+            base_url=self.base_url,
+            headers=self._headers(),
+            limits=limits,
+            timeout=httpx.Timeout(self.timeout),
+        )
+        self._http_events = httpx.Client(
+            base_url=self.base_url,
+            headers=self._headers(),
+            limits=limits,
+            timeout=httpx.Timeout(self.timeout),
+        )
+        for target, name in ((self._config_loop, "config"), (self._sender_loop, "events")):
+            thread = threading.Thread(target=target, name=f"selcontrol-{name}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
+        return self
+
+    def __enter__(self) -> SelControl:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def wait_until_synced(self, timeout: float = 5.0) -> bool:
+        """Block until the first answer from the server (True) or the timeout (False)."""
+        return self._synced.wait(timeout)
+
+    def flush(self, timeout: float = 10.0) -> bool:
+        """Send everything buffered and spooled now; True when all of it was delivered."""
+        if not self._threads:
+            return self.events.idle()
+        deadline = time.monotonic() + timeout
+        self.events.flush_requested += 1
+        try:
+            self.events.next_attempt = min(self.events.next_attempt, time.monotonic())
+            self._wake.set()
+            while not self.events.idle():
+                if time.monotonic() >= deadline or not self._threads[1].is_alive():
+                    return False
+                time.sleep(0.01)
+            return True
+        finally:
+            self.events.flush_requested -= 1
+
+    def close(self, timeout: float = 10.0) -> dict[str, Any]:
+        """Flush for up to ``timeout`` seconds, stop the threads, and spool what is left.
+        Returns the final :meth:`stats`. Safe to call twice."""
+        try:
+            if self._threads and not self._stop.is_set():
+                self.flush(timeout)
+            self._stop.set()
+            self._wake.set()
+            for thread in self._threads:
+                thread.join(timeout=self.timeout + 1 if thread.name.endswith("events") else 0.2)
+            self._spool_leftovers()
+            for http in (self._http_config, self._http_events):
+                if http is not None:
+                    http.close()
+        except Exception:  # noqa: BLE001
+            logger.exception("selcontrol: error while closing")
+        return self.stats()
+
+    def _spool_leftovers(self) -> None:
+        left = self.events.buffered()
+        if not left:
+            return
+        if self.events.spool is not None:
+            self.events.spool_buffer()
+        left = self.events.buffered()
+        if left:
+            self.events.stats.add("dropped", left)
+            self.events._buf.clear()
+            logger.error("selcontrol: %s events could not be sent or spooled at close", left)
+
+    # -- config sync ------------------------------------------------------------------------------
+
+    def _config_loop(self) -> None:
+        failures = 0
+        while not self._stop.is_set():
+            etag = self.config.snapshot.etag
+            wait = self.long_poll_wait if (self.push and etag) else 0
+            headers = {"If-None-Match": etag} if etag else {}
+            params = {"wait": f"{wait:g}"} if wait else {}
+            started = time.monotonic()
+            try:
+                assert self._http_config is not None
+                response = self._http_config.get(
+                    CONFIG_PATH,
+                    params=params,
+                    headers=headers,
+                    timeout=httpx.Timeout(self.timeout, read=self.timeout + wait),
+                )
+                error = self._handle_config_answer(
+                    response.status_code, response.content, response.headers.get("ETag")
+                )
+            except Exception as exc:  # noqa: BLE001 - httpx errors and anything odd
+                error = f"{type(exc).__name__}: {exc}"
+            if self._stop.is_set():
+                return
+            if error is None:
+                failures = 0
+                self._config_ok()
+                self._synced.set()
+                elapsed = time.monotonic() - started
+                # No push, or a server that ignored ?wait: poll every poll_interval seconds.
+                if not wait or elapsed < min(wait / 2, 0.5) and response.status_code == 304:
+                    self._stop.wait(self.poll_interval)
+            else:
+                failures += 1
+                self._stop.wait(self._config_failed(error, failures))
+
+    # -- event sender -----------------------------------------------------------------------------
+
+    def _sender_loop(self) -> None:
+        core = self.events
+        while True:
+            try:
+                now = time.monotonic()
+                if core.should_spool(now):
+                    core.spool_buffer()
+                if self._stop.is_set():
+                    return
+                if core.ready(now):
+                    item = core.next_spool_file()
+                    if item is not None:
+                        path, batch = item
+                        if batch:
+                            core.in_flight = len(batch)
+                            core.finish(batch, self._post(batch), time.monotonic(), from_spool=path)
+                        else:
+                            core.spool.remove(path)
+                        continue
+                    if core.buffered():
+                        batch = core.take_batch()
+                        core.finish(batch, self._post(batch), time.monotonic(), from_spool=None)
+                        continue
+                self._wake.wait(core.wait_time(time.monotonic(), self.flush_interval))
+                self._wake.clear()
+            except Exception:  # noqa: BLE001 - the sender must survive anything
+                logger.exception("selcontrol: event sender error")
+                self._stop.wait(1.0)
+
+    def _post(self, batch: list[dict[str, Any]]) -> ev.Outcome:
+        try:
+            assert self._http_events is not None
+            body = json.dumps({"events": batch}, separators=(",", ":")).encode()
+            response = self._http_events.post(
+                EVENTS_PATH, content=body, headers={"Content-Type": "application/json"}
+            )
+        except Exception as exc:  # noqa: BLE001
+            return ev.Outcome("retry", message=f"{type(exc).__name__}: {exc}")
+        return ev.classify(response.status_code, response.content, response.headers, len(batch))
