@@ -24,6 +24,7 @@ from .models import (
     ApiToken,
     AuditEntry,
     ChannelOverride,
+    ChecklistTick,
     ConfigState,
     Phase,
     Rollout,
@@ -348,11 +349,13 @@ def set_override(
     actor: Actor,
     reason: str,
     expires_at: datetime | None = None,
+    expected_revision: int | None = None,
 ) -> tuple[ChannelOverride, bool]:
     """Force a channel to a variant. Returns the override and whether it was created."""
     channel_id = _validate_channel_id(channel_id)
     reason = _require_reason(reason)
     locked = _lock(rollout)
+    _check_revision(locked, expected_revision)
     if variant not in locked.variants:
         raise InvalidChange(
             f"variant must be one of {', '.join(locked.variants)}; {variant!r} is not."
@@ -390,11 +393,19 @@ def set_override(
 
 
 @transaction.atomic
-def remove_override(rollout: Rollout | str, channel_id: str, *, actor: Actor, reason: str) -> bool:
+def remove_override(
+    rollout: Rollout | str,
+    channel_id: str,
+    *,
+    actor: Actor,
+    reason: str,
+    expected_revision: int | None = None,
+) -> bool:
     """Remove a channel's override. Returns False when there was none."""
     channel_id = _validate_channel_id(channel_id)
     reason = _require_reason(reason)
     locked = _lock(rollout)
+    _check_revision(locked, expected_revision)
     existing = ChannelOverride.objects.filter(rollout=locked, channel_id=channel_id).first()
     if existing is None:
         return False
@@ -452,3 +463,79 @@ def revoke_api_token(token: ApiToken, *, actor: Actor) -> ApiToken:
     token.save(update_fields=["revoked_at"])
     _audit(None, AuditEntry.Action.TOKEN_REVOKE, actor, f"token {token.name}", {"name": token.name}, {"name": token.name, "revoked": True})
     return token
+
+
+@transaction.atomic
+def hold_phase(
+    rollout: Rollout | str,
+    *,
+    actor: Actor,
+    reason: str,
+    expected_revision: int | None = None,
+) -> AuditEntry:
+    """Record the decision to stay in the current phase (nothing changes for the bot).
+
+    The audit row is a ``phase.change`` whose ``after`` carries ``"decision": "hold"``.
+    """
+    reason = _require_reason(reason)
+    locked = _lock(rollout)
+    _check_revision(locked, expected_revision)
+    if locked.current_phase is None:
+        raise InvalidChange("The rollout has not started; there is no phase to hold.")
+    state = snapshot(locked)
+    return _audit(
+        locked, AuditEntry.Action.PHASE_CHANGE, actor, reason, state, {**state, "decision": "hold"}
+    )
+
+
+@transaction.atomic
+def tick_checklist_item(
+    rollout: Rollout | str,
+    phase: Phase | int,
+    item: str,
+    *,
+    actor: Actor,
+    checked: bool,
+    reason: str = "",
+) -> ChecklistTick | None:
+    """Tick (``checked=True``) or clear one testing-checklist item of a phase.
+
+    Returns the tick, or None when the item is (now) unticked. A no-op when nothing changes.
+    The checklist is not part of the bot's config, so the config revision is not bumped.
+    """
+    from .checklist import ITEM_KEYS, LABELS
+
+    locked = _lock(rollout)
+    if isinstance(phase, Phase):
+        target = phase
+    else:
+        target = locked.phases.filter(order=phase).first()
+        if target is None:
+            raise InvalidChange(f"Rollout {locked.key} has no phase number {phase}.")
+    if target.rollout_id != locked.pk:
+        raise InvalidChange(f"Phase {target.name} belongs to another rollout.")
+    if item not in ITEM_KEYS:
+        raise InvalidChange(f"item must be one of {', '.join(ITEM_KEYS)}; {item!r} is not.")
+    reason = (reason or "").strip()[:2000]
+    existing = ChecklistTick.objects.filter(phase=target, item=item).first()
+    if bool(existing) == bool(checked):
+        return existing
+    before = {"phase": target.name, "item": item, "checked": existing is not None}
+    if checked:
+        tick = ChecklistTick.objects.create(
+            rollout=locked, phase=target, item=item, checked_by=actor.name, note=reason
+        )
+    else:
+        existing.delete()
+        tick = None
+    after = {"phase": target.name, "item": item, "checked": bool(checked)}
+    verb = "ticked" if checked else "cleared"
+    _audit(
+        locked,
+        AuditEntry.Action.CHECKLIST,
+        actor,
+        reason or f"{verb} {LABELS[item]} for {target.name}",
+        before,
+        after,
+    )
+    return tick

@@ -5,5 +5,25 @@ from . import views
 app_name = "rollout"
 urlpatterns = [
     path("", views.index, name="index"),
+    path("audit/", views.audit_log, name="audit"),
+    path("tokens/", views.tokens, name="tokens"),
+    path("tokens/new/", views.create_token, name="create_token"),
+    path("tokens/<int:pk>/revoke/", views.revoke_token, name="revoke_token"),
+    path("console/alerts/", views.alerts, name="alerts"),
     path("rollouts/<slug:key>/", views.detail, name="detail"),
+    path("rollouts/<slug:key>/sections/<slug:name>/", views.section, name="section"),
+    path("rollouts/<slug:key>/preview/", views.preview, name="preview"),
+    path("rollouts/<slug:key>/lookup/", views.lookup, name="lookup"),
+    path("rollouts/<slug:key>/percentage/", views.set_percentage, name="set_percentage"),
+    path("rollouts/<slug:key>/phase/", views.move_phase, name="move_phase"),
+    path("rollouts/<slug:key>/hold/", views.hold, name="hold"),
+    path("rollouts/<slug:key>/checklist/", views.tick, name="tick"),
+    path("rollouts/<slug:key>/overrides/", views.add_override, name="add_override"),
+    path(
+        "rollouts/<slug:key>/overrides/<str:channel_id>/remove/",
+        views.remove_override,
+        name="remove_override",
+    ),
+    path("rollouts/<slug:key>/rollback/", views.rollback, name="rollback"),
+    path("rollouts/<slug:key>/reenable/", views.reenable, name="reenable"),
 ]

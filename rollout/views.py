@@ -1,12 +1,182 @@
-"""Operator console pages (server-rendered, htmx for in-place updates)."""
+"""Operator console pages (server-rendered, htmx for in-place updates).
+
+Every change goes through ``rollout.services``. A console page is made of sections
+(``templates/rollout/partials/<name>.html``); a change answers with the changed section and an
+``HX-Trigger: rollout-changed`` header that the other sections listen for, so nothing needs a
+full reload. Without JavaScript the forms still post and the view redirects back to the page.
+
+Status codes of change views: 200 done (or nothing to do), 403 not an operator, 409 stale
+revision or an unmet phase gate (the section shows the current state and what changed), 422
+invalid input (the section shows the form with its errors).
+"""
 
 from __future__ import annotations
 
-from django.contrib.auth.decorators import login_required
-from django.http import HttpRequest, HttpResponse
-from django.shortcuts import get_object_or_404, redirect, render
+from datetime import timedelta
 
-from .models import Rollout
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.paginator import Paginator
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import timezone
+from django.views.decorators.http import require_GET, require_POST
+
+from . import checklist, exposure, services
+from .forms import (
+    AuditFilterForm,
+    ChecklistForm,
+    HoldForm,
+    OverrideForm,
+    PercentageForm,
+    PhaseForm,
+    PreviewForm,
+    ReEnableForm,
+    RemoveOverrideForm,
+    RollbackForm,
+    TokenForm,
+)
+from .models import ApiToken, AuditEntry, ChannelOverride, Rollout
+from .roles import operator_required
+from .templatetags.console import alerts_context
+
+SECTIONS = ("status", "timeline", "checklist", "percentage", "overrides")
+TRAFFIC_WINDOW = timedelta(days=1)
+CHANGED = "rollout-changed"
+
+
+# --- reading ---------------------------------------------------------------------------------
+
+
+def _get_rollout(key: str) -> Rollout:
+    return get_object_or_404(Rollout.objects.select_related("current_phase"), key=key)
+
+
+def _traffic(rollout: Rollout) -> tuple[list[str], dict[str, int]]:
+    """Channels seen and messages per channel over the last day, from the metrics app."""
+    try:
+        from metrics import selectors  # the UI reads metrics; the rollout domain never does
+    except ImportError:  # metrics intake not installed yet: no traffic seen
+        return [], {}
+    since = timezone.now() - TRAFFIC_WINDOW
+    return (
+        list(selectors.known_channels(rollout.key, since)),
+        dict(selectors.traffic_by_channel(rollout.key, since)),
+    )
+
+
+def _watch(rollout: Rollout) -> dict | None:
+    ends = rollout.phase_watch_ends_at()
+    if ends is None:
+        return None
+    now = timezone.now()
+    total = rollout.current_phase.min_watch.total_seconds() or 1
+    elapsed = (now - rollout.phase_started_at).total_seconds()
+    return {
+        "ends_at": ends,
+        "passed": ends <= now,
+        "left": max(ends - now, timedelta(0)),
+        "progress": max(0, min(100, int(100 * elapsed / total))),
+    }
+
+
+def _phase_rows(rollout: Rollout, phases: list) -> list[dict]:
+    current = rollout.current_phase
+    rows = []
+    for p in phases:
+        if current is None:
+            state = "next" if p is phases[0] else "future"
+        elif p.pk == current.pk:
+            state = "current"
+        elif p.order < current.order:
+            state = "done"
+        else:
+            state = (
+                "next"
+                if p.order
+                == min((q.order for q in phases if q.order > current.order), default=None)
+                else "future"
+            )
+        rows.append({"phase": p, "state": state})
+    return rows
+
+
+def _checklist_rows(phase) -> list[dict]:
+    if phase is None:
+        return []
+    ticks = {t.item: t for t in phase.checklist_ticks.all()}
+    return [
+        {"key": key, "label": label, "hint": hint, "tick": ticks.get(key)}
+        for key, label, hint in checklist.ITEMS
+    ]
+
+
+def _section_context(request: HttpRequest, rollout: Rollout, name: str, **extra) -> dict:
+    ctx: dict = {"rollout": rollout, "section": name, "now": timezone.now()}
+    if name == "status":
+        channels, traffic = _traffic(rollout)
+        rule = rollout.to_rule()
+        ctx["shares"] = exposure.variant_shares(rule, channels, traffic, ctx["now"])
+        ctx["known_channels"] = sum(s.channels for s in ctx["shares"])
+        ctx["total_traffic"] = sum(s.traffic for s in ctx["shares"])
+        ctx["override_count"] = len(rule.overrides)
+        ctx["watch"] = _watch(rollout)
+    elif name == "timeline":
+        phases = list(rollout.phases.order_by("order"))
+        ctx["phases"] = _phase_rows(rollout, phases)
+        ctx["watch"] = _watch(rollout)
+        nxt = rollout.next_phase()
+        ctx["next_phase"] = nxt
+        ctx["gate_problems"] = services.phase_gate_problems(rollout, nxt) if nxt else []
+        current = rollout.current_phase
+        ctx["earlier_phases"] = [p for p in phases if current and p.order < current.order]
+        ctx["on_current"] = bool(
+            current and rollout.enabled and rollout.percentage == current.percentage
+        )
+    elif name == "checklist":
+        phase = rollout.current_phase
+        ctx["phase"] = phase
+        ctx["items"] = _checklist_rows(phase)
+        ctx["ticked"] = sum(1 for i in ctx["items"] if i["tick"])
+    elif name == "percentage":
+        ctx["phase_marks"] = list(
+            rollout.phases.order_by("order").values_list("percentage", flat=True)
+        )
+    elif name == "overrides":
+        q = (request.GET.get("q") or "").strip()
+        overrides = rollout.overrides.all()
+        if q:
+            overrides = overrides.filter(channel_id__icontains=q)
+        ctx["q"] = q
+        ctx["overrides"] = list(overrides[:200])
+        ctx["variants"] = rollout.variants
+    ctx.update(extra)
+    if name == "percentage":
+        form = ctx.get("form")
+        data = form.data if form is not None else {}
+        ctx["pct_value"] = data.get("percentage", rollout.percentage)
+        ctx["simplified_value"] = data.get("simplified_percentage", rollout.simplified_percentage)
+    return ctx
+
+
+def _render_section(
+    request: HttpRequest,
+    rollout: Rollout,
+    name: str,
+    *,
+    status: int = 200,
+    changed: bool = False,
+    **extra,
+) -> HttpResponse:
+    response = render(
+        request,
+        f"rollout/partials/{name}.html",
+        _section_context(request, rollout, name, **extra),
+        status=status,
+    )
+    if changed:
+        response["HX-Trigger"] = CHANGED
+    return response
 
 
 @login_required
@@ -19,9 +189,442 @@ def index(request: HttpRequest) -> HttpResponse:
 
 @login_required
 def detail(request: HttpRequest, key: str) -> HttpResponse:
-    rollout = get_object_or_404(Rollout.objects.select_related("current_phase"), key=key)
+    rollout = _get_rollout(key)
+    sections = {name: _section_context(request, rollout, name) for name in SECTIONS}
+    return render(request, "rollout/detail.html", {"rollout": rollout, "sections": sections})
+
+
+@login_required
+@require_GET
+def section(request: HttpRequest, key: str, name: str) -> HttpResponse:
+    if name not in SECTIONS:
+        raise Http404("No such section.")
+    return _render_section(request, _get_rollout(key), name)
+
+
+@login_required
+@require_GET
+def alerts(request: HttpRequest) -> HttpResponse:
+    """The header's emergency button and the kill-switch banner, refreshed after changes."""
+    part = request.GET.get("part")
+    if part not in ("banner", "emergency"):
+        raise Http404("No such part.")
+    rollout = None
+    if request.GET.get("rollout"):
+        rollout = _get_rollout(request.GET["rollout"])
+    ctx = alerts_context(request, rollout)
+    return render(request, f"rollout/partials/{part}.html", ctx)
+
+
+@login_required
+@require_GET
+def preview(request: HttpRequest, key: str) -> HttpResponse:
+    """What saving a percentage would do, before saving it."""
+    rollout = _get_rollout(key)
+    form = PreviewForm(request.GET)
+    if not form.is_valid():
+        return render(
+            request, "rollout/partials/preview.html", {"rollout": rollout, "form": form}, status=422
+        )
+    pct = form.cleaned_data["percentage"]
+    simplified = form.cleaned_data["simplified_percentage"]
+    if simplified is None:
+        simplified = rollout.simplified_percentage
+    channels, traffic = _traffic(rollout)
+    before = rollout.to_rule()
+    after = exposure.with_percentages(before, pct, simplified)
+    result = exposure.preview_change(before, after, channels, traffic, timezone.now())
     return render(
         request,
-        "rollout/detail.html",
-        {"rollout": rollout, "phases": rollout.phases.order_by("order")},
+        "rollout/partials/preview.html",
+        {
+            "rollout": rollout,
+            "preview": result,
+            "percentage": pct,
+            "simplified": simplified,
+            "unchanged": pct == rollout.percentage and simplified == rollout.simplified_percentage,
+        },
     )
+
+
+@login_required
+@require_GET
+def lookup(request: HttpRequest, key: str) -> HttpResponse:
+    """Which version does channel X get, and why."""
+    rollout = _get_rollout(key)
+    channel_id = (request.GET.get("channel_id") or "").strip()
+    ctx: dict = {"rollout": rollout, "channel_id": channel_id}
+    status = 200
+    if channel_id:
+        try:
+            channel_id = services._validate_channel_id(channel_id)
+        except services.ServiceError as exc:
+            ctx["error"] = str(exc)
+            status = 422
+        else:
+            ctx["result"] = exposure.explain(rollout.to_rule(), channel_id, timezone.now())
+            ctx["override"] = ChannelOverride.objects.filter(
+                rollout=rollout, channel_id=channel_id
+            ).first()
+    return render(request, "rollout/partials/lookup.html", ctx, status=status)
+
+
+# --- changing --------------------------------------------------------------------------------
+
+
+def _actor(request: HttpRequest) -> services.Actor:
+    return services.Actor.of_user(request.user, via="web")
+
+
+def _conflict_context(rollout: Rollout, seen: int | None, exc: services.ServiceError) -> dict:
+    changes = []
+    if seen is not None:
+        changes = list(
+            AuditEntry.objects.filter(rollout=rollout, revision__gt=seen).order_by("created_at")[
+                :10
+            ]
+        )
+    return {"conflict": {"message": str(exc), "changes": changes, "seen": seen}}
+
+
+def _done(request: HttpRequest, rollout: Rollout, name: str, message: str, **extra) -> HttpResponse:
+    if not request.htmx:
+        messages.success(request, message)
+        return redirect("rollout:detail", key=rollout.key)
+    return _render_section(request, rollout, name, changed=True, notice=message, **extra)
+
+
+def _failed(
+    request: HttpRequest,
+    key: str,
+    name: str,
+    exc: services.ServiceError,
+    seen: int | None = None,
+    **extra,
+) -> HttpResponse:
+    rollout = _get_rollout(key)  # fresh: the current state
+    if not request.htmx:
+        messages.error(request, str(exc))
+        return redirect("rollout:detail", key=rollout.key)
+    if isinstance(exc, services.Conflict | services.GateNotMet):
+        ctx = (
+            _conflict_context(rollout, seen, exc)
+            if isinstance(exc, services.Conflict)
+            else {"error": str(exc)}
+        )
+        return _render_section(
+            request,
+            rollout,
+            name,
+            status=409,
+            changed=isinstance(exc, services.Conflict),
+            **ctx,
+            **extra,
+        )
+    return _render_section(request, rollout, name, status=exc.status, error=str(exc), **extra)
+
+
+def _invalid(request: HttpRequest, rollout: Rollout, name: str, form) -> HttpResponse:
+    if not request.htmx:
+        messages.error(request, "; ".join(" ".join(errs) for errs in form.errors.values()))
+        return redirect("rollout:detail", key=rollout.key)
+    return _render_section(request, rollout, name, status=422, form=form)
+
+
+@operator_required
+@require_POST
+def set_percentage(request: HttpRequest, key: str) -> HttpResponse:
+    rollout = _get_rollout(key)
+    form = PercentageForm(request.POST)
+    if not form.is_valid():
+        return _invalid(request, rollout, "percentage", form)
+    data = form.cleaned_data
+    try:
+        rollout = services.update_rollout(
+            rollout,
+            actor=_actor(request),
+            reason=data["reason"],
+            expected_revision=data["revision"],
+            percentage=data["percentage"],
+            simplified_percentage=data["simplified_percentage"],
+        )
+    except services.ServiceError as exc:
+        return _failed(request, key, "percentage", exc, data["revision"])
+    return _done(
+        request,
+        rollout,
+        "percentage",
+        f"Saved: {rollout.percentage}% to {rollout.treatment_variant} "
+        f"({rollout.simplified_percentage}% of them {rollout.simplified_variant}).",
+    )
+
+
+@operator_required
+@require_POST
+def move_phase(request: HttpRequest, key: str) -> HttpResponse:
+    rollout = _get_rollout(key)
+    form = PhaseForm(request.POST)
+    if not form.is_valid():
+        return _invalid(request, rollout, "timeline", form)
+    data = form.cleaned_data
+    try:
+        rollout = services.move_to_phase(
+            rollout,
+            phase=data["phase"],
+            actor=_actor(request),
+            reason=data["reason"],
+            expected_revision=data["revision"],
+            gate_override_reason=data["gate_override_reason"],
+        )
+    except services.ServiceError as exc:
+        return _failed(request, key, "timeline", exc, data["revision"])
+    phase = rollout.current_phase
+    return _done(request, rollout, "timeline", f"Now in {phase.name}: {rollout.percentage}%.")
+
+
+@operator_required
+@require_POST
+def hold(request: HttpRequest, key: str) -> HttpResponse:
+    rollout = _get_rollout(key)
+    form = HoldForm(request.POST)
+    if not form.is_valid():
+        return _invalid(request, rollout, "timeline", form)
+    data = form.cleaned_data
+    try:
+        services.hold_phase(
+            rollout,
+            actor=_actor(request),
+            reason=data["reason"],
+            expected_revision=data["revision"],
+        )
+    except services.ServiceError as exc:
+        return _failed(request, key, "timeline", exc, data["revision"])
+    return _done(request, rollout, "timeline", f"Holding at {rollout.current_phase.name}.")
+
+
+@operator_required
+@require_POST
+def tick(request: HttpRequest, key: str) -> HttpResponse:
+    rollout = _get_rollout(key)
+    form = ChecklistForm(request.POST)
+    if not form.is_valid():
+        return _invalid(request, rollout, "checklist", form)
+    data = form.cleaned_data
+    try:
+        services.tick_checklist_item(
+            rollout, data["phase"], data["item"], actor=_actor(request), checked=data["checked"]
+        )
+    except services.ServiceError as exc:
+        return _failed(request, key, "checklist", exc)
+    label = checklist.LABELS.get(data["item"], data["item"])
+    return _done(
+        request,
+        _get_rollout(key),
+        "checklist",
+        f"{'Ticked' if data['checked'] else 'Cleared'}: {label}.",
+    )
+
+
+@operator_required
+@require_POST
+def add_override(request: HttpRequest, key: str) -> HttpResponse:
+    rollout = _get_rollout(key)
+    form = OverrideForm(request.POST, rollout=rollout)
+    if not form.is_valid():
+        return _invalid(request, rollout, "overrides", form)
+    data = form.cleaned_data
+    try:
+        override, created = services.set_override(
+            rollout,
+            data["channel_id"],
+            variant=data["variant"],
+            actor=_actor(request),
+            reason=data["reason"],
+            expires_at=data["expires_at"],
+            expected_revision=data["revision"],
+        )
+    except services.ServiceError as exc:
+        return _failed(request, key, "overrides", exc, data["revision"], form=form)
+    verb = "Added" if created else "Updated"
+    return _done(
+        request,
+        _get_rollout(key),
+        "overrides",
+        f"{verb} override: channel {override.channel_id} gets {override.variant}.",
+    )
+
+
+@operator_required
+@require_POST
+def remove_override(request: HttpRequest, key: str, channel_id: str) -> HttpResponse:
+    rollout = _get_rollout(key)
+    post = request.POST.copy()
+    if not post.get("reason") and request.headers.get("HX-Prompt"):
+        post["reason"] = request.headers["HX-Prompt"]
+    form = RemoveOverrideForm(post)
+    if not form.is_valid():
+        return _invalid(request, rollout, "overrides", form)
+    data = form.cleaned_data
+    try:
+        removed = services.remove_override(
+            rollout,
+            channel_id,
+            actor=_actor(request),
+            reason=data["reason"],
+            expected_revision=data["revision"],
+        )
+    except services.ServiceError as exc:
+        return _failed(request, key, "overrides", exc, data["revision"])
+    message = (
+        f"Removed the override of channel {channel_id}."
+        if removed
+        else f"Channel {channel_id} had no override."
+    )
+    return _done(request, _get_rollout(key), "overrides", message)
+
+
+@operator_required
+def rollback(request: HttpRequest, key: str) -> HttpResponse:
+    """The emergency rollback. GET is the no-JavaScript confirmation page; POST engages it."""
+    rollout = _get_rollout(key)
+    if request.method == "GET":
+        return render(
+            request, "rollout/rollback_confirm.html", {"rollout": rollout, "form": RollbackForm()}
+        )
+    if request.method != "POST":
+        return HttpResponse(status=405, headers={"Allow": "GET, POST"})
+    form = RollbackForm(request.POST)
+    if not form.is_valid():
+        if request.htmx:
+            return render(
+                request,
+                "rollout/partials/rollback_form.html",
+                {"target": rollout, "form": form},
+                status=422,
+            )
+        return render(
+            request, "rollout/rollback_confirm.html", {"rollout": rollout, "form": form}, status=422
+        )
+    services.engage_kill_switch(rollout, actor=_actor(request), reason=form.cleaned_data["reason"])
+    if not request.htmx:
+        messages.warning(request, "Emergency rollback done: every channel gets v1.")
+        return redirect("rollout:detail", key=rollout.key)
+    response = HttpResponse(status=204)
+    response["HX-Trigger"] = CHANGED
+    return response
+
+
+@operator_required
+@require_POST
+def reenable(request: HttpRequest, key: str) -> HttpResponse:
+    rollout = _get_rollout(key)
+    form = ReEnableForm(request.POST)
+    ok = form.is_valid()
+    if ok:
+        data = form.cleaned_data
+        try:
+            services.release_kill_switch(
+                rollout,
+                actor=_actor(request),
+                reason=data["reason"],
+                percentage=data["percentage"],
+                expected_revision=data["revision"],
+            )
+        except services.ServiceError as exc:
+            ok, error, status = False, str(exc), exc.status
+    else:
+        error = "; ".join(" ".join(e) for e in form.errors.values())
+        status = 422
+    if not request.htmx:
+        if ok:
+            messages.success(request, "Re-enabled.")
+        else:
+            messages.error(request, error)
+        return redirect("rollout:detail", key=rollout.key)
+    rollout = _get_rollout(key)
+    ctx = alerts_context(request, rollout)
+    if not ok:
+        ctx["error"] = error
+        return render(request, "rollout/partials/banner.html", ctx, status=status)
+    response = render(request, "rollout/partials/banner.html", ctx)
+    response["HX-Trigger"] = CHANGED
+    return response
+
+
+# --- audit log and tokens ----------------------------------------------------------------------
+
+
+@login_required
+@require_GET
+def audit_log(request: HttpRequest) -> HttpResponse:
+    form = AuditFilterForm(request.GET or None)
+    entries = AuditEntry.objects.select_related("rollout")
+    if form.is_valid():
+        data = form.cleaned_data
+        if data["rollout"] == "-":
+            entries = entries.filter(rollout__isnull=True)
+        elif data["rollout"]:
+            entries = entries.filter(rollout__key=data["rollout"])
+        if data["actor"]:
+            entries = entries.filter(actor__iexact=data["actor"])
+        if data["action"]:
+            entries = entries.filter(action=data["action"])
+    page = Paginator(entries, 50).get_page(request.GET.get("page"))
+    query = request.GET.copy()
+    query.pop("page", None)
+    ctx = {
+        "form": form,
+        "page": page,
+        "query": query.urlencode(),
+        "rollouts": Rollout.objects.values_list("key", flat=True),
+        "actors": AuditEntry.objects.order_by("actor").values_list("actor", flat=True).distinct(),
+        "actions": AuditEntry.Action.choices,
+    }
+    template = "rollout/partials/audit_rows.html" if request.htmx else "rollout/audit.html"
+    return render(request, template, ctx)
+
+
+def _tokens_context(**extra) -> dict:
+    return {"tokens": list(ApiToken.objects.order_by("-created_at")), "form": TokenForm(), **extra}
+
+
+@login_required
+@require_GET
+def tokens(request: HttpRequest) -> HttpResponse:
+    return render(request, "rollout/tokens.html", _tokens_context())
+
+
+@operator_required
+@require_POST
+def create_token(request: HttpRequest) -> HttpResponse:
+    form = TokenForm(request.POST)
+    status, extra = 200, {}
+    if not form.is_valid():
+        status, extra = 422, {"form": form}
+    else:
+        try:
+            token, raw = services.create_api_token(
+                name=form.cleaned_data["name"],
+                scopes=form.cleaned_data["scopes"],
+                actor=_actor(request),
+            )
+        except services.ServiceError as exc:
+            status, extra = exc.status, {"form": form, "error": str(exc)}
+        else:
+            extra = {"new_token": token, "raw_token": raw}
+    ctx = _tokens_context(**extra)
+    if request.htmx:
+        return render(request, "rollout/partials/tokens.html", ctx, status=status)
+    return render(request, "rollout/tokens.html", ctx, status=status)
+
+
+@operator_required
+@require_POST
+def revoke_token(request: HttpRequest, pk: int) -> HttpResponse:
+    token = get_object_or_404(ApiToken, pk=pk)
+    services.revoke_api_token(token, actor=_actor(request))
+    ctx = _tokens_context(notice=f"Revoked {token.name}.")
+    if request.htmx:
+        return render(request, "rollout/partials/tokens.html", ctx)
+    messages.success(request, f"Revoked {token.name}.")
+    return redirect("rollout:tokens")
