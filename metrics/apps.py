@@ -5,3 +5,13 @@ class MetricsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
     name = "metrics"
     verbose_name = "Metrics"
+
+    def ready(self) -> None:
+        from django.db.models.signals import post_delete, post_save
+
+        from . import reference
+        from .models import CorrectionPattern, EmojiSentiment, ModelPrice
+
+        for model in (ModelPrice, EmojiSentiment, CorrectionPattern):
+            post_save.connect(reference.invalidate, sender=model, dispatch_uid=f"metrics-ref-save-{model.__name__}")
+            post_delete.connect(reference.invalidate, sender=model, dispatch_uid=f"metrics-ref-del-{model.__name__}")

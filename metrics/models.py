@@ -276,3 +276,7 @@ class CorrectionPattern(models.Model):
             re.compile(self.pattern)
         except re.error as exc:
             raise ValidationError({"pattern": f"Not a valid regular expression: {exc}."}) from None
+
+
+# Human review (weekly samples, items, grades) lives in its own module; see docs/reviews.md.
+from .review_models import ReviewGrade, ReviewItem, ReviewSample  # noqa: E402,F401

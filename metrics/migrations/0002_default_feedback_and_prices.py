@@ -18,7 +18,10 @@ NEUTRAL = ["🤔", "👀", "😮", "😲", "🫡", "🤷"]
 
 PATTERNS = [
     (r"^\W*actually\b", "the guide's \"actually...\""),
-    (r"^\W*no\b[\s,.!]", "the guide's \"no...\" (no, / no. / no it's...)"),
+    (
+        r"^\W*no\b(?![\s,.!]*(?:worries|problem|probs?|thanks|thank|way|idea|need|rush|biggie|clue|prob)\b)(?:[\s,.!]|$)",
+        "the guide's \"no...\" (no, / no. / no it's...), not \"no worries\" or \"no thanks\"",
+    ),
     (r"^\W*nope\b", ""),
     (r"^\W*wrong\b", ""),
     (r"\bthat'?s (?:wrong|incorrect|not (?:right|true|correct|it|what i (?:asked|meant|said)))", ""),
