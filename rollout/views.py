@@ -53,15 +53,16 @@ def _get_rollout(key: str) -> Rollout:
 
 
 def _traffic(rollout: Rollout) -> tuple[list[str], dict[str, int]]:
-    """Channels seen and messages per channel over the last day, from the metrics app."""
-    try:
-        from metrics import selectors  # the UI reads metrics; the rollout domain never does
-    except ImportError:  # metrics intake not installed yet: no traffic seen
-        return [], {}
+    """Channels seen and replies per channel over the last day, from the metrics app.
+
+    Imported here: the console (UI) reads metrics; the rollout domain itself never does.
+    """
+    from metrics import selectors
+
     since = timezone.now() - TRAFFIC_WINDOW
     return (
-        list(selectors.known_channels(rollout.key, since)),
-        dict(selectors.traffic_by_channel(rollout.key, since)),
+        selectors.known_channels(rollout.key, since),
+        selectors.traffic_by_channel(rollout.key, since),
     )
 
 
