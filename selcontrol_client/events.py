@@ -380,7 +380,8 @@ class EventCore:
         self.spool = spool
         self.batch_size = max(1, min(batch_size, 1000))
         self.max_buffer = max(1, max_buffer)
-        self.hard_cap = self.max_buffer * 2
+        # Memory bound while the spool thread catches up with a burst; beyond it, drop oldest.
+        self.hard_cap = self.max_buffer * 10
         self.spool_after = spool_after
         self.backoff_base = backoff_base
         self.backoff_max = backoff_max
@@ -388,6 +389,8 @@ class EventCore:
         self.stats = Stats()
         self._buf: deque[dict[str, Any]] = deque()
         self._lock = threading.Lock()
+        self._spool_lock = threading.Lock()  # one writer of spool files at a time
+        self._spooling = False  # an overflow spool thread is running
         self.in_flight = 0
         self.limit = self.batch_size  # lowered while a refused batch is being halved
         self.failures = 0  # consecutive failed attempts
@@ -409,13 +412,21 @@ class EventCore:
                 # The sender has not kept up (no spool, or a failing disk): keep the newest.
                 self._buf.popleft()
                 self.stats.add("dropped")
-                logger.error(
-                    "selcontrol: event buffer full (%s); dropped the oldest event", self.hard_cap
-                )
+                if self.stats.get("dropped") % 1000 == 1:
+                    logger.error(
+                        "selcontrol: event buffer full (%s); dropping the oldest events",
+                        self.hard_cap,
+                    )
             self._buf.append(event)
             size = len(self._buf)
+            overflow = size > self.max_buffer and self.spool is not None and not self._spooling
+            if overflow:
+                self._spooling = True
         self.stats.add("recorded")
-        if size >= self.batch_size or size > self.max_buffer:
+        if overflow:
+            # Off the bot's thread, and independent of a sender stuck in a slow request.
+            threading.Thread(target=self.spool_buffer, name="selcontrol-spool", daemon=True).start()
+        elif size >= self.batch_size:
             self.wake()
 
     def buffered(self) -> int:
@@ -454,18 +465,24 @@ class EventCore:
     def spool_buffer(self) -> None:
         """Move everything buffered to disk in batch-sized files (blocking file I/O)."""
         assert self.spool is not None
-        while True:
-            with self._lock:
-                chunk = [self._buf.popleft() for _ in range(min(self.batch_size, len(self._buf)))]
-            if not chunk:
-                return
-            if self.spool.write(chunk):
-                self.stats.add("spooled", len(chunk))
-                self.spool_pending += len(chunk)
-            else:
-                with self._lock:
-                    self._buf.extendleft(reversed(chunk))
-                return
+        with self._spool_lock:
+            try:
+                while True:
+                    with self._lock:
+                        n = min(self.batch_size, len(self._buf))
+                        chunk = [self._buf.popleft() for _ in range(n)]
+                    if not chunk:
+                        return
+                    if self.spool.write(chunk):
+                        self.stats.add("spooled", len(chunk))
+                        with self._lock:
+                            self.spool_pending += len(chunk)
+                    else:
+                        with self._lock:
+                            self._buf.extendleft(reversed(chunk))
+                        return
+            finally:
+                self._spooling = False
 
     def take_batch(self) -> list[dict[str, Any]]:
         with self._lock:
@@ -567,4 +584,5 @@ class EventCore:
     def _spool_done(self, path: Path, n: int) -> None:
         assert self.spool is not None
         self.spool.remove(path)
-        self.spool_pending = max(0, self.spool_pending - n)
+        with self._lock:
+            self.spool_pending = max(0, self.spool_pending - n)
