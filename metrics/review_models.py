@@ -58,7 +58,9 @@ class ReviewItem(models.Model):
     response = models.OneToOneField(
         "metrics.ResponseEvent", on_delete=models.PROTECT, related_name="review_item"
     )
-    position = models.PositiveIntegerField(help_text="Queue order (shuffled: says nothing of the variant)")
+    position = models.PositiveIntegerField(
+        help_text="Queue order (shuffled: says nothing of the variant)"
+    )
     grades_needed = models.PositiveSmallIntegerField(default=1, help_text="2 when double graded")
     held_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
@@ -94,7 +96,9 @@ class ReviewGrade(models.Model):
         NA = "na", "Not applicable"
 
     item = models.ForeignKey(ReviewItem, on_delete=models.CASCADE, related_name="grades")
-    reviewer = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    reviewer = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
+    )
     hallucination = models.CharField(max_length=8, choices=Hallucination.choices, blank=True)
     hallucination_note = models.TextField(blank=True)
     format = models.CharField(max_length=16, choices=Format.choices, blank=True)
@@ -109,7 +113,9 @@ class ReviewGrade(models.Model):
     class Meta:
         ordering = ["item", "submitted_at", "id"]
         constraints = [
-            models.UniqueConstraint(fields=["item", "reviewer"], name="review_grade_once_per_reviewer"),
+            models.UniqueConstraint(
+                fields=["item", "reviewer"], name="review_grade_once_per_reviewer"
+            ),
             models.CheckConstraint(
                 condition=models.Q(sounds_like_sel__isnull=True)
                 | models.Q(sounds_like_sel__gte=1, sounds_like_sel__lte=5),
