@@ -210,3 +210,42 @@ LOGGING = {
 
 # Product knobs.
 SELCONTROL_DEFAULT_ROLLOUT = env_str("SELCONTROL_DEFAULT_ROLLOUT", "prompts_v2")
+
+# --- Production readiness: security headers, rate limits, structured logs, /metrics -------------
+# (selcontrol/security.py, selcontrol/logging.py, selcontrol/telemetry.py; docs/operations.md)
+from selcontrol.logging import logging_config  # noqa: E402  (stdlib-only at import time)
+
+MIDDLEWARE[0:0] = [
+    "selcontrol.logging.RequestIdMiddleware",  # first: every later log line has the request id
+    "selcontrol.telemetry.TelemetryMiddleware",
+]
+MIDDLEWARE.insert(
+    MIDDLEWARE.index("django.middleware.security.SecurityMiddleware") + 1,
+    "selcontrol.security.SecurityHeadersMiddleware",
+)
+MIDDLEWARE.insert(
+    MIDDLEWARE.index("whitenoise.middleware.WhiteNoiseMiddleware") + 1,
+    "selcontrol.security.RateLimitMiddleware",
+)
+INSTALLED_APPS.append("ninja")  # /api/v1/docs from our own static files, not a CDN (CSP)
+
+LOG_FORMAT = env_str("LOG_FORMAT", "plain")
+LOGGING = logging_config(LOG_FORMAT, env_str("LOG_LEVEL", "INFO"))
+
+# Fixed one-minute windows in the shared cache; 0 turns a limit off.
+SELCONTROL_API_RATE_LIMIT = env_int("SELCONTROL_API_RATE_LIMIT", 6000)  # per token
+SELCONTROL_LOGIN_RATE_LIMIT = env_int("SELCONTROL_LOGIN_RATE_LIMIT", 10)  # per IP and username
+SELCONTROL_LOGIN_IP_RATE_LIMIT = env_int("SELCONTROL_LOGIN_IP_RATE_LIMIT", 60)  # per IP
+SELCONTROL_TRUSTED_PROXY_HOPS = env_int("SELCONTROL_TRUSTED_PROXY_HOPS", 0)
+SELCONTROL_API_PREFIX = "/api/"
+SELCONTROL_CSP: dict[str, str] = {}  # per-directive overrides of selcontrol.security.DEFAULT_CSP
+SELCONTROL_CSP_REPORT_ONLY = env_bool("SELCONTROL_CSP_REPORT_ONLY", False)
+SELCONTROL_METRICS_TOKEN = env_str("SELCONTROL_METRICS_TOKEN")
+SELCONTROL_TELEMETRY_FLUSH_SECONDS = float(env_str("SELCONTROL_TELEMETRY_FLUSH_SECONDS", "2"))
+
+# Load balancers probe over plain HTTP: never redirect the probes and the scrape to HTTPS.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]
+if REDIS_URL:  # a hung Redis must cost a request a second at most, not forever
+    CACHES["default"].setdefault("OPTIONS", {}).update(
+        {"socket_connect_timeout": 1, "socket_timeout": 1}
+    )
