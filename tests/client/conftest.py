@@ -7,7 +7,6 @@ Ports 8400-8449 belong to these tests.
 
 from __future__ import annotations
 
-import importlib
 import json
 import os
 import socket
@@ -125,10 +124,34 @@ def server(django_db_setup, django_db_blocker) -> Iterator[ServerProcess]:
     proc.stop()
 
 
+def replay_data_migrations() -> None:
+    """Re-run the data migrations (RunPython) of the project's apps, in order: a transactional
+    test's flush deletes what they created (the prompts_v2 rollout, groups, the config revision
+    row, metrics' emoji sentiments and prices...). Each runs in its own savepoint; one that
+    cannot run twice is skipped."""
+    from django.db import connection, transaction
+    from django.db.migrations.loader import MigrationLoader
+    from django.db.migrations.operations.special import RunPython
+
+    loader = MigrationLoader(connection)
+    targets = [key for key in loader.graph.leaf_nodes() if key[0] in ("rollout", "metrics")]
+    plan: list[tuple[str, str]] = []
+    for target in sorted(targets):
+        plan += [k for k in loader.graph.forwards_plan(target) if k not in plan]
+    for key in plan:
+        if key[0] not in ("rollout", "metrics"):
+            continue
+        for operation in loader.graph.nodes[key].operations:
+            if isinstance(operation, RunPython):
+                try:
+                    with transaction.atomic():
+                        operation.code(apps, None)
+                except Exception:  # noqa: BLE001 - not idempotent: its rows are there already
+                    pass
+
+
 def recreate_default_rollout() -> Rollout:
-    """What the data migration creates and a transactional test's flush deletes."""
-    migration = importlib.import_module("rollout.migrations.0002_default_rollout")
-    migration.forwards(apps, None)
+    replay_data_migrations()
     return Rollout.objects.get(key="prompts_v2")
 
 
