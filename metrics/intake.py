@@ -40,8 +40,11 @@ class IntakeResult:
         return {"accepted": self.accepted, "duplicates": self.duplicates, "rejected": self.rejected}
 
 
-def record_events(events: list[Any], *, now: datetime | None = None) -> IntakeResult:
-    """Validate and store a batch of events; see the module docstring."""
+def record_events(
+    events: list[Any], *, now: datetime | None = None, schedule: bool = True
+) -> IntakeResult:
+    """Validate and store a batch of events; see the module docstring. ``schedule=False`` leaves
+    the rollup run to the caller (a backfill runs ``rollups.catch_up`` once at its end)."""
     now = now or datetime.now(UTC)
     result = IntakeResult()
     valid: dict[str, list[Event]] = {"response": [], "reaction": [], "followup": []}
@@ -102,7 +105,7 @@ def record_events(events: list[Any], *, now: datetime | None = None) -> IntakeRe
                 buckets.add(replies[target])
         rollups.lock_buckets_shared(buckets)
         rollups.mark_dirty(buckets)
-        if buckets:
+        if buckets and schedule:
             from .tasks import schedule_rollups
 
             transaction.on_commit(schedule_rollups, robust=True)

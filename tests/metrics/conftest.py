@@ -86,6 +86,18 @@ def totals(since: datetime = T0 - timedelta(days=1), until: datetime = T0 + time
 
 
 @pytest.fixture
+def committed(transactional_db) -> None:
+    """transactional_db flushes every table after each test, the migrations' rows included:
+    put back the default rollout, sentiment map, patterns and prices."""
+    import importlib
+
+    from django.apps import apps
+
+    for module in ("rollout.migrations.0002_default_rollout", "metrics.migrations.0002_default_feedback_and_prices"):
+        importlib.import_module(module).forwards(apps, None)
+
+
+@pytest.fixture
 def bot(reader):
     """The bot's API client (config:read, events:write)."""
     return reader

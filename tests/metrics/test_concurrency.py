@@ -3,7 +3,6 @@ racing retries, a reply and its reaction racing, and a real Celery worker killed
 
 from __future__ import annotations
 
-import importlib
 import os
 import signal
 import subprocess
@@ -15,7 +14,6 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from django.apps import apps
 from django.db import close_old_connections, connection, connections
 
 from metrics import rollups
@@ -26,14 +24,6 @@ from selcontrol.celery import app as celery_app
 from .conftest import T0, reaction, response
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture
-def committed(transactional_db) -> None:
-    """transactional_db flushes every table after each test, the migrations' rows included:
-    put back the default rollout, sentiment map, patterns and prices."""
-    for module in ("rollout.migrations.0002_default_rollout", "metrics.migrations.0002_default_feedback_and_prices"):
-        importlib.import_module(module).forwards(apps, None)
 
 
 def _in_threads(*jobs) -> list:
