@@ -112,11 +112,12 @@ def _candidates(
 
 
 def _lock_draws(rollout_key: str) -> None:
+    """Serialise draws of one rollout (a transaction-scoped advisory lock on PostgreSQL; SQLite
+    serialises writers anyway)."""
     if connection.vendor == "postgresql":
+        key = (7207 << 32) | zlib.crc32(rollout_key.encode())
         with connection.cursor() as cursor:
-            cursor.execute(
-                "SELECT pg_advisory_xact_lock(%s, %s)", [7207, zlib.crc32(rollout_key.encode())]
-            )
+            cursor.execute("SELECT pg_advisory_xact_lock(%s::bigint)", [key])
 
 
 def draw_sample(
@@ -377,7 +378,8 @@ def clean_grade(data: Mapping[str, Any], *, final: bool) -> tuple[dict[str, Any]
         text = str(data.get(name) or "").replace("\x00", "").strip()
         if len(text) > NOTE_LIMIT:
             errors[name] = (
-                f"{name.replace('_', ' ').capitalize()} is {len(text)} characters long; the limit is {NOTE_LIMIT}."
+                f"{name.replace('_', ' ').capitalize()} is {len(text)} characters long; "
+                f"the limit is {NOTE_LIMIT}."
             )
         values[name] = text[:NOTE_LIMIT]
     if (
@@ -652,6 +654,18 @@ def weekly_review_rates(rollout_key: str, since: datetime, until: datetime) -> l
         row["hallucination_rate"] = row["hallucinations"] / n if n else None
         ci = review_sampling.wilson_interval(row["hallucinations"], n)
         row["hallucination_ci"] = list(ci) if ci else None
+    return rows
+
+
+def dashboard_weekly(rollout_key: str, since: datetime, until: datetime) -> list[dict[str, Any]]:
+    """weekly_review_rates in the dashboard's vocabulary (metrics.series.REVIEW_METRICS)."""
+    rows = []
+    for row in weekly_review_rates(rollout_key, since, until):
+        out = dict(row)
+        out["week"] = datetime.combine(row["week"], time(0), tzinfo=UTC)
+        out["format_ok"] = row["format_followed"]
+        out["calibrated"] = row["uncertainty_ok"]
+        rows.append(out)
     return rows
 
 

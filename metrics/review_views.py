@@ -1,0 +1,361 @@
+"""Review pages: samples, the one-reply-at-a-time queue, and the results list.
+
+Reviewers and operators draw samples and grade (rollout.roles.reviewer_required); viewers see
+the results list only (the "Reviews" link takes them there). The queue never puts the reply's
+variant (nor its channel id or model, which would give it away) in the page until the grade is
+saved; the saved fragment then shows it. Status codes of the grading posts: 200 saved,
+409 held by another reviewer or already fully graded, 422 incomplete rubric (the form comes
+back with the errors).
+"""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+
+from django.contrib.auth.decorators import login_required
+from django.core.paginator import Paginator
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.utils import timezone
+from django.views.decorators.http import require_GET, require_POST
+
+from rollout.roles import is_reviewer, reviewer_required
+from rollout.services import Actor
+
+from . import reviews
+from .review_models import ReviewGrade, ReviewItem, ReviewSample
+
+PAGE_SIZE = 50
+
+# The rubric as the queue shows it: field, shortcut prefix, legend, (value, label, key) options.
+RUBRIC = (
+    (
+        "hallucination",
+        "h",
+        "Hallucination",
+        (("none", "None", "1"), ("minor", "Minor", "2"), ("major", "Major", "3")),
+    ),
+    (
+        "format",
+        "f",
+        "Format compliance",
+        (("followed", "Followed", "1"), ("not_followed", "Not followed", "2"), ("na", "N/A", "3")),
+    ),
+    (
+        "uncertainty",
+        "u",
+        "Uncertainty",
+        (
+            ("appropriate", "Appropriate", "1"),
+            ("overconfident", "Overconfident", "2"),
+            ("overcautious", "Overcautious", "3"),
+            ("na", "N/A", "4"),
+        ),
+    ),
+    (
+        "consistent",
+        "c",
+        "Consistent with the conversation",
+        (("yes", "Yes", "1"), ("no", "No", "2")),
+    ),
+    (
+        "sounds_like_sel",
+        "s",
+        "Sounds like Sel",
+        tuple((str(n), str(n), str(n)) for n in range(1, 6)),
+    ),
+)
+
+
+def rubric(values: dict, errors: dict) -> list[dict]:
+    return [
+        {
+            "name": name,
+            "prefix": prefix,
+            "legend": legend,
+            "error": errors.get(name, ""),
+            "options": [
+                {"value": v, "label": label, "key": key, "checked": str(values.get(name, "")) == v}
+                for v, label, key in options
+            ],
+        }
+        for name, prefix, legend, options in RUBRIC
+    ]
+
+
+def _default_rollout() -> str:
+    from django.conf import settings
+
+    return getattr(settings, "SELCONTROL_DEFAULT_ROLLOUT", "prompts_v2")
+
+
+def _rollout_keys() -> list[str]:
+    from rollout.models import Rollout
+
+    return list(Rollout.objects.order_by("key").values_list("key", flat=True)) or [
+        _default_rollout()
+    ]
+
+
+# --- samples -----------------------------------------------------------------------------------
+
+
+@login_required
+@require_GET
+def index(request: HttpRequest) -> HttpResponse:
+    if not is_reviewer(request.user):
+        return redirect("metrics:review_results")
+    return _render_index(request, {}, {}, status=200)
+
+
+def _render_index(request, form: dict, errors: dict, status: int) -> HttpResponse:
+    samples = list(ReviewSample.objects.all()[:30])
+    for sample in samples:
+        sample.progress = reviews.sample_progress(sample)
+    defaults = {
+        "rollout": _rollout_keys()[0],
+        "week": reviews.previous_week().isoformat(),
+        "size": reviews.sample_size_default(),
+        "double_percent": round(reviews.double_share_default() * 100),
+    }
+    return render(
+        request,
+        "metrics/review_index.html",
+        {
+            "samples": samples,
+            "form": {**defaults, **form},
+            "errors": errors,
+            "rollouts": _rollout_keys(),
+        },
+        status=status,
+    )
+
+
+@reviewer_required
+@require_POST
+def draw(request: HttpRequest) -> HttpResponse:
+    data = request.POST
+    form = {
+        k: data.get(k, "").strip() for k in ("rollout", "week", "size", "double_percent", "reason")
+    }
+    errors: dict[str, str] = {}
+    try:
+        week = date.fromisoformat(form["week"])
+    except ValueError:
+        errors["week"] = "week must be a date (YYYY-MM-DD), the Monday the week starts."
+        week = None
+    if week is not None and week.weekday() != 0:
+        week = week - timedelta(days=week.weekday())  # any day of the week means that week
+    try:
+        size = int(form["size"])
+        if not 1 <= size <= 1000:
+            raise ValueError
+    except ValueError:
+        errors["size"] = "size must be a whole number between 1 and 1000."
+    try:
+        double = float(form["double_percent"] or 0)
+        if not 0 <= double <= 100:
+            raise ValueError
+    except ValueError:
+        errors["double_percent"] = "double grading must be a percentage between 0 and 100."
+    if form["rollout"] not in _rollout_keys():
+        errors["rollout"] = "rollout must be one of the rollouts listed."
+    if errors:
+        return _render_index(request, form, errors, status=422)
+    sample = reviews.draw_sample(
+        rollout_key=form["rollout"],
+        week_start=week,
+        size=size,
+        double_share=double / 100,
+        actor=Actor.of_user(request.user),
+        reason=form["reason"],
+    )
+    return redirect("metrics:review_sample", pk=sample.pk)
+
+
+@reviewer_required
+@require_GET
+def sample_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    sample = get_object_or_404(ReviewSample, pk=pk)
+    reproduced = None
+    if request.GET.get("verify"):
+        reproduced = reviews.reproduce(sample) == reviews.sample_response_ids(sample)
+    by_reviewer = {}
+    for name, _saved in ReviewGrade.objects.filter(
+        item__sample=sample, submitted_at__isnull=False
+    ).values_list("reviewer__username", "submitted_at"):
+        by_reviewer[name] = by_reviewer.get(name, 0) + 1
+    return render(
+        request,
+        "metrics/review_sample.html",
+        {
+            "sample": sample,
+            "progress": reviews.sample_progress(sample, request.user),
+            "agreement": reviews.sample_agreement(sample),
+            "allocation": sorted(sample.allocation.items()),
+            "by_reviewer": sorted(by_reviewer.items()),
+            "reproduced": reproduced,
+        },
+    )
+
+
+# --- the queue ---------------------------------------------------------------------------------
+
+
+def _item_context(request, item: ReviewItem, *, values=None, errors=None, token: str = "") -> dict:
+    grade = ReviewGrade.objects.filter(item=item, reviewer=request.user).first()
+    values = values if values is not None else reviews.grade_form_values(grade)
+    errors = errors or {}
+    return {
+        "rubric": rubric(values, errors),
+        "sample": item.sample,
+        "item": item,
+        "reply": item.response,
+        "before": reviews.conversation_before(item.response),
+        "values": values,
+        "errors": errors,
+        "token": token or item.hold_token,
+        "progress": reviews.sample_progress(item.sample, request.user),
+        "second": item.grades_needed > 1
+        and item.grades.filter(submitted_at__isnull=False).exclude(reviewer=request.user).exists(),
+        "lease_seconds": int(reviews.lease().total_seconds()),
+    }
+
+
+@reviewer_required
+@require_GET
+def queue(request: HttpRequest, pk: int) -> HttpResponse:
+    sample = get_object_or_404(ReviewSample, pk=pk)
+    item = reviews.next_item(sample, request.user)
+    if item is None:
+        return render(
+            request,
+            "metrics/review_done.html",
+            {"sample": sample, "progress": reviews.sample_progress(sample, request.user)},
+        )
+    return render(request, "metrics/review_queue.html", _item_context(request, item))
+
+
+def _item(pk: int) -> ReviewItem:
+    return get_object_or_404(ReviewItem.objects.select_related("response", "sample"), pk=pk)
+
+
+@reviewer_required
+@require_POST
+def grade(request: HttpRequest, pk: int) -> HttpResponse:
+    item = _item(pk)
+    try:
+        saved = reviews.submit_grade(item, request.user, request.POST)
+    except reviews.ReviewError as exc:
+        errors = getattr(exc, "errors", None) or {"__all__": str(exc)}
+        context = _item_context(request, item, values=request.POST.dict(), errors=errors)
+        context["conflict"] = exc.status == 409
+        template = (
+            "metrics/partials/review_form.html" if request.htmx else "metrics/review_queue.html"
+        )
+        return render(request, template, context, status=exc.status)
+    context = {
+        **_item_context(request, item),
+        "grade": saved.grade,
+        "saved": True,
+        "variant": item.response.variant,
+        "next_url": reverse("metrics:review_queue", args=[item.sample_id]),
+    }
+    if request.htmx:
+        return render(request, "metrics/partials/review_saved.html", context)
+    return render(request, "metrics/review_queue.html", context)
+
+
+@reviewer_required
+@require_POST
+def draft(request: HttpRequest, pk: int) -> HttpResponse:
+    grade = reviews.save_draft(_item(pk), request.user, request.POST)
+    if grade is None:
+        return HttpResponse(
+            "Another reviewer holds this reply now.", status=409, content_type="text/plain"
+        )
+    return HttpResponse(status=204)
+
+
+@reviewer_required
+@require_POST
+def hold(request: HttpRequest, pk: int) -> HttpResponse:
+    if reviews.renew_hold(_item(pk), request.user):
+        return HttpResponse(status=204)
+    return HttpResponse(
+        "Another reviewer holds this reply now.", status=409, content_type="text/plain"
+    )
+
+
+@reviewer_required
+@require_POST
+def release(request: HttpRequest, pk: int) -> HttpResponse:
+    item = _item(pk)
+    reviews.release_hold(item, request.user, token=request.POST.get("token", ""))
+    if request.POST.get("leave"):
+        return redirect("metrics:review_sample", pk=item.sample_id)
+    return HttpResponse(status=204)
+
+
+# --- results -----------------------------------------------------------------------------------
+
+FILTERS = (
+    "rollout",
+    "variant",
+    "hallucination",
+    "format",
+    "uncertainty",
+    "consistent",
+    "reviewer",
+    "week",
+    "sample",
+    "q",
+    "order",
+)
+
+
+@login_required
+@require_GET
+def results(request: HttpRequest) -> HttpResponse:
+    filters = {name: request.GET.get(name, "").strip() for name in FILTERS}
+    errors = {}
+    query = dict(filters)
+    if filters["week"]:
+        try:
+            query["week"] = reviews.week_start_of(date.fromisoformat(filters["week"]))
+        except ValueError:
+            errors["week"] = "week must be a date (YYYY-MM-DD)."
+            query["week"] = ""
+    if filters["sample"] and not filters["sample"].isdigit():
+        errors["sample"] = "sample must be a sample number."
+        query["sample"] = ""
+    page = Paginator(reviews.graded_replies(query), PAGE_SIZE).get_page(request.GET.get("page"))
+    from .models import ResponseEvent
+
+    variants = sorted(
+        ResponseEvent.objects.filter(review_item__isnull=False)
+        .values_list("variant", flat=True)
+        .distinct()
+    )
+    params = request.GET.copy()
+    params.pop("page", None)
+    return render(
+        request,
+        "metrics/review_results.html",
+        {
+            "page": page,
+            "filters": filters,
+            "errors": errors,
+            "variants": variants,
+            "choices": {
+                "hallucination": ReviewGrade.Hallucination.choices,
+                "format": ReviewGrade.Format.choices,
+                "uncertainty": ReviewGrade.Uncertainty.choices,
+            },
+            "rollouts": _rollout_keys(),
+            "querystring": params.urlencode(),
+            "now": timezone.now(),
+        },
+        status=422 if errors else 200,
+    )
