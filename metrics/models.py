@@ -280,3 +280,13 @@ class CorrectionPattern(models.Model):
 
 # Human review (weekly samples, items, grades) lives in its own module; see docs/reviews.md.
 from .review_models import ReviewGrade, ReviewItem, ReviewSample  # noqa: E402,F401
+
+# Guardrails (rules, states, alerts, the post-deployment decision); see docs/guardrails.md.
+from .guardrail_models import (  # noqa: E402,F401
+    Alert,
+    AlertSettings,
+    DeploymentDecision,
+    GuardrailRule,
+    GuardrailState,
+    GuardrailTransition,
+)

@@ -54,3 +54,92 @@ def schedule_rollups() -> None:
     except Exception:  # noqa: BLE001 - the broker or cache may be down; the beat catches up
         cache.delete(QUEUED_KEY)
         logger.exception("could not schedule a rollup run; the beat entry will catch up")
+
+
+# --- Guardrails (issue 8): evaluate every rule every minute; send alerts after the commit -------
+# See metrics.guardrail_services and metrics.alerts; `manage.py evaluate_guardrails` runs the same
+# evaluation without a broker.
+
+GUARDRAIL_SECONDS = 60.0
+ALERT_RESEND_AFTER_SECONDS = 300
+
+app.conf.beat_schedule = {
+    **(app.conf.beat_schedule or {}),
+    "metrics-evaluate-guardrails": {
+        "task": "metrics.tasks.evaluate_guardrails",
+        "schedule": GUARDRAIL_SECONDS,
+        "options": {"expires": GUARDRAIL_SECONDS - 5},
+    },
+}
+
+
+@shared_task(name="metrics.tasks.evaluate_guardrails", acks_late=True, ignore_result=True)
+def evaluate_guardrails() -> dict[str, dict[str, str]]:
+    from . import guardrail_services
+
+    outcomes = guardrail_services.evaluate_all()
+    resend_stale_alerts()
+    return {key: {o.rule: o.status for o in rows} for key, rows in outcomes.items()}
+
+
+@shared_task(name="metrics.tasks.send_alert", acks_late=True, ignore_result=True)
+def send_alert(alert_id: int) -> str:
+    from . import alerts
+
+    return alerts.deliver(alert_id)
+
+
+def schedule_alert(alert_id: int) -> None:
+    """Queue an alert's delivery (called after the commit). Never raises: a broker outage leaves
+    the alert pending, and the guardrail beat entry sends pending alerts left behind."""
+    try:
+        if app.conf.task_always_eager:
+            send_alert.apply(args=[alert_id])
+        else:
+            send_alert.apply_async(args=[alert_id], expires=ALERT_RESEND_AFTER_SECONDS)
+    except Exception:  # noqa: BLE001 - the alert row is kept; it is retried later
+        logger.exception("could not queue alert %s; the guardrail beat entry will retry it", alert_id)
+
+
+def resend_stale_alerts() -> int:
+    """Queue alerts still pending after ALERT_RESEND_AFTER_SECONDS (a lost task, a broker outage)."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from .guardrail_models import Alert
+
+    cutoff = timezone.now() - timedelta(seconds=ALERT_RESEND_AFTER_SECONDS)
+    stale = list(
+        Alert.objects.filter(delivery=Alert.Delivery.PENDING, created_at__lt=cutoff)
+        .order_by("id")
+        .values_list("id", flat=True)[:20]
+    )
+    for alert_id in stale:
+        schedule_alert(alert_id)
+    return len(stale)
+
+
+# --- Weekly review sample (review feature: metrics/reviews.py, docs/reviews.md) ---------------
+
+from celery.schedules import crontab  # noqa: E402
+
+REVIEW_SAMPLE_EXPIRES_SECONDS = 6 * 3600  # a beat tick not run within 6 hours is dropped
+
+app.conf.beat_schedule = {
+    **(app.conf.beat_schedule or {}),
+    "metrics-weekly-review-sample": {
+        "task": "metrics.tasks.draw_weekly_review_sample",
+        "schedule": crontab(minute=10, hour=0, day_of_week="mon"),  # Monday 00:10 UTC
+        "options": {"expires": REVIEW_SAMPLE_EXPIRES_SECONDS},
+    },
+}
+
+
+@shared_task(name="metrics.tasks.draw_weekly_review_sample", acks_late=True, ignore_result=True)
+def draw_weekly_review_sample() -> list[int]:
+    """Draw last week's review sample of every rollout that had replies, unless drawn already
+    (idempotent: one scheduled sample per rollout and week, a unique constraint)."""
+    from . import reviews
+
+    return [sample.pk for sample in reviews.draw_scheduled_samples()]

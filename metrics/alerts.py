@@ -1,0 +1,145 @@
+"""Guardrail alerts to a Discord or Slack webhook (httpx), with a timeout and retries.
+
+An alert row is written in the transaction that records the breach (and the rollback, when the
+rule rolls back); its delivery is queued after the commit (``transaction.on_commit``) as the
+Celery task ``metrics.tasks.send_alert``, so a slow or failing webhook never delays or undoes a
+rollback. ``deliver`` tries up to SELCONTROL_ALERT_ATTEMPTS times with exponential backoff
+(SELCONTROL_ALERT_BACKOFF seconds, doubled each time; a 429's Retry-After is honoured up to 30 s),
+each request bounded by SELCONTROL_ALERT_TIMEOUT seconds; a 4xx other than 408/429 is not
+retried. The outcome (sent, failed with the last error, or not configured) is kept on the row and
+shown on the console. Where to send: the rollout's AlertSettings, else
+SELCONTROL_ALERT_WEBHOOK_URL (kind from SELCONTROL_ALERT_WEBHOOK_KIND, or guessed from the URL).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from typing import Any
+
+import httpx
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from .guardrail_models import Alert, AlertSettings
+
+logger = logging.getLogger("selcontrol.guardrails")
+
+DISCORD, SLACK = "discord", "slack"
+RED, ORANGE = 0xD73A49, 0xE3A008
+MAX_RETRY_AFTER = 30.0
+
+
+def _setting(name: str, default: Any) -> Any:
+    """A Django setting when one is defined (tests override them), else the environment."""
+    value = getattr(settings, name, None)
+    if value is None:
+        value = os.environ.get(name)
+    return default if value is None or value == "" else value
+
+
+def guess_kind(url: str) -> str:
+    return SLACK if "hooks.slack.com" in url else DISCORD
+
+
+def target(alert: Alert) -> tuple[str, str] | None:
+    """(url, kind) for the alert's rollout, or None when no webhook is configured."""
+    config = AlertSettings.objects.filter(rollout_id=alert.rollout_id).first()
+    if config and config.webhook_url:
+        return config.webhook_url, config.kind
+    url = _setting("SELCONTROL_ALERT_WEBHOOK_URL", "")
+    if url:
+        return url, _setting("SELCONTROL_ALERT_WEBHOOK_KIND", "") or guess_kind(url)
+    return None
+
+
+def _link(alert: Alert) -> str:
+    base = _setting("SELCONTROL_BASE_URL", "").rstrip("/")
+    return f"{base}/rollouts/{alert.rollout.key}/" if base else ""
+
+
+def payload(alert: Alert, kind: str) -> dict[str, Any]:
+    """The JSON body for a Discord webhook (content + embed) or a Slack incoming webhook."""
+    action = alert.action_taken or "alert only"
+    link = _link(alert)
+    if kind == SLACK:
+        text = f":rotating_light: *{alert.title}*\n{alert.message}\n*Action:* {action}"
+        if link:
+            text += f"\n<{link}|Open the console>"
+        return {
+            "text": f"{alert.title}: {action}",
+            "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": text[:2900]}}],
+        }
+    embed: dict[str, Any] = {
+        "title": alert.title[:256],
+        "description": alert.message[:4000],
+        "color": RED if alert.action_taken and "alert only" not in action else ORANGE,
+        "fields": [{"name": "Action", "value": action[:1000]}],
+        "timestamp": alert.created_at.isoformat(),
+    }
+    if link:
+        embed["url"] = link
+    return {"username": "selcontrol", "content": f"🚨 {alert.title}"[:2000], "embeds": [embed]}
+
+
+def deliver(alert_id: int, *, sleep=time.sleep) -> str:
+    """Send one alert; returns its delivery state. Safe to call again for a failed alert."""
+    alert = Alert.objects.select_related("rollout").filter(pk=alert_id).first()
+    if alert is None or alert.delivery == Alert.Delivery.SENT:
+        return alert.delivery if alert else "missing"
+    where = target(alert)
+    if where is None:
+        Alert.objects.filter(pk=alert.pk).update(delivery=Alert.Delivery.NOT_CONFIGURED)
+        return Alert.Delivery.NOT_CONFIGURED
+    url, kind = where
+    attempts = max(1, int(_setting("SELCONTROL_ALERT_ATTEMPTS", 3)))
+    backoff = float(_setting("SELCONTROL_ALERT_BACKOFF", 1.0))
+    timeout = float(_setting("SELCONTROL_ALERT_TIMEOUT", 5.0))
+    body = payload(alert, kind)
+    error = ""
+    tried = 0
+    with httpx.Client(timeout=timeout, follow_redirects=False) as client:
+        for attempt in range(attempts):
+            tried += 1
+            wait = backoff * (2**attempt)
+            try:
+                response = client.post(url, json=body)
+            except httpx.HTTPError as exc:
+                error = f"{type(exc).__name__}: {exc}"[:500] or type(exc).__name__
+            else:
+                if response.is_success:
+                    Alert.objects.filter(pk=alert.pk).update(
+                        delivery=Alert.Delivery.SENT,
+                        attempts=alert.attempts + tried,
+                        last_error="",
+                        delivered_at=timezone.now(),
+                    )
+                    return Alert.Delivery.SENT
+                error = f"HTTP {response.status_code}: {response.text[:300]}"
+                if response.status_code == 429:
+                    try:
+                        wait = min(
+                            MAX_RETRY_AFTER, float(response.headers.get("Retry-After", wait))
+                        )
+                    except ValueError:
+                        pass
+                elif 400 <= response.status_code < 500 and response.status_code != 408:
+                    break  # the webhook refuses this request; repeating it will not help
+            if attempt + 1 < attempts:
+                sleep(wait)
+    logger.warning(
+        "alert %s to %s webhook failed after %s attempt(s): %s", alert.pk, kind, tried, error
+    )
+    Alert.objects.filter(pk=alert.pk).update(
+        delivery=Alert.Delivery.FAILED, attempts=alert.attempts + tried, last_error=error
+    )
+    return Alert.Delivery.FAILED
+
+
+def queue_delivery(alert: Alert) -> None:
+    """Send the alert once the current transaction (with the rollback) has committed."""
+    from .tasks import schedule_alert
+
+    transaction.on_commit(lambda: schedule_alert(alert.pk), robust=True)

@@ -1,0 +1,414 @@
+"""Guardrail evaluation against the rollups, the actions on a breach, and the phase gate.
+
+``evaluate_rollout`` runs every minute (Celery beat, ``metrics.tasks.evaluate_guardrails``; or
+``manage.py evaluate_guardrails``). For each rule it reads the figures per variant over the
+rule's *evidence window* (``window_start``: the latest of the phase's start, the last release of
+the kill switch, and the rule's last edit; nothing from before counts), evaluates it with
+``metrics.guardrails`` and stores the state. A breach is sticky for the window (the test is
+always valid: once it rejects, it stays rejected). On the first breach in a window the rule's
+action runs through ``rollout.services`` (kill switch, or back one phase; the first phase has no
+phase before it, so stepping back from it engages the kill switch) with the actor
+``guardrail:<key>`` and the numbers as the reason, an Alert row is written in the same
+transaction, and its webhook delivery is queued after the commit. Each rule is one transaction
+holding its state row's lock, so overlapping runs cannot act twice.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.db import transaction
+from django.utils import timezone
+
+from rollout import services
+from rollout.models import AuditEntry, Phase, Rollout
+
+from . import alerts, histogram, selectors
+from . import guardrails as g
+from .guardrail_models import Alert, GuardrailRule, GuardrailState, GuardrailTransition
+
+logger = logging.getLogger("selcontrol.guardrails")
+
+COST_WINDOW = timedelta(hours=24)
+
+DEFAULT_RULES = [
+    # (key, metric, threshold, min_samples, from phase order, action, note): the guide's triggers
+    (
+        "errors",
+        g.ERROR_RATE,
+        0.0,
+        200,
+        1,
+        GuardrailRule.Action.KILL_SWITCH,
+        "Alpha: any crashes or errors. Emergency rollback.",
+    ),
+    (
+        "complaints",
+        g.NEGATIVE_REACTIONS,
+        0.10,
+        200,
+        2,
+        GuardrailRule.Action.ROLLBACK_PHASE,
+        "Beta: user complaints increase >10%.",
+    ),
+    (
+        "corrections",
+        g.CORRECTIONS,
+        0.10,
+        200,
+        2,
+        GuardrailRule.Action.ROLLBACK_PHASE,
+        "Beta: no increase in correction rate.",
+    ),
+    (
+        "hallucinations",
+        g.HALLUCINATIONS,
+        0.0,
+        30,
+        2,
+        GuardrailRule.Action.ROLLBACK_PHASE,
+        "Beta: hallucination rate same or lower (from human reviews).",
+    ),
+    (
+        "latency",
+        g.LATENCY_P95,
+        1.5,
+        200,
+        3,
+        GuardrailRule.Action.ROLLBACK_PHASE,
+        "Canary: no latency degradation (p95 within 1.5x of v1).",
+    ),
+    (
+        "cost",
+        g.DAILY_COST,
+        75.0,
+        200,
+        3,
+        GuardrailRule.Action.ALERT,
+        "Canary: cost unsustainable (the guide projects $52.50/day at 10,000 requests/day).",
+    ),
+]
+
+
+def preload_rules(rollout: Rollout, *, actor: services.Actor) -> list[GuardrailRule]:
+    """Create the guide's rules for a rollout (those it does not have yet)."""
+    created = []
+    for key, metric, threshold, min_samples, order, action, note in DEFAULT_RULES:
+        rule, made = GuardrailRule.objects.get_or_create(
+            rollout=rollout,
+            key=key,
+            defaults={
+                "metric": metric,
+                "threshold": threshold,
+                "min_samples": min_samples,
+                "from_phase": rollout.phases.filter(order=order).first(),
+                "action": action,
+                "note": note,
+                "updated_by": actor.name,
+            },
+        )
+        if made:
+            created.append(rule)
+    return created
+
+
+@dataclass
+class Outcome:
+    rule: str
+    status: str
+    summary: str
+    changed: bool
+    action: str = ""
+
+
+def window_start(rollout: Rollout, rule: GuardrailRule) -> datetime | None:
+    """Where the rule's evidence starts (None: the rollout has not started)."""
+    if rollout.phase_started_at is None:
+        return None
+    starts = [rollout.phase_started_at]
+    released = (
+        AuditEntry.objects.filter(rollout=rollout, action=AuditEntry.Action.KILL_SWITCH_RELEASE)
+        .order_by("-created_at")
+        .values_list("created_at", flat=True)
+        .first()
+    )
+    if released:
+        starts.append(released)
+    if rule.reset_at:
+        starts.append(rule.reset_at)
+    return max(starts)
+
+
+def arms(
+    rollout: Rollout, since: datetime, until: datetime, *, reviews: bool = False
+) -> dict[str, g.Arm]:
+    """Figures per variant over [since, until) from the rollups (and reviews when asked)."""
+    totals: dict[str, dict[str, Any]] = {}
+    for row in selectors.hourly(rollout.key, since, until):
+        t = totals.setdefault(
+            row["variant"],
+            {
+                "responses": 0,
+                "errors": 0,
+                "reactions_negative": 0,
+                "corrections": 0,
+                "cost_usd": 0.0,
+                "hists": [],
+            },
+        )
+        for name in ("responses", "errors", "reactions_negative", "corrections"):
+            t[name] += row[name]
+        t["cost_usd"] += row["cost_usd"]
+        t["hists"].append(row["latency_hist"])
+    review = selectors.review_counts(rollout.key, since, until) if reviews else {}
+    out = {}
+    for variant in set(totals) | set(review):
+        t = totals.get(variant, {"hists": []})
+        r = review.get(variant, {})
+        out[variant] = g.Arm(
+            variant=variant,
+            responses=t.get("responses", 0),
+            errors=t.get("errors", 0),
+            reactions_negative=t.get("reactions_negative", 0),
+            corrections=t.get("corrections", 0),
+            cost_usd=float(t.get("cost_usd", 0.0)),
+            latency_hist=histogram.merge(t["hists"]),
+            graded=int(r.get("graded", 0)),
+            hallucinations=int(r.get("hallucinations", 0)),
+        )
+    return out
+
+
+def treatments_of(rollout: Rollout) -> list[str]:
+    return [
+        v
+        for v in (rollout.treatment_variant, rollout.simplified_variant)
+        if v and v != rollout.control_variant
+    ]
+
+
+def _verdict(
+    rollout: Rollout,
+    rule: GuardrailRule,
+    start: datetime,
+    now: datetime,
+    state: GuardrailState,
+    memo: dict | None = None,
+) -> g.Verdict:
+    spec = rule.spec()
+    since = max(start, now - COST_WINDOW) if rule.metric == g.DAILY_COST else start
+    reviews = rule.metric == g.HALLUCINATIONS
+    key = (rollout.pk, rollout.revision, since, now, reviews)
+    if memo is not None and key in memo:
+        figures = memo[key]
+    else:
+        figures = arms(rollout, since, now, reviews=reviews)
+        if memo is not None:
+            memo[key] = figures
+    hours = (now - since).total_seconds() / 3600
+    return g.evaluate(
+        spec,
+        figures,
+        control=rollout.control_variant,
+        treatments=treatments_of(rollout),
+        window_hours=hours,
+        p_min=state.p_min,
+    )
+
+
+def _previous_phase(rollout: Rollout) -> Phase | None:
+    if rollout.current_phase is None:
+        return None
+    return rollout.phases.filter(order__lt=rollout.current_phase.order).order_by("-order").first()
+
+
+def _act(rule: GuardrailRule, verdict: g.Verdict, now: datetime) -> str:
+    """Run the rule's action through rollout.services; returns what was done, in words."""
+    if rule.action == GuardrailRule.Action.ALERT:
+        return "alert only"
+    rollout = Rollout.objects.select_related("current_phase").get(pk=rule.rollout_id)
+    if not rollout.enabled:
+        return "none: the kill switch was already on"
+    actor = services.Actor(f"guardrail:{rule.key}", via="system")
+    reason = f"guardrail {rule.key} ({rule.describe()}): {verdict.summary}"[:2000]
+    previous = _previous_phase(rollout)
+    try:
+        if rule.action == GuardrailRule.Action.KILL_SWITCH or previous is None:
+            services.engage_kill_switch(rollout, actor=actor, reason=reason)
+            why = "" if rule.action == GuardrailRule.Action.KILL_SWITCH else " (no earlier phase)"
+            return f"kill switch engaged{why}: every channel gets {rollout.control_variant}"
+        current = rollout.current_phase
+        services.move_to_phase(rollout, phase=previous, actor=actor, reason=reason, now=now)
+        return f"stepped back from {current.name} to {previous.name} ({previous.percentage}%)"
+    except services.ServiceError as exc:
+        logger.error("guardrail %s could not roll back %s: %s", rule.key, rollout.key, exc)
+        return f"rollback failed: {exc}"
+
+
+def _record(state: GuardrailState, status: str, summary: str, numbers: dict, now: datetime) -> bool:
+    changed = state.status != status
+    if changed:
+        GuardrailTransition.objects.create(
+            rule_id=state.rule_id,
+            status_from=state.status,
+            status_to=status,
+            summary=summary,
+            numbers=numbers,
+            at=now,
+        )
+    state.status, state.summary, state.numbers, state.evaluated_at = status, summary, numbers, now
+    return changed
+
+
+def evaluate_rule(
+    rule_id: int, *, now: datetime | None = None, memo: dict | None = None
+) -> Outcome:
+    """Evaluate one rule now, act on a first breach, store the state (one transaction)."""
+    now = now or timezone.now()
+    GuardrailState.objects.get_or_create(rule_id=rule_id)
+    with transaction.atomic():
+        state = (
+            GuardrailState.objects.select_for_update().select_related("rule").get(rule_id=rule_id)
+        )
+        rule = state.rule
+        rollout = Rollout.objects.select_related("current_phase").get(pk=rule.rollout_id)
+        phase = rollout.current_phase
+        start = window_start(rollout, rule)
+        if start is None or not rule.applies_in(phase):
+            if not rule.enabled:
+                why = "Disabled."
+            elif phase is None:
+                why = "The rollout has not started."
+            else:
+                why = f"Watched from {rule.from_phase.name} on; the rollout is in {phase.name}."
+            changed = _record(state, g.OFF, why, {}, now)
+            state.save()
+            return Outcome(rule.key, g.OFF, why, changed)
+        if state.window_start != start:
+            state.window_start, state.p_min = start, {}
+            state.breached_at, state.acted_at, state.action_taken = None, None, ""
+        if state.breached_at is not None:  # sticky for the window: the test has rejected
+            state.evaluated_at = now
+            state.save(update_fields=["evaluated_at"])
+            return Outcome(rule.key, g.BREACHED, state.summary, False, state.action_taken)
+        verdict = _verdict(rollout, rule, start, now, state, memo)
+        state.p_min = g.running_p_values(verdict, state.p_min)
+        numbers = {
+            **verdict.numbers,
+            "window_start": start.isoformat(),
+            "evaluated_at": now.isoformat(),
+        }
+        changed = _record(state, verdict.status, verdict.summary, numbers, now)
+        action = ""
+        if verdict.status == g.BREACHED:
+            state.breached_at = now
+            action = _act(rule, verdict, now)
+            state.acted_at, state.action_taken = now, action[:300]
+            alert = Alert.objects.create(
+                rollout=rollout,
+                rule=rule,
+                title=f"{rollout.name}: guardrail {rule.key} breached",
+                message=f"{rule.describe()}.\n{verdict.summary}",
+                numbers=numbers,
+                action_taken=action[:300],
+                created_at=now,
+            )
+            alerts.queue_delivery(alert)
+            logger.warning(
+                "guardrail %s of %s breached: %s; action: %s",
+                rule.key,
+                rollout.key,
+                verdict.summary,
+                action,
+            )
+        state.save()
+        return Outcome(rule.key, verdict.status, verdict.summary, changed, action)
+
+
+def evaluate_rollout(rollout: Rollout, *, now: datetime | None = None) -> list[Outcome]:
+    """Evaluate every rule of a rollout, in order (a rollback by one resets the others' window).
+    Rules with the same window share one read of the figures (keyed by the rollout's revision,
+    so a rollback by an earlier rule makes the later ones read afresh)."""
+    now = now or timezone.now()
+    memo: dict = {}
+    return [
+        evaluate_rule(rule_id, now=now, memo=memo)
+        for rule_id in GuardrailRule.objects.filter(rollout=rollout)
+        .order_by("id")
+        .values_list("id", flat=True)
+    ]
+
+
+def evaluate_all(*, now: datetime | None = None) -> dict[str, list[Outcome]]:
+    now = now or timezone.now()
+    return {
+        rollout.key: evaluate_rollout(rollout, now=now)
+        for rollout in Rollout.objects.filter(guardrail_rules__isnull=False).distinct()
+    }
+
+
+def states(rollout: Rollout) -> list[tuple[GuardrailRule, GuardrailState | None]]:
+    """Rules with their last state, for the console and the rules page."""
+    rules = list(
+        GuardrailRule.objects.filter(rollout=rollout)
+        .select_related("from_phase", "state")
+        .order_by("id")
+    )
+    return [(r, getattr(r, "state", None)) for r in rules]
+
+
+def gate_problems(rollout: Rollout) -> list[str]:
+    """The success criteria for advancing: every guardrail watched in the current phase has
+    enough data and is neither breached nor in warning. One sentence per problem (empty: ready).
+    To be added to rollout.services.phase_gate_problems' list by the console."""
+    phase = rollout.current_phase
+    if phase is None:
+        return []
+    problems = []
+    for rule, state in states(rollout):
+        if not rule.applies_in(phase):
+            continue
+        if state is None or state.evaluated_at is None or state.status == g.OFF:
+            problems.append(f"Guardrail {rule.key} has not been evaluated yet.")
+        elif state.status == g.BREACHED:
+            problems.append(f"Guardrail {rule.key} is breached: {state.summary}")
+        elif state.status == g.WARNING:
+            problems.append(f"Guardrail {rule.key} is in warning: {state.summary}")
+        elif state.status == g.INSUFFICIENT:
+            problems.append(f"Guardrail {rule.key} has not enough data yet: {state.summary}")
+    return problems
+
+
+def recent_alerts(rollout: Rollout, limit: int = 5) -> list[Alert]:
+    return list(Alert.objects.filter(rollout=rollout).select_related("rule")[:limit])
+
+
+@transaction.atomic
+def update_rule(
+    rule: GuardrailRule, *, actor: services.Actor, reason: str = "", **changes: Any
+) -> GuardrailRule:
+    """Change a rule; its evidence window restarts (earlier looks were for another question)."""
+    locked = GuardrailRule.objects.select_for_update().get(pk=rule.pk)
+    changes = {k: v for k, v in changes.items() if getattr(locked, k) != v}
+    if not changes:
+        return locked
+    for name, value in changes.items():
+        setattr(locked, name, value)
+    now = timezone.now()
+    locked.reset_at, locked.updated_by, locked.updated_at = now, actor.name, now
+    locked.full_clean()
+    locked.save()
+    return locked
+
+
+def reset_rule(rule: GuardrailRule, *, actor: services.Actor) -> GuardrailRule:
+    """Start the rule's evidence window over (e.g. after fixing the cause of a breach)."""
+    now = timezone.now()
+    GuardrailRule.objects.filter(pk=rule.pk).update(
+        reset_at=now, updated_by=actor.name, updated_at=now
+    )
+    rule.refresh_from_db()
+    return rule
