@@ -43,9 +43,10 @@ class Snapshot:
     source: str  # "server", "bootstrap" or "none"
     received_at: float
     document: dict[str, Any] | None = None
-    # Memo of decisions that cannot change while this snapshot is live (sticky strategy, no
-    # expiring override). Keyed by (rollout, channel_id as the caller passed it).
-    memo: dict[tuple[str, Any], str] = field(default_factory=dict)
+    # Memo of decisions that cannot change while this snapshot is live, per rollout key, then
+    # channel id as the caller passed it. Only sticky rollouts have one (daily rotation moves
+    # with the date), and channels with an expiring override are never put in it.
+    memo: dict[str, dict[Any, str]] = field(default_factory=dict)
     # Channels whose decision depends on the clock (an override with expires_at), per rollout.
     timed: dict[str, frozenset[str]] = field(default_factory=dict)
 
@@ -141,6 +142,7 @@ class ConfigStore:
             received_at=time.time(),
             document=document,
             timed=_timed_channels(rules),
+            memo={k: {} for k, r in rules.items() if r.strategy == assignment.STICKY},
         )
         with self._write_lock:
             previous = self._snapshot
@@ -196,20 +198,20 @@ class ConfigStore:
         """The variant of ``rollout`` for this channel, decided locally; never raises."""
         snap = self._snapshot
         try:
-            memo_key = (rollout, channel_id)
-            hit = snap.memo.get(memo_key)
-            if hit is not None:
-                return hit
+            memo = snap.memo.get(rollout)
+            if memo is not None:
+                hit = memo.get(channel_id)
+                if hit is not None:
+                    return hit
             rule = snap.rules.get(rollout)
             if rule is None:
                 return default or DEFAULT_CONTROL
             cid = str(channel_id)
-            result, _reason = assignment.decide(rule, cid)
-            if rule.strategy == assignment.STICKY and cid not in snap.timed.get(rollout, ()):
-                memo = snap.memo
+            result = assignment.decide(rule, cid)[0]
+            if memo is not None and cid not in snap.timed[rollout]:
                 if len(memo) >= MEMO_LIMIT:
                     memo.clear()
-                memo[memo_key] = result
+                memo[channel_id] = result
             return result
         except Exception:  # noqa: BLE001 - a decision must never raise into the bot
             logger.exception("selcontrol: decision failed for %s/%r", rollout, channel_id)
