@@ -43,8 +43,10 @@ class ClientBase:
     base_url, token: the server and a token with ``config:read`` and ``events:write`` (default:
         the ``SELCONTROL_URL`` and ``SELCONTROL_TOKEN`` environment variables). Without a URL the
         client runs offline: it decides from its files and keeps events on disk.
-    bootstrap: a config document (JSON, as ``GET /api/v1/config`` returns it) to start from when
-        the server cannot be reached; the newer of it and ``config_cache`` wins.
+    bootstrap: a config document to start from when the server cannot be reached: a path to a
+        JSON file as ``GET /api/v1/config`` returns it, or a dict such as
+        :func:`legacy_env_document` builds from the bot's old environment variables. The newer
+        (higher revision) of it and ``config_cache`` wins; any config from the server wins.
     config_cache: where the last good config is saved and read back at start (default
         ``~/.cache/selcontrol/config.json``; ``None`` to disable).
     spool_dir: where events wait on disk when the server is away (default
@@ -61,7 +63,7 @@ class ClientBase:
         token: str | None = DEFAULT,
         *,
         rollout: str = DEFAULT_ROLLOUT,
-        bootstrap: str | os.PathLike | None = None,
+        bootstrap: str | os.PathLike | dict | None = None,
         config_cache: str | os.PathLike | None = DEFAULT,
         spool_dir: str | os.PathLike | None = DEFAULT,
         push: bool = True,
@@ -112,12 +114,17 @@ class ClientBase:
             if path is not None:
                 self._load_file(path)
 
-    def _load_file(self, path: str | os.PathLike) -> None:
+    def _load_file(self, path: str | os.PathLike | dict) -> None:
+        """Start from a file (or an in-memory document) unless what we have is newer."""
         try:
             current = self.config.snapshot
             before = current.revision if current.source != "none" else -1
             probe = ConfigStore()
-            if probe.load_file(path) and probe.snapshot.revision > before:
+            if isinstance(path, dict):
+                loaded = probe.apply(path, etag=None, source="bootstrap")
+            else:
+                loaded = probe.load_file(path)
+            if loaded and probe.snapshot.revision > before:
                 self.config.apply(probe.snapshot.document, etag=None, source="bootstrap")
         except Exception:  # noqa: BLE001
             logger.exception("selcontrol: could not load %s", path)

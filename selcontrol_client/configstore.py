@@ -233,3 +233,45 @@ class ConfigStore:
     def control(self, rollout: str) -> str:
         rule = self._snapshot.rules.get(rollout)
         return rule.control if rule is not None else DEFAULT_CONTROL
+
+
+_TRUE = {"1", "true", "t", "yes", "y", "on"}
+
+
+def legacy_env_document(environ: dict[str, str] | None = None) -> dict[str, Any]:
+    """A config document (revision 0) equal to the bot's old environment-variable rule.
+
+    ``ENABLE_PROMPTS_V2`` (default true), ``PROMPTS_V2_ROLLOUT_PERCENTAGE`` (default 100) and
+    ``PROMPTS_V2_SIMPLIFIED_ROLLOUT_PERCENTAGE`` (default 0), with the Sel bot's own defaults.
+    Given as ``bootstrap=``, a bot that has never reached selcontrol keeps deciding exactly as it
+    did before the switch; revision 0 means any config from the server replaces it.
+    """
+    env = os.environ if environ is None else environ
+
+    def number(name: str, default: int) -> int:
+        try:
+            return max(0, min(100, int(str(env.get(name, default)).strip())))
+        except ValueError:
+            return default
+
+    enabled = str(env.get("ENABLE_PROMPTS_V2", "true")).strip().lower() in _TRUE
+    return {
+        "revision": 0,
+        "rollouts": [
+            {
+                "key": DEFAULT_ROLLOUT,
+                "enabled": enabled,
+                "percentage": number("PROMPTS_V2_ROLLOUT_PERCENTAGE", 100),
+                "simplified_percentage": number("PROMPTS_V2_SIMPLIFIED_ROLLOUT_PERCENTAGE", 0),
+                "strategy": assignment.STICKY,
+                "salt": "",
+                "variants": {
+                    "control": "v1",
+                    "treatment": "v2_full",
+                    "simplified": "v2_simplified",
+                },
+                "overrides": {},
+                "revision": 0,
+            }
+        ],
+    }

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from selcontrol_client import SelControl, assignment
+from selcontrol_client import SelControl, assignment, legacy_env_document
 from selcontrol_client.configstore import ConfigStore, parse_document
 
 from .conftest import ROOT, config_document
@@ -162,3 +162,38 @@ def test_parse_document__server_shape__rules_per_key():
     rules = parse_document(config_document(percentage=20, salt="s"))
     assert rules["prompts_v2"].percentage == 20
     assert rules["prompts_v2"].salt == "s"
+
+
+@pytest.mark.parametrize(
+    "env",
+    [
+        {"ENABLE_PROMPTS_V2": "true", "PROMPTS_V2_ROLLOUT_PERCENTAGE": "20"},
+        {
+            "ENABLE_PROMPTS_V2": "1",
+            "PROMPTS_V2_ROLLOUT_PERCENTAGE": "50",
+            "PROMPTS_V2_SIMPLIFIED_ROLLOUT_PERCENTAGE": "30",
+        },
+        {"ENABLE_PROMPTS_V2": "false", "PROMPTS_V2_ROLLOUT_PERCENTAGE": "50"},
+        {},
+    ],
+)
+def test_legacy_env_document__as_bootstrap__same_answers_as_the_bots_env_rule(env):
+    def env_rule(channel: str) -> str:  # the bot's rule, restated from the contract
+        enabled = env.get("ENABLE_PROMPTS_V2", "true").lower() in ("1", "true")
+        pct = int(env.get("PROMPTS_V2_ROLLOUT_PERCENTAGE", 100))
+        share = int(env.get("PROMPTS_V2_SIMPLIFIED_ROLLOUT_PERCENTAGE", 0))
+        if not enabled or pct <= 0 or assignment.bucket(channel) >= pct:
+            return "v1"
+        if share <= 0:
+            return "v2_full"
+        if share >= 100:
+            return "v2_simplified"
+        return "v2_simplified" if assignment.bucket(f"{channel}:simplified") < share else "v2_full"
+
+    bot = SelControl(
+        None, None, bootstrap=legacy_env_document(env), config_cache=None, spool_dir=None
+    )
+    for n in range(2000):
+        channel = str(10**17 + n * 7919)
+        assert bot.variant("prompts_v2", channel) == env_rule(channel)
+    assert bot.revision == 0
