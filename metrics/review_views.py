@@ -248,8 +248,9 @@ def grade(request: HttpRequest, pk: int) -> HttpResponse:
     try:
         saved = reviews.submit_grade(item, request.user, request.POST)
     except reviews.ReviewError as exc:
-        errors = getattr(exc, "errors", None) or {"__all__": str(exc)}
+        errors = getattr(exc, "errors", None) or {}
         context = _item_context(request, item, values=request.POST.dict(), errors=errors)
+        context["form_error"] = "" if errors else str(exc)
         context["conflict"] = exc.status == 409
         template = (
             "metrics/partials/review_form.html" if request.htmx else "metrics/review_queue.html"

@@ -2,3 +2,19 @@ from django.urls import path
 
 app_name = "metrics"
 urlpatterns: list = []
+
+# Human review (metrics/review_views.py, docs/reviews.md). Inserted first so that the
+# dashboard's "<slug:key>/" does not take "reviews/".
+from . import review_views  # noqa: E402
+
+urlpatterns[0:0] = [
+    path("reviews/", review_views.index, name="reviews"),
+    path("reviews/draw/", review_views.draw, name="review_draw"),
+    path("reviews/results/", review_views.results, name="review_results"),
+    path("reviews/samples/<int:pk>/", review_views.sample_detail, name="review_sample"),
+    path("reviews/samples/<int:pk>/queue/", review_views.queue, name="review_queue"),
+    path("reviews/items/<int:pk>/grade/", review_views.grade, name="review_grade"),
+    path("reviews/items/<int:pk>/draft/", review_views.draft, name="review_draft"),
+    path("reviews/items/<int:pk>/hold/", review_views.hold, name="review_hold"),
+    path("reviews/items/<int:pk>/release/", review_views.release, name="review_release"),
+]
