@@ -140,3 +140,16 @@ def describe(entry: AuditEntry) -> str:
     if action == A.TOKEN_REVOKE:
         return f"revoked API token {a.get('name')}"
     return entry.get_action_display()
+
+
+@register.filter
+def ago(value) -> str:
+    """'just now' under a minute, else Django's timesince plus 'ago'."""
+    from django.utils import timezone
+    from django.utils.timesince import timesince
+
+    if value is None:
+        return ""
+    if (timezone.now() - value).total_seconds() < 60:
+        return "just now"
+    return f"{timesince(value)} ago"

@@ -1,5 +1,7 @@
-// The console's only script: open the emergency-rollback <dialog> instead of following its link
-// (without JavaScript the link leads to a confirmation page), and close dialogs on Cancel.
+// The console's only script (the Content-Security-Policy forbids inline handlers and hx-on):
+// - open the emergency-rollback <dialog> instead of following its link (without JavaScript the
+//   link leads to a confirmation page); close a dialog on Cancel or after its form succeeded;
+// - keep the percentage slider and its number field in step ([data-mirror] names the twin).
 document.addEventListener("click", (event) => {
   const opener = event.target.closest("[data-open-dialog]");
   if (opener) {
@@ -17,5 +19,25 @@ document.addEventListener("click", (event) => {
     const dialog = closer.closest("dialog");
     if (dialog) dialog.close();
     else history.back();
+  }
+});
+
+document.addEventListener("input", (event) => {
+  const twinId = event.target.dataset && event.target.dataset.mirror;
+  if (twinId) {
+    const twin = document.getElementById(twinId);
+    if (twin) twin.value = event.target.value;
+  }
+}, true); // capture: the twin is updated before htmx's listeners on the form read it
+
+document.addEventListener("focusin", (event) => {
+  if (event.target.matches && event.target.matches("[data-select-on-focus]")) event.target.select();
+});
+
+document.addEventListener("htmx:afterRequest", (event) => {
+  const form = event.detail.elt;
+  if (event.detail.successful && form.matches && form.matches("[data-close-dialog-on-success]")) {
+    const dialog = form.closest("dialog");
+    if (dialog) dialog.close();
   }
 });
