@@ -181,8 +181,8 @@ def aggregate(
 
     for row in replies.values("variant", "latency_bucket").annotate(n=Count("id")):
         result[row["variant"]]["latency_hist"][int(row["latency_bucket"])] = row["n"]
-    for row in replies.filter(error__isnull=False).values("variant", "error").annotate(
-        n=Count("id")
+    for row in (
+        replies.filter(error__isnull=False).values("variant", "error").annotate(n=Count("id"))
     ):
         result[row["variant"]]["errors_by_code"][row["error"]] = row["n"]
 
@@ -192,7 +192,9 @@ def aggregate(
     reactions = (
         ReactionEvent.objects.filter(message_id__in=replies.values("message_id"))
         .annotate(reply_variant=reply_variant)
-        .values_list("reply_variant", "message_id", "user_id", "emoji", "action", "sentiment", "ts", "id")
+        .values_list(
+            "reply_variant", "message_id", "user_id", "emoji", "action", "sentiment", "ts", "id"
+        )
     )
     # A user's emoji on a reply counts when its latest event is an add (a remove at the same
     # instant wins), so a removal undoes its add in whatever order the two arrive.
@@ -205,7 +207,9 @@ def aggregate(
     for _order, variant, action, sentiment in latest.values():
         if action != ReactionEvent.Action.ADD or variant not in result:
             continue
-        name = {1: "reactions_positive", -1: "reactions_negative"}.get(sentiment, "reactions_neutral")
+        name = {1: "reactions_positive", -1: "reactions_negative"}.get(
+            sentiment, "reactions_neutral"
+        )
         result[variant][name] += 1
 
     followup_variant = Subquery(
@@ -253,7 +257,14 @@ def recompute_hour(rollout_key: str, hour: datetime, *, only_if_dirty: bool = Fa
                 rows,
                 update_conflicts=True,
                 unique_fields=["rollout_key", "hour", "variant"],
-                update_fields=[*COUNT_FIELDS, "cost_usd", "latency_sum", "latency_hist", "errors_by_code", "computed_at"],
+                update_fields=[
+                    *COUNT_FIELDS,
+                    "cost_usd",
+                    "latency_sum",
+                    "latency_hist",
+                    "errors_by_code",
+                    "computed_at",
+                ],
             )
         HourlyRollup.objects.filter(rollout_key=rollout_key, hour=hour).exclude(
             variant__in=list(figures)
@@ -279,14 +290,22 @@ def _update_conversations(rollout_key: str, hour: datetime) -> None:
         ):
             stat = stats.setdefault(
                 row["conversation_id"],
-                {"first": row["first"], "last": row["last"], "n": 0, "variant": row["variant"], "f": 0},
+                {
+                    "first": row["first"],
+                    "last": row["last"],
+                    "n": 0,
+                    "variant": row["variant"],
+                    "f": 0,
+                },
             )
             if row["first"] < stat["first"]:
                 stat["first"], stat["variant"] = row["first"], row["variant"]
             stat["last"] = max(stat["last"], row["last"])
             stat["n"] += row["n"]
         conversation = Subquery(
-            ResponseEvent.objects.filter(message_id=OuterRef("reply_to")).values("conversation_id")[:1]
+            ResponseEvent.objects.filter(message_id=OuterRef("reply_to")).values("conversation_id")[
+                :1
+            ]
         )
         for row in (
             FollowupEvent.objects.filter(reply_to__in=replies.values("message_id"))
@@ -331,7 +350,9 @@ def resolvable_pending() -> dict[str, list[tuple[int, str, datetime]]]:
         out[name] = [
             (pk, rk, hr)
             for pk, rk, hr in model.objects.filter(attributed=False, received_at__gte=cutoff)
-            .annotate(rk=Subquery(reply.values("rollout_key")[:1]), hr=Subquery(reply.values("hour")[:1]))
+            .annotate(
+                rk=Subquery(reply.values("rollout_key")[:1]), hr=Subquery(reply.values("hour")[:1])
+            )
             .filter(rk__isnull=False)
             .values_list("id", "rk", "hr")
         ]
@@ -347,8 +368,12 @@ def attribute_pending() -> int:
             return 0
         lock_buckets_shared(buckets)
         mark_dirty(buckets)
-        ReactionEvent.objects.filter(pk__in=[pk for pk, _, _ in pending["reaction"]]).update(attributed=True)
-        FollowupEvent.objects.filter(pk__in=[pk for pk, _, _ in pending["followup"]]).update(attributed=True)
+        ReactionEvent.objects.filter(pk__in=[pk for pk, _, _ in pending["reaction"]]).update(
+            attributed=True
+        )
+        FollowupEvent.objects.filter(pk__in=[pk for pk, _, _ in pending["followup"]]).update(
+            attributed=True
+        )
     return sum(len(rows) for rows in pending.values())
 
 
@@ -362,7 +387,9 @@ def catch_up(*, time_budget: float = 50.0) -> dict[str, int]:
     while time.monotonic() - started < time_budget:
         batch = [
             (r, h)
-            for r, h in DirtyHour.objects.order_by("hour", "rollout_key").values_list("rollout_key", "hour")[:200]
+            for r, h in DirtyHour.objects.order_by("hour", "rollout_key").values_list(
+                "rollout_key", "hour"
+            )[:200]
             if (r, h) not in seen
         ]
         if not batch:
@@ -378,7 +405,12 @@ def catch_up(*, time_budget: float = 50.0) -> dict[str, int]:
             if time.monotonic() - started >= time_budget:
                 break
     remaining = DirtyHour.objects.count()
-    return {"attributed": attributed, "recomputed": done, "skipped": skipped, "remaining": remaining}
+    return {
+        "attributed": attributed,
+        "recomputed": done,
+        "skipped": skipped,
+        "remaining": remaining,
+    }
 
 
 def mark_all_dirty(rollout_key: str | None = None) -> int:
@@ -389,7 +421,10 @@ def mark_all_dirty(rollout_key: str | None = None) -> int:
     buckets = set(replies.values_list("rollout_key", "hour").distinct())
     for key in {r for r, _ in buckets}:
         # hours that have rollups but no more replies get cleaned up too
-        buckets |= {(key, h) for h in HourlyRollup.objects.filter(rollout_key=key).values_list("hour", flat=True)}
+        buckets |= {
+            (key, h)
+            for h in HourlyRollup.objects.filter(rollout_key=key).values_list("hour", flat=True)
+        }
     with transaction.atomic():
         lock_buckets_shared(buckets)
         mark_dirty(buckets)
@@ -400,15 +435,18 @@ def live_hours(rollout_key: str, since: datetime, until: datetime) -> set[dateti
     """Hours of [since, until) whose rollups are not to be trusted right now: dirty ones, and
     the replies' hours of pending reactions/follow-ups that could be attributed."""
     hours = set(
-        DirtyHour.objects.filter(rollout_key=rollout_key, hour__gte=hour_of(since), hour__lt=until)
-        .values_list("hour", flat=True)
+        DirtyHour.objects.filter(
+            rollout_key=rollout_key, hour__gte=hour_of(since), hour__lt=until
+        ).values_list("hour", flat=True)
     )
     for rows in resolvable_pending().values():
         hours |= {hr for _, rk, hr in rows if rk == rollout_key and hour_of(since) <= hr < until}
     return hours
 
 
-def per_hour(rollout_key: str, since: datetime, until: datetime) -> dict[tuple[datetime, str], dict[str, Any]]:
+def per_hour(
+    rollout_key: str, since: datetime, until: datetime
+) -> dict[tuple[datetime, str], dict[str, Any]]:
     """Exact figures per (hour, variant) for replies with since <= ts < until: rollups for clean
     whole hours, raw aggregation for dirty hours and the partial hours at both ends. On
     PostgreSQL all of it is read from one snapshot (REPEATABLE READ)."""
@@ -420,7 +458,9 @@ def per_hour(rollout_key: str, since: datetime, until: datetime) -> dict[tuple[d
     return _per_hour(rollout_key, since, until)
 
 
-def _per_hour(rollout_key: str, since: datetime, until: datetime) -> dict[tuple[datetime, str], dict[str, Any]]:
+def _per_hour(
+    rollout_key: str, since: datetime, until: datetime
+) -> dict[tuple[datetime, str], dict[str, Any]]:
     first = hour_of(since)
     live = live_hours(rollout_key, since, until)
     partial = {first} if since > first else set()
@@ -428,7 +468,9 @@ def _per_hour(rollout_key: str, since: datetime, until: datetime) -> dict[tuple[
     if until > last:
         partial.add(last)
     out: dict[tuple[datetime, str], dict[str, Any]] = {}
-    for row in HourlyRollup.objects.filter(rollout_key=rollout_key, hour__gte=first, hour__lt=until):
+    for row in HourlyRollup.objects.filter(
+        rollout_key=rollout_key, hour__gte=first, hour__lt=until
+    ):
         if row.hour in live or row.hour in partial:
             continue
         out[(row.hour, row.variant)] = figures_of_rollup(row)
@@ -441,7 +483,64 @@ def _per_hour(rollout_key: str, since: datetime, until: datetime) -> dict[tuple[
 
 
 def totals_by_variant(rollout_key: str, since: datetime, until: datetime) -> dict[str, dict[str, Any]]:
+    """Exact figures per variant for replies with since <= ts < until (see per_hour). On
+    PostgreSQL the clean hours are summed in SQL (histograms and error codes merged with
+    jsonb_each_text), from one REPEATABLE READ snapshot."""
+    if is_postgres() and not connection.in_atomic_block:
+        with transaction.atomic():
+            with connection.cursor() as cursor:
+                cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            return _totals(rollout_key, since, until)
+    return _totals(rollout_key, since, until)
+
+
+def _totals(rollout_key: str, since: datetime, until: datetime) -> dict[str, dict[str, Any]]:
+    first = hour_of(since)
+    skip = live_hours(rollout_key, since, until)
+    if since > first:
+        skip.add(first)
+    if until > hour_of(until):
+        skip.add(hour_of(until))
     totals: dict[str, dict[str, Any]] = defaultdict(empty_figures)
-    for (_hour, variant), figures in per_hour(rollout_key, since, until).items():
-        add_figures(totals[variant], figures)
+    if is_postgres():
+        _sum_rollups_pg(totals, rollout_key, first, until, sorted(skip))
+    else:
+        rows = HourlyRollup.objects.filter(rollout_key=rollout_key, hour__gte=first, hour__lt=until)
+        for row in rows.exclude(hour__in=sorted(skip)):
+            add_figures(totals[row.variant], figures_of_rollup(row))
+    for hour in sorted(skip):
+        ts_from = since if hour < since else None
+        ts_to = until if hour + HOUR > until else None
+        for variant, figures in aggregate(rollout_key, hour, ts_from, ts_to).items():
+            add_figures(totals[variant], figures)
     return dict(totals)
+
+
+def _sum_rollups_pg(totals, rollout_key: str, first: datetime, until: datetime, skip: list[datetime]) -> None:
+    where = (
+        "rollout_key = %s AND hour >= %s AND hour < %s AND NOT (hour = ANY(%s::timestamptz[]))"
+    )
+    params = [rollout_key, first, until, skip]
+    sums = ", ".join(f"sum({name})" for name in COUNT_FIELDS)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT variant, {sums}, sum(cost_usd), sum(latency_sum) FROM metrics_hourlyrollup "
+            f"WHERE {where} GROUP BY variant",
+            params,
+        )
+        for variant, *values in cursor.fetchall():
+            figures = totals[variant]
+            for name, value in zip(COUNT_FIELDS, values, strict=False):
+                figures[name] += int(value or 0)
+            figures["cost_usd"] += Decimal(values[-2] or 0)
+            figures["latency_sum"] += float(values[-1] or 0)
+        for column, key in (("latency_hist", "latency_hist"), ("errors_by_code", "errors_by_code")):
+            cursor.execute(
+                f"SELECT variant, e.key, sum(e.value::bigint) FROM metrics_hourlyrollup, "
+                f"jsonb_each_text({column}) AS e WHERE {where} GROUP BY variant, e.key",
+                params,
+            )
+            for variant, k, n in cursor.fetchall():
+                bucket = totals[variant][key]
+                k = int(k) if key == "latency_hist" else k
+                bucket[k] = bucket.get(k, 0) + int(n)
