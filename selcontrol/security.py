@@ -35,6 +35,8 @@ from django.core.cache import cache, caches
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.urls import NoReverseMatch, reverse
 
+from .cache import UNREACHABLE
+
 logger = logging.getLogger("selcontrol.security")
 
 DEFAULT_CSP: dict[str, str] = {
@@ -113,7 +115,7 @@ class Verdict:
 class FixedWindowLimiter:
     """``limit`` hits per ``window`` seconds per key, counted in the Django cache.
 
-    With Redis it is one round trip per hit (INCR and EXPIRE NX in a pipeline); with another
+    With Redis it is one round trip per hit (INCR and EXPIRE in a pipeline); with another
     cache backend it uses ``add`` then ``incr``. Any cache error lets the hit through."""
 
     _last_warning = 0.0
@@ -138,13 +140,22 @@ class FixedWindowLimiter:
         return Verdict(count <= self.limit, count, self.limit, retry_after)
 
     def _incr(self, key: str) -> int:
-        redis_client = _raw_redis(key)
-        if redis_client is not None:
-            client, full_key = redis_client
-            pipe = client.pipeline(transaction=False)
-            pipe.incr(full_key)
-            pipe.expire(full_key, self.window + 5, nx=True)
-            count, _ = pipe.execute()
+        raw = _raw_redis(key)
+        if raw is not None:
+            backend, client, full_key = raw
+            if not getattr(backend, "available", True):  # selcontrol.cache's circuit breaker
+                raise ConnectionError("the cache is marked unreachable for a few seconds")
+            try:
+                pipe = client.pipeline(transaction=False)
+                pipe.incr(full_key)
+                # The window is part of the key; the TTL only clears old keys away (so refreshing
+                # it on every hit is harmless, and works on Redis 6, which lacks EXPIRE NX).
+                pipe.expire(full_key, self.window + 5)
+                count, _ = pipe.execute()
+            except UNREACHABLE as exc:
+                if hasattr(backend, "_failed"):
+                    backend._failed(exc)
+                raise
             return int(count)
         if cache.add(key, 1, timeout=self.window + 5):
             return 1
@@ -166,14 +177,14 @@ class FixedWindowLimiter:
 
 
 def _raw_redis(key: str):
-    """(redis client, prefixed key) when the default cache is Django's RedisCache, else None."""
+    """(backend, redis client, prefixed key) when the default cache is Django's RedisCache."""
     from django.core.cache.backends.redis import RedisCache
 
     backend = caches["default"]
     if not isinstance(backend, RedisCache):
         return None
     full_key = backend.make_and_validate_key(key)
-    return backend._cache.get_client(full_key, write=True), full_key
+    return backend, backend._cache.get_client(full_key, write=True), full_key
 
 
 def _too_many(message: str, retry_after: int, as_json: bool) -> HttpResponse:

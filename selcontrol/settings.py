@@ -246,7 +246,9 @@ SELCONTROL_TELEMETRY_FLUSH_SECONDS = float(env_str("SELCONTROL_TELEMETRY_FLUSH_S
 SECRET_KEY_FALLBACKS = env_list("SECRET_KEY_FALLBACKS", [])  # old keys while rotating SECRET_KEY
 # Load balancers probe over plain HTTP: never redirect the probes and the scrape to HTTPS.
 SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]
-if REDIS_URL:  # a hung Redis must cost a request a second at most, not forever
+if REDIS_URL:  # a hung Redis must cost a request a second at most, not forever; and while
+    # it is down the cache is a miss, not an error (selcontrol/cache.py)
+    CACHES["default"]["BACKEND"] = "selcontrol.cache.ResilientRedisCache"
     CACHES["default"].setdefault("OPTIONS", {}).update(
         {"socket_connect_timeout": 1, "socket_timeout": 1}
     )

@@ -48,3 +48,9 @@ def plain_log(settings):
     captured, _ = _capture("plain", settings)
     yield captured
     logging.config.dictConfig(settings.LOGGING)
+
+
+@pytest.fixture(autouse=True)
+def _fast_password_hashing(settings):
+    """Sign-in tests hash passwords many times; PBKDF2's cost is not what they test."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

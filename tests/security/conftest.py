@@ -1,1 +1,1 @@
-from tests.ops.conftest import json_log, plain_log  # noqa: F401  (log capture fixtures)
+from tests.ops.conftest import _fast_password_hashing, json_log, plain_log  # noqa: F401
