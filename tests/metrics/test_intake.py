@@ -209,3 +209,36 @@ def test_hourly__rows_per_hour_and_variant__with_percentiles():
 def test_record_events__naive_now_free__utc_hour_bucket():
     record_events([response("a", ts=datetime(2026, 3, 2, 12, 59, 59, tzinfo=UTC))])
     assert ResponseEvent.objects.get().hour == datetime(2026, 3, 2, 12, tzinfo=UTC)
+
+
+def test_update_rollups_command__without_broker__recomputes_dirty_hours():
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    record_events([response(f"c{i}", ts=T0 + timedelta(hours=i)) for i in range(3)])
+    out = StringIO()
+    call_command("update_rollups", stdout=out)
+    assert "recomputed 3 hour(s)" in out.getvalue()
+    assert DirtyHour.objects.count() == 0 and HourlyRollup.objects.count() == 3
+
+
+def test_update_rollups_command__all__rebuilds_every_hour():
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    record_events([response("c1")])
+    rollups.catch_up()
+    HourlyRollup.objects.update(responses=99)  # a rollup gone wrong (e.g. restored from backup)
+    call_command("update_rollups", "--all", stdout=StringIO())
+    assert HourlyRollup.objects.get().responses == 1
+
+
+def test_beat_schedule__rollup_catch_up__every_30_s_with_expiry():
+    import metrics.tasks  # noqa: F401  (the beat entry is added when the tasks module loads)
+    from selcontrol.celery import app
+
+    entry = app.conf.beat_schedule["metrics-update-rollups"]
+    assert entry["task"] == "metrics.tasks.update_rollups"
+    assert entry["schedule"] == 30.0 and entry["options"]["expires"] < 30
