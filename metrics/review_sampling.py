@@ -147,8 +147,8 @@ def draw(candidates: Iterable[Candidate], size: int, seed: int, double_share: fl
 def cohen_kappa(pairs: Sequence[tuple[Hashable, Hashable]]) -> float | None:
     """Cohen's kappa of two raters over the same items: (p_o - p_e) / (1 - p_e), where p_o is the
     observed agreement and p_e the agreement expected by chance from each rater's own category
-    frequencies. None without pairs; 1.0 when both raters used one and the same category only
-    (p_e = 1: perfect agreement, nothing left to chance)."""
+    frequencies. None without pairs, and None when both raters used one and the same category
+    only (p_e = 1: kappa is undefined; the raw agreement is then the figure to read)."""
     n = len(pairs)
     if n == 0:
         return None
@@ -157,7 +157,7 @@ def cohen_kappa(pairs: Sequence[tuple[Hashable, Hashable]]) -> float | None:
     second = Counter(b for _, b in pairs)
     expected = sum(first[k] * second.get(k, 0) for k in first) / (n * n)
     if expected >= 1.0:
-        return 1.0 if observed == 1.0 else 0.0
+        return None
     return (observed - expected) / (1.0 - expected)
 
 

@@ -27,6 +27,7 @@ from . import reviews
 from .review_models import ReviewGrade, ReviewItem, ReviewSample
 
 PAGE_SIZE = 50
+RATE_WEEKS = 12  # weeks of rates shown above the results list
 
 # The rubric as the queue shows it: field, shortcut prefix, legend, (value, label, key) options.
 RUBRIC = (
@@ -339,6 +340,9 @@ def results(request: HttpRequest) -> HttpResponse:
         .values_list("variant", flat=True)
         .distinct()
     )
+    rollout_key = filters["rollout"] or _default_rollout()
+    until = timezone.now()
+    rates = reviews.weekly_review_rates(rollout_key, until - timedelta(weeks=RATE_WEEKS), until)
     params = request.GET.copy()
     params.pop("page", None)
     return render(
@@ -356,6 +360,15 @@ def results(request: HttpRequest) -> HttpResponse:
             },
             "rollouts": _rollout_keys(),
             "querystring": params.urlencode(),
+            "rates": [
+                {
+                    **r,
+                    "ci_low": round(100 * r["hallucination_ci"][0]),
+                    "ci_high": round(100 * r["hallucination_ci"][1]),
+                }
+                for r in reversed(rates)
+            ],
+            "rates_rollout": rollout_key,
             "now": timezone.now(),
         },
         status=422 if errors else 200,

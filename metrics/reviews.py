@@ -562,7 +562,9 @@ def sample_agreement(sample: ReviewSample) -> dict[str, Any]:
         agree = sum(1 for a, b in pairs if key(a) == key(b))
         out[name] = {
             "kappa": None if kappa is None else round(kappa, 3),
-            "label": review_sampling.kappa_label(kappa),
+            "label": review_sampling.kappa_label(kappa)
+            if kappa is not None or not pairs
+            else "not defined: every grade in one category",
             "agreement": round(agree / len(pairs), 3) if pairs else None,
         }
     return out

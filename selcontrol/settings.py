@@ -254,3 +254,8 @@ if REDIS_URL:  # a hung Redis must cost a request a second at most, not forever;
     CACHES["default"].setdefault("OPTIONS", {}).update(
         {"socket_connect_timeout": 1, "socket_timeout": 1}
     )
+
+# Weekly human review (metrics/reviews.py, docs/reviews.md)
+SELCONTROL_REVIEW_SAMPLE_SIZE = env_int("SELCONTROL_REVIEW_SAMPLE_SIZE", 50)
+SELCONTROL_REVIEW_DOUBLE_SHARE = float(env_str("SELCONTROL_REVIEW_DOUBLE_SHARE", "0.2"))
+SELCONTROL_REVIEW_LEASE_SECONDS = env_int("SELCONTROL_REVIEW_LEASE_SECONDS", 600)

@@ -144,6 +144,10 @@ def test_cohen_kappa__no_pairs__is_none():
     assert cohen_kappa([]) is None
 
 
+def test_cohen_kappa__one_category_only__is_undefined():
+    assert cohen_kappa([("none", "none")] * 5) is None
+
+
 def test_kappa_label__landis_koch_bands():
     assert [kappa_label(k) for k in (-0.1, 0.1, 0.3, 0.5, 0.7, 0.9)] == [
         "poor (worse than chance)",

@@ -18,7 +18,9 @@ HTMX = {"HX-Request": "true"}
 @pytest.fixture
 def sample(db) -> ReviewSample:
     store_week({"v1": 3, "v2_full": 3, "v2_simplified": 3})
-    return reviews.draw_sample(rollout_key="prompts_v2", week_start=WEEK, actor=SYSTEM, size=6, double_share=0)
+    return reviews.draw_sample(
+        rollout_key="prompts_v2", week_start=WEEK, actor=SYSTEM, size=6, double_share=0
+    )
 
 
 def test_queue__viewer__is_forbidden(viewer_client, sample):
@@ -27,7 +29,9 @@ def test_queue__viewer__is_forbidden(viewer_client, sample):
 
 def test_grade__viewer__is_forbidden(viewer_client, sample):
     item = sample.items.first()
-    assert viewer_client.post(reverse("metrics:review_grade", args=[item.pk]), GOOD).status_code == 403
+    assert (
+        viewer_client.post(reverse("metrics:review_grade", args=[item.pk]), GOOD).status_code == 403
+    )
     assert not ReviewGrade.objects.exists()
 
 
@@ -42,8 +46,10 @@ def test_results__viewer__can_read(viewer_client):
 
 def test_queue_page__html__never_names_the_variant(reviewer_client, sample):
     for _ in range(6):
-        html = reviewer_client.get(reverse("metrics:review_queue", args=[sample.pk])).content.decode()
-        main = html[html.index('<main'):]
+        html = reviewer_client.get(
+            reverse("metrics:review_queue", args=[sample.pk])
+        ).content.decode()
+        main = html[html.index("<main") :]
         assert "v2_full" not in html and "v2_simplified" not in html and "v1" not in main
         assert "100000000000000000"[:15] not in main  # nor the channel id, which would give it away
         item = ReviewItem.objects.get(held_by__username="bob")
@@ -53,7 +59,9 @@ def test_queue_page__html__never_names_the_variant(reviewer_client, sample):
 def test_grade__saved__reveals_the_variant(reviewer_client, sample):
     reviewer_client.get(reverse("metrics:review_queue", args=[sample.pk]))
     item = ReviewItem.objects.select_related("response").get(held_by__username="bob")
-    response = reviewer_client.post(reverse("metrics:review_grade", args=[item.pk]), GOOD, headers=HTMX)
+    response = reviewer_client.post(
+        reverse("metrics:review_grade", args=[item.pk]), GOOD, headers=HTMX
+    )
     assert response.status_code == 200
     assert f'id="review-variant">{item.response.variant}<' in response.content.decode()
     assert 'hx-swap-oob="true"' in response.content.decode()
@@ -74,7 +82,9 @@ def test_grade__incomplete__is_422_with_the_form_and_errors(reviewer_client, sam
 def test_queue__reload__shows_the_same_item_with_its_draft(reviewer_client, sample):
     reviewer_client.get(reverse("metrics:review_queue", args=[sample.pk]))
     item = ReviewItem.objects.get(held_by__username="bob")
-    reviewer_client.post(reverse("metrics:review_draft", args=[item.pk]), {"hallucination": "major", "note": "hmm"})
+    reviewer_client.post(
+        reverse("metrics:review_draft", args=[item.pk]), {"hallucination": "major", "note": "hmm"}
+    )
     html = reviewer_client.get(reverse("metrics:review_queue", args=[sample.pk])).content.decode()
     assert f'action="{reverse("metrics:review_grade", args=[item.pk])}"' in html
     assert 'value="major" data-key="3" checked' in html and ">hmm</textarea>" in html
@@ -94,14 +104,20 @@ def test_queue__everything_graded__says_the_sample_is_complete(reviewer_client, 
         reviewer_client.get(reverse("metrics:review_queue", args=[sample.pk]))
         item = ReviewItem.objects.get(held_by__username="bob")
         reviewer_client.post(reverse("metrics:review_grade", args=[item.pk]), GOOD, headers=HTMX)
-    assert "Sample complete" in reviewer_client.get(reverse("metrics:review_queue", args=[sample.pk])).content.decode()
+    assert (
+        "Sample complete"
+        in reviewer_client.get(reverse("metrics:review_queue", args=[sample.pk])).content.decode()
+    )
 
 
 def test_hold__another_reviewer_holds_it__is_409(operator_client, reviewer_client, sample):
     reviewer_client.get(reverse("metrics:review_queue", args=[sample.pk]))
     item = ReviewItem.objects.get(held_by__username="bob")
     assert operator_client.post(reverse("metrics:review_hold", args=[item.pk])).status_code == 409
-    assert operator_client.post(reverse("metrics:review_grade", args=[item.pk]), GOOD).status_code == 409
+    assert (
+        operator_client.post(reverse("metrics:review_grade", args=[item.pk]), GOOD).status_code
+        == 409
+    )
 
 
 def test_release__leave_button__frees_the_item(reviewer_client, sample):
@@ -118,11 +134,24 @@ def test_draw__reviewer__draws_and_lands_on_the_sample(reviewer_client, rollout)
     store_week({"v1": 5})
     response = reviewer_client.post(
         reverse("metrics:review_draw"),
-        {"rollout": "prompts_v2", "week": "2026-03-04", "size": "4", "double_percent": "25", "reason": ""},
+        {
+            "rollout": "prompts_v2",
+            "week": "2026-03-04",
+            "size": "4",
+            "double_percent": "25",
+            "reason": "",
+        },
     )
     sample = ReviewSample.objects.get()
-    assert response.status_code == 302 and response.url == reverse("metrics:review_sample", args=[sample.pk])
-    assert (sample.week_start, sample.drawn, sample.double_share, sample.created_by) == (WEEK, 4, 0.25, "bob")
+    assert response.status_code == 302 and response.url == reverse(
+        "metrics:review_sample", args=[sample.pk]
+    )
+    assert (sample.week_start, sample.drawn, sample.double_share, sample.created_by) == (
+        WEEK,
+        4,
+        0.25,
+        "bob",
+    )
 
 
 def test_draw__bad_size__is_422_naming_the_field(reviewer_client, rollout):
@@ -130,24 +159,65 @@ def test_draw__bad_size__is_422_naming_the_field(reviewer_client, rollout):
         reverse("metrics:review_draw"),
         {"rollout": "prompts_v2", "week": "2026-03-02", "size": "zero", "double_percent": "20"},
     )
-    assert response.status_code == 422 and "size must be a whole number" in response.content.decode()
+    assert (
+        response.status_code == 422 and "size must be a whole number" in response.content.decode()
+    )
     assert not ReviewSample.objects.exists()
 
 
 def test_sample_page__verify__says_it_reproduces(reviewer_client, sample):
-    html = reviewer_client.get(reverse("metrics:review_sample", args=[sample.pk]) + "?verify=1").content.decode()
+    html = reviewer_client.get(
+        reverse("metrics:review_sample", args=[sample.pk]) + "?verify=1"
+    ).content.decode()
     assert "yes: same replies, same order" in html
 
 
 def test_results__filter_by_hallucination__lists_only_those(viewer_client, bob, sample):
     for verdict in ("none", "major", "none"):
         item = reviews.next_item(sample, bob)
-        reviews.submit_grade(item, bob, {**GOOD, "hallucination": verdict, "hallucination_note": "invented a law"
-                                         if verdict == "major" else ""})
-    html = viewer_client.get(reverse("metrics:review_results"), {"hallucination": "major"}).content.decode()
+        reviews.submit_grade(
+            item,
+            bob,
+            {
+                **GOOD,
+                "hallucination": verdict,
+                "hallucination_note": "invented a law" if verdict == "major" else "",
+            },
+        )
+    html = viewer_client.get(
+        reverse("metrics:review_results"), {"hallucination": "major"}
+    ).content.decode()
     assert "invented a law" in html and html.count('class="pill bad"') == 1
 
 
 def test_results__bad_week__is_422_naming_the_field(viewer_client):
     response = viewer_client.get(reverse("metrics:review_results"), {"week": "last tuesday"})
     assert response.status_code == 422 and "week must be a date" in response.content.decode()
+
+
+def test_results__rates_table__shows_rate_and_interval(viewer_client, bob, rollout):
+    from datetime import UTC, datetime
+
+    from metrics.intake import record_events
+
+    from .review_data import reply
+
+    now = datetime.now(UTC)
+    events = [reply(n) for n in range(1, 5)]
+    for event in events:
+        event["ts"] = now.isoformat()
+    record_events(events, now=now)
+    sample = reviews.draw_sample(
+        rollout_key="prompts_v2",
+        week_start=reviews.week_start_of(now),
+        actor=SYSTEM,
+        size=4,
+        double_share=0,
+    )
+    for verdict in ("major", "none", "none", "none"):
+        item = reviews.next_item(sample, bob)
+        reviews.submit_grade(
+            item, bob, {**GOOD, "hallucination": verdict, "hallucination_note": "x"}
+        )
+    html = viewer_client.get(reverse("metrics:review_results")).content.decode()
+    assert "<strong>25%</strong>" in html and "(5–70%)" in html

@@ -83,5 +83,6 @@ class Command(BaseCommand):
         )
         self.stdout.write(
             f"sample {sample.pk} week of {sample.week_start} seed {sample.seed}: {sample.drawn} of "
-            f"{sample.requested} drawn ({allocation or 'no replies with text'}), shortfall {sample.shortfall}"
+            f"{sample.requested} drawn ({allocation or 'no replies with text'}), "
+            f"shortfall {sample.shortfall}"
         )
