@@ -9,6 +9,7 @@ import socket
 import pytest
 from django.contrib.auth.models import Group, User
 from django.core.cache import cache
+from django.db.models.signals import post_migrate
 from django.test import Client
 
 from rollout import config as rollout_config
@@ -16,6 +17,40 @@ from rollout import services
 from rollout.models import Rollout
 
 PASSWORD = "correct horse battery staple"
+PROJECT_APPS = ("rollout", "metrics")
+
+
+def replay_data_migrations(using: str = "default") -> None:
+    """Re-run the forward RunPython steps of the project's migrations, in migration order.
+
+    A transactional test (live servers, worker and browser tests) ends with a flush that empties
+    every table, and with them what the data migrations created: the roles' groups, the
+    prompts_v2 rollout and its phases, the config revision row, emoji sentiments, correction
+    patterns, prices and guardrail rules. Each step is idempotent (get_or_create)."""
+    from django.apps import apps
+    from django.db import connections
+    from django.db.migrations.loader import MigrationLoader
+    from django.db.migrations.operations.special import RunPython
+
+    loader = MigrationLoader(connections[using], ignore_no_migrations=True)
+    plan: list[tuple[str, str]] = []
+    for target in sorted(k for k in loader.graph.leaf_nodes() if k[0] in PROJECT_APPS):
+        plan += [k for k in loader.graph.forwards_plan(target) if k not in plan]
+    for key in plan:
+        if key[0] in PROJECT_APPS:
+            for operation in loader.graph.nodes[key].operations:
+                if isinstance(operation, RunPython):
+                    operation.code(apps, None)
+
+
+def _replay_after_flush(sender, using: str = "default", **kwargs) -> None:
+    # post_migrate is sent once per app after every migrate and every test flush; metrics is the
+    # last project app, so by then every table exists again.
+    if sender.name == PROJECT_APPS[-1]:
+        replay_data_migrations(using)
+
+
+post_migrate.connect(_replay_after_flush, dispatch_uid="tests.replay_data_migrations")
 
 
 @pytest.fixture(autouse=True)

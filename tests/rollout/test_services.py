@@ -146,7 +146,7 @@ def _race(n: int, target) -> list:
     return results
 
 
-@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+@pytest.mark.django_db(transaction=True)
 def test_concurrent_operators__same_revision__exactly_one_wins():
     rollout = Rollout.objects.get(key="prompts_v2")
     seen = rollout.revision
@@ -165,7 +165,7 @@ def test_concurrent_operators__same_revision__exactly_one_wins():
     assert AuditEntry.objects.filter(action="rollout.update").count() == 1
 
 
-@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+@pytest.mark.django_db(transaction=True)
 def test_concurrent_writes__without_revision__serialised_none_lost():
     results = _race(
         5,
