@@ -270,3 +270,17 @@ def test_review_pages__screenshots_of_sample_kappa_and_results(
     phone_page.goto(f"/metrics/reviews/samples/{draw(size=2).pk}/queue/")
     keys(phone_page, "h 1 f 1")
     screenshot(phone_page, "review-queue-phone")
+
+
+def test_review_queue__page_left__releases_the_hold(page, console, bob):
+    store_replies(2)
+    sample = draw(size=2)
+    login(page, bob)
+    page.goto(f"/metrics/reviews/samples/{sample.pk}/queue/")
+    assert ReviewItem.objects.filter(held_by=bob).count() == 1
+    page.goto("/metrics/reviews/results/")
+    for _ in range(50):  # the beacon is sent as the page goes; wait for it to land
+        if not ReviewItem.objects.filter(held_by=bob).exists():
+            break
+        page.wait_for_timeout(100)
+    assert not ReviewItem.objects.filter(held_by=bob).exists()
