@@ -17,6 +17,8 @@ Shared by every browser test. What you get:
 - ``phone_page`` (function): the same with a 390x844 phone viewport and touch.
 - ``login(page, user)``: log a persona in through the login form (users from tests/conftest.py:
   ``alice`` operator, ``bob`` reviewer, ``carol`` viewer; password ``PASSWORD``).
+- ``htmx_idle(page)``: wait until no htmx request is in flight (call it after a change, before
+  the next interaction: the other sections refresh themselves after every change).
 - ``screenshot(page, name)``: save ``docs/screenshots/<name>.png`` (full page).
 
 Mark browser tests with ``@pytest.mark.e2e``; run them with ``make e2e`` or
@@ -136,8 +138,21 @@ def login(page: Page, user) -> None:
     page.wait_for_url(lambda url: "/login/" not in url)
 
 
-def screenshot(page: Page, name: str) -> Path:
+def htmx_idle(page: Page) -> None:
+    """Wait until no htmx request is in flight (e.g. the sections refreshing after a change), so
+    that the next interaction does not land on a fragment about to be replaced."""
+    page.wait_for_function("() => !document.querySelector('.htmx-request')")
+
+
+def screenshot(page: Page, name: str, *, full_page: bool = True) -> Path:
+    """Save docs/screenshots/<name>.png; use full_page=False for modal dialogs (their backdrop
+    covers the viewport only).
+
+    ``caret="initial"``: Playwright's default hides the text caret by injecting a <style>, which
+    the Content-Security-Policy refuses, and later DOM updates then log CSP violations that
+    would fail a test checking the console for them.
+    """
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     path = SCREENSHOTS / f"{name}.png"
-    page.screenshot(path=str(path), full_page=True)
+    page.screenshot(path=str(path), full_page=full_page, caret="initial")
     return path

@@ -17,7 +17,7 @@ from rollout import services
 from rollout.checklist import ITEM_KEYS
 from rollout.models import AuditEntry, Rollout
 
-from .conftest import login, screenshot
+from .conftest import htmx_idle, login, screenshot
 
 pytestmark = pytest.mark.e2e
 
@@ -33,12 +33,22 @@ def seed_traffic() -> None:
         for i in range(1 + n % 4):
             eid = f"e2e-{n}-{i}"
             ts = (now - timedelta(minutes=5 + 7 * i + n)).isoformat().replace("+00:00", "Z")
-            events.append({
-                "id": eid, "type": "response", "ts": ts, "channel_id": channel,
-                "message_id": f"m-{eid}", "rollout": KEY, "variant": "v1",
-                "model": "anthropic/claude-3.5-sonnet", "input_tokens": 500,
-                "output_tokens": 200, "latency_ms": 900.0, "error": None,
-            })
+            events.append(
+                {
+                    "id": eid,
+                    "type": "response",
+                    "ts": ts,
+                    "channel_id": channel,
+                    "message_id": f"m-{eid}",
+                    "rollout": KEY,
+                    "variant": "v1",
+                    "model": "anthropic/claude-3.5-sonnet",
+                    "input_tokens": 500,
+                    "output_tokens": 200,
+                    "latency_ms": 900.0,
+                    "error": None,
+                }
+            )
     assert record_events(events).accepted == len(events)
 
 
@@ -65,6 +75,8 @@ def create_token_in_browser(page: Page) -> str:
 
 
 def test_operator__walks_the_guide(page: Page, phone_page: Page, console: str, alice):
+    csp_errors: list[str] = []
+    page.on("console", lambda m: "Content Security Policy" in m.text and csp_errors.append(m.text))
     seed_traffic()
     login(page, alice)
     expect(page).to_have_url(re.compile(f"/rollouts/{KEY}/$"))
@@ -91,6 +103,7 @@ def test_operator__walks_the_guide(page: Page, phone_page: Page, console: str, a
     expect(checklist).to_contain_text("alice")
 
     # Advance to Beta: the minimum watch has not passed, so an override reason is required.
+    htmx_idle(page)
     timeline = page.locator("#sec-timeline")
     expect(timeline).to_contain_text("Not ready yet")
     expect(timeline).not_to_contain_text("unticked")
@@ -104,6 +117,7 @@ def test_operator__walks_the_guide(page: Page, phone_page: Page, console: str, a
     screenshot(page, "console-rollout")
 
     # Gradual rollback to 10% with the number field (keyboard), then the slider back to 20%.
+    htmx_idle(page)
     page.fill("#pct-number", "10")
     preview = page.locator("#pct-preview")
     expect(preview).to_contain_text("Lowering to 10%")
@@ -116,6 +130,7 @@ def test_operator__walks_the_guide(page: Page, phone_page: Page, console: str, a
         str(Rollout.objects.get(key=KEY).revision)
     )
 
+    htmx_idle(page)
     page.locator("#pct-range").fill("20")
     expect(page.locator("#pct-number")).to_have_value("20")
     expect(preview).to_contain_text(re.compile(r"Raising to 20%\s+moves \d+ of 120 known channels"))
@@ -128,22 +143,26 @@ def test_operator__walks_the_guide(page: Page, phone_page: Page, console: str, a
 
     # Add an override, look the channel up, remove it.
     overrides = page.locator("#sec-overrides")
+    htmx_idle(page)
     overrides.get_by_text("Add an override").click()
     page.fill("#ovr-channel", "424242")
     page.select_option("#ovr-variant", "v2_simplified")
     page.fill("#ovr-reason", "team test channel")
     page.get_by_role("button", name="Add override").click()
     expect(overrides.locator("#override-424242")).to_contain_text("v2_simplified")
+    htmx_idle(page)
     page.fill("#lookup-channel", "424242")
     page.get_by_role("button", name="Look up").click()
     expect(page.locator("#lookup-result")).to_contain_text("team test channel")
     screenshot(page, "console-overrides")
+    htmx_idle(page)
     page.prompt_answer = "test finished"
     overrides.get_by_role("button", name="Remove the override of channel 424242").click()
     expect(overrides.locator("#override-424242")).to_have_count(0)
     assert AuditEntry.objects.filter(action="override.remove", reason="test finished").exists()
 
     # An override that the emergency rollback must outrank.
+    htmx_idle(page)
     overrides.get_by_text("Add an override").click()
     page.fill("#ovr-channel", CHANNELS[0])
     page.select_option("#ovr-variant", "v2_full")
@@ -155,11 +174,12 @@ def test_operator__walks_the_guide(page: Page, phone_page: Page, console: str, a
     assert any(v != "v1" for v in before.values())
 
     # Emergency rollback: one button, one confirmation, immediate.
+    htmx_idle(page)
     page.get_by_role("link", name="Emergency rollback").click()
     dialog = page.locator("dialog[open]")
     expect(dialog).to_be_visible()
     dialog.locator("textarea").fill("responses lost Sel's personality")
-    screenshot(page, "console-rollback-dialog")
+    screenshot(page, "console-rollback-dialog", full_page=False)
     dialog.get_by_role("button", name="Roll back now").click()
     banner = page.locator("#banner")
     expect(banner).to_contain_text("Kill switch ON")
@@ -181,6 +201,7 @@ def test_operator__walks_the_guide(page: Page, phone_page: Page, console: str, a
     screenshot(page, "console-audit")
 
     # The way back: re-enable at a chosen percentage.
+    htmx_idle(page)
     page.fill("#banner input[name=percentage]", "5")
     page.fill("#banner input[name=reason]", "fix deployed")
     page.get_by_role("button", name="Re-enable").click()
@@ -191,11 +212,15 @@ def test_operator__walks_the_guide(page: Page, phone_page: Page, console: str, a
     rollout = Rollout.objects.get(key=KEY)
     assert (rollout.enabled, rollout.percentage) == (True, 5)
 
-    # Phone screenshots of the pages, as they are now.
+    assert csp_errors == []
+
+    # Phone screenshots of the pages, as they are now; nothing wider than the screen.
     login(phone_page, alice)
     screenshot(phone_page, "console-rollout-phone")
+    assert phone_page.evaluate("document.documentElement.scrollWidth") <= 390
     phone_page.goto("/audit/")
     screenshot(phone_page, "console-audit-phone")
+    assert phone_page.evaluate("document.documentElement.scrollWidth") <= 390
 
 
 def test_reviewer__sees_everything_changes_nothing(page: Page, console: str, alice, bob):
@@ -203,11 +228,18 @@ def test_reviewer__sees_everything_changes_nothing(page: Page, console: str, ali
     services.move_to_phase(rollout, phase=1, actor=services.Actor("alice"), reason="start")
     login(page, bob)
     expect(page.locator("#sec-status")).to_contain_text("Alpha")
-    for label in ("Emergency rollback", "Save percentage", "Add an override", "Start Alpha",
-                  "Advance to Beta", "Hold"):
+    for label in (
+        "Emergency rollback",
+        "Save percentage",
+        "Add an override",
+        "Start Alpha",
+        "Advance to Beta",
+        "Hold",
+    ):
         expect(page.get_by_text(label, exact=False)).to_have_count(0)
     expect(page.locator("#sec-checklist input[type=checkbox]").first).to_be_disabled()
     expect(page.locator("#pct-range")).to_have_count(0)
+    expect(page.get_by_role("note")).to_contain_text("Read-only")
     screenshot(page, "console-reviewer")
 
     # The server refuses too, even with a valid CSRF token.
@@ -227,7 +259,9 @@ def test_reviewer__sees_everything_changes_nothing(page: Page, console: str, ali
 def test_stale_form__409_shows_who_changed_what(page: Page, console: str, alice):
     login(page, alice)
     rollout = Rollout.objects.get(key=KEY)
-    services.update_rollout(rollout, actor=services.Actor("dave"), reason="other tab", percentage=20)
+    services.update_rollout(
+        rollout, actor=services.Actor("dave"), reason="other tab", percentage=20
+    )
     page.fill("#pct-number", "50")
     page.fill("#pct-reason", "more")
     page.get_by_role("button", name="Save percentage").click()
