@@ -26,6 +26,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -115,15 +116,24 @@ class Verdict:
 class FixedWindowLimiter:
     """``limit`` hits per ``window`` seconds per key, counted in the Django cache.
 
-    With Redis it is one round trip per hit (INCR and EXPIRE in a pipeline); with another
-    cache backend it uses ``add`` then ``incr``. Any cache error lets the hit through."""
+    With Redis a count costs one round trip (INCRBY and EXPIRE in a pipeline); with another
+    cache backend it uses ``add`` then ``incr``. Large limits (the API's) are counted in batches:
+    each process adds its hits to the shared count every ``batch`` hits or every second, so
+    ordinary traffic costs Redis one round trip per batch rather than per request, and a limit
+    can be overshot by at most ``batch`` hits per process. Limits under 100 (sign-in) count
+    every hit. Any cache error lets the hit through."""
 
+    SYNC_SECONDS = 1.0
     _last_warning = 0.0
 
     def __init__(self, scope: str, limit: int, window: int = 60):
         self.scope = scope
         self.limit = limit
         self.window = window
+        self.batch = max(1, min(20, limit // 100))
+        self._lock = threading.Lock()
+        self._window_start = -1
+        self._local: dict[str, list[float]] = {}  # key -> [pending hits, shared count, synced]
 
     def hit(self, ident: str, now: float | None = None) -> Verdict:
         if self.limit <= 0:
@@ -132,14 +142,28 @@ class FixedWindowLimiter:
         window_start = int(now // self.window) * self.window
         retry_after = max(1, math.ceil(window_start + self.window - now))
         key = f"ratelimit:{self.scope}:{window_start}:{ident}"
+        with self._lock:
+            if window_start != self._window_start:  # a new window: the old counts are done
+                self._window_start = window_start
+                self._local.clear()
+            entry = self._local.setdefault(key, [0, 0, -math.inf])
+            entry[0] += 1
+            clock = time.monotonic()
+            if entry[0] < self.batch and clock - entry[2] < self.SYNC_SECONDS:
+                count = int(entry[0] + entry[1])
+                return Verdict(count <= self.limit, count, self.limit, retry_after)
+            pending, entry[0], entry[2] = int(entry[0]), 0, clock
         try:
-            count = self._incr(key)
+            count = self._incr(key, pending)
         except Exception as exc:  # noqa: BLE001 - fail open, see the module docstring
             self._warn(exc)
             return Verdict(True, 0, self.limit, 0)
+        with self._lock:
+            entry[1] = max(entry[1], count)
+            count = int(entry[1] + entry[0])
         return Verdict(count <= self.limit, count, self.limit, retry_after)
 
-    def _incr(self, key: str) -> int:
+    def _incr(self, key: str, amount: int = 1) -> int:
         raw = _raw_redis(key)
         if raw is not None:
             backend, client, full_key = raw
@@ -147,7 +171,7 @@ class FixedWindowLimiter:
                 raise ConnectionError("the cache is marked unreachable for a few seconds")
             try:
                 pipe = client.pipeline(transaction=False)
-                pipe.incr(full_key)
+                pipe.incrby(full_key, amount)
                 # The window is part of the key; the TTL only clears old keys away (so refreshing
                 # it on every hit is harmless, and works on Redis 6, which lacks EXPIRE NX).
                 pipe.expire(full_key, self.window + 5)
@@ -157,13 +181,13 @@ class FixedWindowLimiter:
                     backend._failed(exc)
                 raise
             return int(count)
-        if cache.add(key, 1, timeout=self.window + 5):
-            return 1
+        if cache.add(key, amount, timeout=self.window + 5):
+            return amount
         try:
-            return int(cache.incr(key))
+            return int(cache.incr(key, amount))
         except ValueError:  # expired between add and incr
-            cache.add(key, 1, timeout=self.window + 5)
-            return 1
+            cache.add(key, amount, timeout=self.window + 5)
+            return amount
 
     @classmethod
     def _warn(cls, exc: Exception) -> None:

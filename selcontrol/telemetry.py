@@ -55,10 +55,14 @@ class Store:
         self.flusher: threading.Thread | None = None
 
     def add(self, key: SampleKey, amount: float) -> None:
+        self.add_many([(key, amount)])
+
+    def add_many(self, items: list[tuple[SampleKey, float]]) -> None:
         with self.lock:
             self._after_fork()
-            self.totals[key] = self.totals.get(key, 0.0) + amount
-            self.pending[key] = self.pending.get(key, 0.0) + amount
+            for key, amount in items:
+                self.totals[key] = self.totals.get(key, 0.0) + amount
+                self.pending[key] = self.pending.get(key, 0.0) + amount
         if self.flusher is None and _redis_url():
             self._start_flusher()
 
@@ -163,6 +167,14 @@ def shared_samples() -> dict[SampleKey, float] | None:
     return {_unfield(field): float(value) for field, value in raw.items()}
 
 
+def _num(value: float) -> str:
+    if math.isinf(value):
+        return "+Inf" if value > 0 else "-Inf"
+    if value == int(value) and abs(value) < 1e15:
+        return str(int(value))
+    return repr(float(value))
+
+
 # --- metric families -----------------------------------------------------------------------------
 
 FAMILIES: dict[str, tuple[str, str]] = {}  # name -> (type, help)
@@ -190,16 +202,19 @@ class Histogram:
         self.name = name
         self.labelnames = tuple(labelnames)
         self.buckets = buckets
+        self._bounds = [(b, _num(b)) for b in buckets] + [(math.inf, "+Inf")]
         FAMILIES[name] = ("histogram", help_text)
 
     def observe(self, value: float, **labels: str) -> None:
         key = tuple((n, str(labels[n])) for n in self.labelnames)
-        for bound in self.buckets:
-            if value <= bound:
-                STORE.add((self.name, "_bucket", key + (("le", _num(bound)),)), 1)
-        STORE.add((self.name, "_bucket", key + (("le", "+Inf"),)), 1)
-        STORE.add((self.name, "_sum", key), value)
-        STORE.add((self.name, "_count", key), 1)
+        items: list[tuple[SampleKey, float]] = [
+            ((self.name, "_bucket", key + (("le", le),)), 1)
+            for bound, le in self._bounds
+            if value <= bound
+        ]
+        items.append(((self.name, "_sum", key), value))
+        items.append(((self.name, "_count", key), 1))
+        STORE.add_many(items)
 
 
 HTTP_REQUESTS = Counter(
@@ -319,14 +334,6 @@ def _version() -> str:
 
 
 # --- rendering ----------------------------------------------------------------------------------
-
-
-def _num(value: float) -> str:
-    if math.isinf(value):
-        return "+Inf" if value > 0 else "-Inf"
-    if value == int(value) and abs(value) < 1e15:
-        return str(int(value))
-    return repr(float(value))
 
 
 def _escape(value: str) -> str:

@@ -160,3 +160,33 @@ def test_client_ip__one_trusted_proxy__rightmost_forwarded_address(rf, settings)
     settings.SELCONTROL_TRUSTED_PROXY_HOPS = 1
     request = rf.get("/", REMOTE_ADDR="10.0.0.9", HTTP_X_FORWARDED_FOR="6.6.6.6, 203.0.113.7")
     assert client_ip(request) == "203.0.113.7"
+
+
+def test_limiter__large_limit__adds_to_the_shared_count_in_batches(db):
+    from django.core.cache import cache
+
+    limiter = FixedWindowLimiter("unit-batch", limit=6000, window=60)
+    assert limiter.batch == 20
+    start = 1_800_000_000 - 1_800_000_000 % 60
+    key = f"ratelimit:unit-batch:{start}:k"
+    limiter.hit("k", now=start + 1)  # the first hit of a window always goes to the cache
+    assert cache.get(key) == 1
+    for _ in range(19):
+        assert limiter.hit("k", now=start + 1).allowed
+    assert cache.get(key) == 1  # 19 hits held locally...
+    verdict = limiter.hit("k", now=start + 1)
+    assert cache.get(key) == 21  # ...and added with the 20th
+    assert verdict.count == 21
+
+
+def test_limiter__large_limit__another_processs_hits_count(db):
+    """Two limiters stand for two web processes sharing Redis."""
+    one, two = FixedWindowLimiter("unit-shared", 200), FixedWindowLimiter("unit-shared", 200)
+    start = 1_800_000_000 - 1_800_000_000 % 60
+    for _ in range(150):
+        one.hit("k", now=start + 1)
+    one.SYNC_SECONDS = two.SYNC_SECONDS = 0  # sync every hit from here on
+    one.hit("k", now=start + 1)
+    verdicts = [two.hit("k", now=start + 2) for _ in range(60)]
+    assert verdicts[0].allowed
+    assert not verdicts[-1].allowed
