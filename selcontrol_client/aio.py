@@ -172,9 +172,9 @@ class AsyncSelControl(ClientBase):
                 self._config_ok()
                 assert self._synced is not None
                 self._synced.set()
-                elapsed = time.monotonic() - started
-                if not wait or elapsed < min(wait / 2, 0.5) and status == 304:
-                    await asyncio.sleep(self.poll_interval)
+                pause = self._pause_after_sync(wait, status, time.monotonic() - started)
+                if pause:
+                    await asyncio.sleep(pause)
             else:
                 failures += 1
                 await asyncio.sleep(self._config_failed(error, failures))

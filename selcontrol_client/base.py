@@ -239,6 +239,14 @@ class ClientBase:
         self.config_last_error = None
         self.events.server_seen()
 
+    def _pause_after_sync(self, wait: float, status: int, elapsed: float) -> float:
+        """Seconds to wait before the next config request, after a good answer."""
+        if not self.push or self.config.snapshot.etag is None:
+            return self.poll_interval  # polling (or a server that sends no ETag)
+        if wait and status == 304 and elapsed < min(wait / 2, 0.5):
+            return self.poll_interval  # the server ignored ?wait: poll instead
+        return 0.0  # straight back into the long-poll (also right after the first fetch)
+
     def _config_failed(self, message: str, failures: int) -> float:
         """Record a failed sync; returns how long to wait before the next try."""
         self.config_errors += 1

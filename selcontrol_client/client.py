@@ -142,6 +142,7 @@ class SelControl(ClientBase):
             headers = {"If-None-Match": etag} if etag else {}
             params = {"wait": f"{wait:g}"} if wait else {}
             started = time.monotonic()
+            status = 0
             try:
                 assert self._http_config is not None
                 response = self._http_config.get(
@@ -150,8 +151,9 @@ class SelControl(ClientBase):
                     headers=headers,
                     timeout=httpx.Timeout(self.timeout, read=self.timeout + wait),
                 )
+                status = response.status_code
                 error = self._handle_config_answer(
-                    response.status_code, response.content, response.headers.get("ETag")
+                    status, response.content, response.headers.get("ETag")
                 )
             except Exception as exc:  # noqa: BLE001 - httpx errors and anything odd
                 error = f"{type(exc).__name__}: {exc}"
@@ -161,10 +163,9 @@ class SelControl(ClientBase):
                 failures = 0
                 self._config_ok()
                 self._synced.set()
-                elapsed = time.monotonic() - started
-                # No push, or a server that ignored ?wait: poll every poll_interval seconds.
-                if not wait or elapsed < min(wait / 2, 0.5) and response.status_code == 304:
-                    self._stop.wait(self.poll_interval)
+                pause = self._pause_after_sync(wait, status, time.monotonic() - started)
+                if pause:
+                    self._stop.wait(pause)
             else:
                 failures += 1
                 self._stop.wait(self._config_failed(error, failures))

@@ -197,3 +197,25 @@ def test_legacy_env_document__as_bootstrap__same_answers_as_the_bots_env_rule(en
         channel = str(10**17 + n * 7919)
         assert bot.variant("prompts_v2", channel) == env_rule(channel)
     assert bot.revision == 0
+
+
+def _client_with_etag(push: bool, etag: str | None) -> SelControl:
+    bot = SelControl(None, None, push=push, poll_interval=1.5, config_cache=None, spool_dir=None)
+    bot.config.apply(config_document(), etag=etag)
+    return bot
+
+
+@pytest.mark.parametrize(
+    ("push", "etag", "wait", "status", "elapsed", "pause"),
+    [
+        (True, '"7"', 0, 200, 0.01, 0.0),  # first fetch done: straight into the long-poll
+        (True, '"7"', 20, 200, 3.0, 0.0),  # a change arrived: back into the long-poll
+        (True, '"7"', 20, 304, 20.0, 0.0),  # the wait ran out: back into the long-poll
+        (True, '"7"', 20, 304, 0.01, 1.5),  # the server ignored ?wait: poll instead
+        (True, None, 0, 200, 0.01, 1.5),  # no ETag to wait on: poll
+        (False, '"7"', 0, 304, 0.01, 1.5),  # push off: poll
+    ],
+)
+def test_pause_after_sync__cases__long_poll_or_poll(push, etag, wait, status, elapsed, pause):
+    bot = _client_with_etag(push, etag)
+    assert bot._pause_after_sync(wait, status, elapsed) == pause

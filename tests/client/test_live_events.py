@@ -10,7 +10,9 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import pytest
 
+from rollout import services
 from selcontrol_client import AsyncSelControl, SelControl
+from tests.conftest import SYSTEM
 
 from .conftest import ServerProcess, free_port, wait_until
 
@@ -133,7 +135,12 @@ def test_server_stopped_and_restarted__every_event_counted_exactly_once(
     ledger.responses["v1"] += 1
     ledger.input_tokens["v1"] += 5
 
+    # While the server is down, an operator raises the percentage (straight in the database).
+    services.update_rollout("prompts_v2", actor=SYSTEM, reason="test", enabled=True, percentage=100)
+    assert bot.variant("prompts_v2", CHANNELS[0]) == "v1"  # still the last good config
+
     own_server.start()
+    assert wait_until(lambda: bot.variant("prompts_v2", CHANNELS[0]) == "v2_full", 10)
     assert bot.flush(20), bot.stats()
     second_life = bot.close()["events"]
     assert second_life["replayed"] > 0 and second_life["dropped"] == 0
