@@ -33,6 +33,7 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import Count, Exists, F, IntegerField, OuterRef, Q, QuerySet, Subquery
 from django.db.models.functions import Coalesce
+from django.db.models.lookups import GreaterThan
 from django.utils import timezone
 
 from . import review_sampling
@@ -260,24 +261,38 @@ def draw_scheduled_samples(*, now: datetime | None = None) -> list[ReviewSample]
 # --- holds -------------------------------------------------------------------------------------
 
 
+def _still_open(reviewer) -> list:
+    """Filter conditions: the item still needs a grade, and not from a reviewer who saved one.
+    Usable in the conditional UPDATE of ``_claim`` (no joins, no aggregates)."""
+    saved = (
+        ReviewGrade.objects.filter(item=OuterRef("pk"), submitted_at__isnull=False)
+        .values("item")
+        .annotate(n=Count("id"))
+        .values("n")
+    )
+    mine = ReviewGrade.objects.filter(
+        item=OuterRef("pk"), reviewer=reviewer, submitted_at__isnull=False
+    )
+    return [
+        GreaterThan(F("grades_needed"), Coalesce(Subquery(saved, output_field=IntegerField()), 0)),
+        ~Exists(mine),
+    ]
+
+
 def _open_items(sample: ReviewSample, reviewer) -> QuerySet[ReviewItem]:
     """Items of the sample that still need a grade and that this reviewer has not saved."""
-    return (
-        sample.items.annotate(
-            saved=Count("grades", filter=Q(grades__submitted_at__isnull=False)),
-        )
-        .filter(saved__lt=F("grades_needed"))
-        .exclude(grades__reviewer=reviewer, grades__submitted_at__isnull=False)
-    )
+    return sample.items.filter(*_still_open(reviewer))
 
 
 def _claim(item_id: int, reviewer, now: datetime) -> str | None:
-    """Hold the item if it is free, its lease ran out, or the reviewer holds it already: one
-    conditional UPDATE, so of two reviewers asking at once exactly one gets it."""
+    """Hold the item if it still needs a grade from this reviewer and it is free, its lease ran
+    out, or the reviewer holds it already: one conditional UPDATE, so of two reviewers asking at
+    once exactly one gets it."""
     token = secrets.token_hex(8)
     got = (
         ReviewItem.objects.filter(pk=item_id)
         .filter(Q(held_by__isnull=True) | Q(held_until__lte=now) | Q(held_by=reviewer))
+        .filter(*_still_open(reviewer))
         .update(held_by=reviewer, held_until=now + lease(), hold_token=token)
     )
     return token if got else None

@@ -395,3 +395,23 @@ def test_beat_schedule__weekly_review_entry__monday_0010_utc_with_expiry():
     assert entry["task"] == "metrics.tasks.draw_weekly_review_sample"
     assert entry["schedule"] == crontab(minute=10, hour=0, day_of_week="mon")
     assert entry["options"]["expires"] > 0
+
+
+def test_next_item__draft_on_a_double_item_another_saved__still_comes_back(bob, dave):
+    store_week({"v1": 1})
+    sample = draw(size=1, double_share=1.0)
+    item = reviews.next_item(sample, bob)
+    reviews.save_draft(item, bob, {"hallucination": "none"})
+    reviews.release_hold(item, bob)
+    reviews.submit_grade(reviews.next_item(sample, dave), dave, GOOD)
+    assert reviews.next_item(sample, bob).pk == item.pk
+
+
+def test_claim__item_fully_graded_meanwhile__is_not_held_again(bob, dave):
+    store_week({"v1": 1})
+    sample = draw(size=1)
+    item = reviews.next_item(sample, bob)
+    later = item.held_until + timedelta(seconds=1)
+    reviews.submit_grade(reviews.next_item(sample, dave, now=later), dave, GOOD, now=later)
+    assert not reviews.renew_hold(item, bob, now=later)
+    assert reviews.next_item(sample, bob, now=later) is None
