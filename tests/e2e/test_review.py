@@ -255,6 +255,8 @@ def test_review_pages__screenshots_of_sample_kappa_and_results(
             },
         )
     login(page, bob)
+    page.goto("/metrics/reviews/")
+    screenshot(page, "review-index-desktop")
     page.goto(f"/metrics/reviews/samples/{sample.pk}/")
     assert "kappa" in page.locator("#agreement").inner_text().lower()
     screenshot(page, "review-sample-desktop")

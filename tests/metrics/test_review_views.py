@@ -221,3 +221,15 @@ def test_results__rates_table__shows_rate_and_interval(viewer_client, bob, rollo
         )
     html = viewer_client.get(reverse("metrics:review_results")).content.decode()
     assert "<strong>25%</strong>" in html and "(5–70%)" in html
+
+
+def test_grade__without_javascript__answers_the_whole_page_with_the_verdict(
+    reviewer_client, sample
+):
+    reviewer_client.get(reverse("metrics:review_queue", args=[sample.pk]))
+    item = ReviewItem.objects.select_related("response").get(held_by__username="bob")
+    html = reviewer_client.post(
+        reverse("metrics:review_grade", args=[item.pk]), GOOD
+    ).content.decode()
+    assert "<html" in html and f'id="review-variant">{item.response.variant}<' in html
+    assert html.count('id="review-progress"') == 1
