@@ -278,3 +278,21 @@ def test_login_page__renders(page: Page, console: str):
     page.goto("/login/")
     expect(page.get_by_role("heading", name="Log in to selcontrol")).to_be_visible()
     screenshot(page, "console-login")
+
+
+def test_emergency_rollback__without_javascript__still_works(browser, console: str, alice):
+    rollout = Rollout.objects.get(key=KEY)
+    services.move_to_phase(rollout, phase=1, actor=services.Actor("alice"), reason="start")
+    context = browser.new_context(base_url=console, java_script_enabled=False)
+    context.set_default_timeout(5000)
+    page = context.new_page()
+    try:
+        login(page, alice)
+        page.get_by_role("link", name="Emergency rollback").click()
+        expect(page).to_have_url(re.compile(f"/rollouts/{KEY}/rollback/$"))
+        page.fill("main textarea[name=reason]", "no-JS rollback")
+        page.locator("main").get_by_role("button", name="Roll back now").click()
+        expect(page.locator("#banner")).to_contain_text("Kill switch ON")
+        assert Rollout.objects.get(key=KEY).enabled is False
+    finally:
+        context.close()
