@@ -16,6 +16,7 @@ from datetime import timedelta
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.core.cache import cache
 from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -42,6 +43,7 @@ from .templatetags.console import alerts_context
 
 SECTIONS = ("status", "timeline", "checklist", "percentage", "overrides")
 TRAFFIC_WINDOW = timedelta(days=1)
+TRAFFIC_CACHE_SECONDS = 60
 CHANGED = "rollout-changed"
 
 
@@ -59,11 +61,16 @@ def _traffic(rollout: Rollout) -> tuple[list[str], dict[str, int]]:
     """
     from metrics import selectors
 
-    since = timezone.now() - TRAFFIC_WINDOW
-    return (
-        selectors.known_channels(rollout.key, since),
-        selectors.traffic_by_channel(rollout.key, since),
-    )
+    def load() -> tuple[list[str], dict[str, int]]:
+        since = timezone.now() - TRAFFIC_WINDOW
+        return (
+            selectors.known_channels(rollout.key, since),
+            selectors.traffic_by_channel(rollout.key, since),
+        )
+
+    # Cached for a minute: the status refresh and every slider move of every open console
+    # would otherwise scan a day of events each time.
+    return cache.get_or_set(f"console:traffic:{rollout.key}", load, TRAFFIC_CACHE_SECONDS)
 
 
 def _watch(rollout: Rollout) -> dict | None:

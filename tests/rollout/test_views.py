@@ -124,7 +124,7 @@ def test_detail__operator__shows_change_forms_and_emergency_button(operator_clie
     assert "Save percentage" in html
     assert "Emergency rollback" in html
     assert "Add an override" in html
-    assert "Guardrails" in html and "not configured yet" in html
+    assert "Guardrails" in html  # the slot issue 8 fills (templates/rollout/partials/guardrails.html)
 
 
 @pytest.mark.parametrize("persona", ["reviewer_client", "viewer_client"])
@@ -145,7 +145,7 @@ def test_detail__reviewer_or_viewer__no_change_forms(request, persona, rollout):
 def test_detail__query_count__bounded(operator_client, rollout, django_assert_max_num_queries):
     started(rollout)
     services.set_override(rollout, "7", variant="v1", actor=SYSTEM, reason="r")
-    with django_assert_max_num_queries(30):
+    with django_assert_max_num_queries(22):
         operator_client.get(url("detail", KEY))
 
 
