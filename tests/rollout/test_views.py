@@ -124,7 +124,7 @@ def test_detail__operator__shows_change_forms_and_emergency_button(operator_clie
     assert "Save percentage" in html
     assert "Emergency rollback" in html
     assert "Add an override" in html
-    assert "Guardrails" in html  # the slot issue 8 fills (templates/rollout/partials/guardrails.html)
+    assert "Guardrails" in html  # the slot issue 8 fills: partials/guardrails.html
 
 
 @pytest.mark.parametrize("persona", ["reviewer_client", "viewer_client"])
