@@ -41,3 +41,13 @@ document.addEventListener("htmx:afterRequest", (event) => {
     if (dialog) dialog.close();
   }
 });
+
+// A session that expired answers an htmx request with the login page (after a redirect): go
+// there instead of swapping a login form into a section.
+document.addEventListener("htmx:beforeSwap", (event) => {
+  const url = event.detail.xhr && event.detail.xhr.responseURL;
+  if (url && new URL(url).pathname === "/login/") {
+    event.detail.shouldSwap = false;
+    window.location.href = "/login/?next=" + encodeURIComponent(window.location.pathname);
+  }
+});

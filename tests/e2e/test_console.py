@@ -296,3 +296,14 @@ def test_emergency_rollback__without_javascript__still_works(browser, console: s
         assert Rollout.objects.get(key=KEY).enabled is False
     finally:
         context.close()
+
+
+def test_session_expired__htmx_request__goes_to_login_page(page: Page, console: str, alice):
+    from django.contrib.sessions.models import Session
+
+    login(page, alice)
+    Session.objects.all().delete()
+    page.fill("#lookup-channel", "42")
+    page.get_by_role("button", name="Look up").click()
+    expect(page).to_have_url(re.compile(r"/login/\?next=%2Frollouts%2Fprompts_v2%2F$"))
+    expect(page.locator("#id_username")).to_be_visible()
