@@ -246,6 +246,7 @@ SELCONTROL_METRICS_TOKEN = env_str("SELCONTROL_METRICS_TOKEN")
 SELCONTROL_TELEMETRY_FLUSH_SECONDS = float(env_str("SELCONTROL_TELEMETRY_FLUSH_SECONDS", "2"))
 
 SECRET_KEY_FALLBACKS = env_list("SECRET_KEY_FALLBACKS", [])  # old keys while rotating SECRET_KEY
+CSRF_COOKIE_HTTPONLY = True  # pages send the token from the form/hx-headers, never from JS
 # Load balancers probe over plain HTTP: never redirect the probes and the scrape to HTTPS.
 SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]
 if REDIS_URL:  # a hung Redis must cost a request a second at most, not forever; and while

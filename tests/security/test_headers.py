@@ -83,3 +83,11 @@ def test_headers__static_file__carry_csp_and_nosniff(client):
     assert response.status_code == 200
     assert response["X-Content-Type-Options"] == "nosniff"
     assert response["Content-Security-Policy"] == EXPECTED_CSP
+
+
+@pytest.mark.django_db
+def test_cookies__login_page__csrf_cookie_is_http_only_and_same_site(client):
+    response = client.get("/login/")
+    cookie = response.cookies["csrftoken"]
+    assert cookie["httponly"] is True
+    assert cookie["samesite"] == "Lax"
