@@ -294,3 +294,120 @@ class ChecklistTick(models.Model):
 
     def __str__(self) -> str:
         return f"{self.phase}: {self.item} by {self.checked_by}"
+
+
+# -- Fleet: which configuration each running bot serves (docs/fleet.md; rollout/fleet.py) ---------
+
+
+class Instance(models.Model):
+    """One running ``selcontrol_client`` (a bot process), as its last report described it.
+
+    One row per process start (the client makes a fresh instance id each start); rows not seen
+    for a while are hidden by the fleet panel and deleted by ``rollout.fleet.forget_instances``.
+    """
+
+    instance_id = models.CharField(max_length=100, unique=True)
+    host = models.CharField(max_length=255)
+    pid = models.PositiveIntegerField()
+    client_version = models.CharField(max_length=64)
+    started_at = models.DateTimeField()
+    token_name = models.CharField(max_length=100, blank=True)
+    first_seen_at = models.DateTimeField(default=timezone.now)
+    last_seen_at = models.DateTimeField(default=timezone.now, db_index=True)
+    revision = models.PositiveBigIntegerField(default=0)
+    revision_since = models.DateTimeField(
+        default=timezone.now, help_text="First report with the current revision."
+    )
+    config_source = models.CharField(max_length=16, blank=True)
+    events = models.JSONField(default=dict, blank=True)
+    last_sync_error = models.TextField(blank=True)
+    reports = models.PositiveIntegerField(default=0)
+    exposure_totals = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="Cumulative decisions last reported, 'rule_revision|rollout|variant' -> count "
+        "(the server adds the difference to ExposureCount, so a resent report counts once).",
+    )
+
+    class Meta:
+        ordering = ["host", "pid", "instance_id"]
+
+    def __str__(self) -> str:
+        return f"{self.host}:{self.pid} ({self.instance_id})"
+
+
+class InstanceAck(models.Model):
+    """The first report of an instance serving a config revision: when the change reached it."""
+
+    instance = models.ForeignKey(Instance, on_delete=models.CASCADE, related_name="acks")
+    revision = models.PositiveBigIntegerField()
+    acked_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["instance", "revision"]
+        constraints = [
+            models.UniqueConstraint(fields=["instance", "revision"], name="instance_ack_unique"),
+        ]
+        indexes = [models.Index(fields=["revision", "acked_at"], name="instance_ack_rev")]
+
+    def __str__(self) -> str:
+        return f"{self.instance_id} r{self.revision} at {self.acked_at:%H:%M:%S}"
+
+
+class ExposureCount(models.Model):
+    """Decisions per rollout, rule revision, variant and hour, summed over the fleet (upserted)."""
+
+    rollout_key = models.CharField(max_length=64)
+    rule_revision = models.PositiveBigIntegerField()
+    variant = models.CharField(max_length=64)
+    hour = models.DateTimeField()
+    count = models.PositiveBigIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["rollout_key", "rule_revision", "variant", "hour"],
+                name="exposure_count_bucket",
+            ),
+        ]
+        indexes = [models.Index(fields=["rollout_key", "hour"], name="exposure_rollout_hour")]
+
+    def __str__(self) -> str:
+        return f"{self.rollout_key} r{self.rule_revision} {self.variant} {self.hour:%Y-%m-%d %H}h: {self.count}"
+
+
+class ChangeAck(models.Model):
+    """When a change (an audit entry that moved the config revision) had reached every live
+    instance. Audit entries are append-only, so this is kept beside them, written once."""
+
+    audit_entry = models.OneToOneField(AuditEntry, on_delete=models.PROTECT, related_name="ack")
+    all_acked_at = models.DateTimeField()
+    seconds = models.FloatField(help_text="all_acked_at - the change's created_at")
+    acked = models.PositiveIntegerField()
+    live = models.PositiveIntegerField()
+
+    def __str__(self) -> str:
+        return f"change {self.audit_entry_id}: {self.acked}/{self.live} in {self.seconds:.1f} s"
+
+
+class UnackedInstance(models.Model):
+    """An instance that had not acknowledged a change within SELCONTROL_ACK_TIMEOUT_SECONDS,
+    recorded once per (change, instance); ``alert_id`` is the guardrail alert sent for it."""
+
+    audit_entry = models.ForeignKey(AuditEntry, on_delete=models.PROTECT, related_name="+")
+    instance_id = models.CharField(max_length=100)
+    host = models.CharField(max_length=255)
+    revision = models.PositiveBigIntegerField(help_text="What the instance served when flagged.")
+    flagged_at = models.DateTimeField(default=timezone.now)
+    alert_id = models.PositiveBigIntegerField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-flagged_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["audit_entry", "instance_id"], name="unacked_instance_once"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.instance_id} missed change {self.audit_entry_id}"

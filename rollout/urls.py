@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import views
+from . import fleet_views, views
 
 app_name = "rollout"
 urlpatterns = [
@@ -26,4 +26,6 @@ urlpatterns = [
     ),
     path("rollouts/<slug:key>/rollback/", views.rollback, name="rollback"),
     path("rollouts/<slug:key>/reenable/", views.reenable, name="reenable"),
+    path("rollouts/<slug:key>/fleet/", fleet_views.fleet_panel, name="fleet"),
+    path("rollouts/<slug:key>/fleet/srm/", fleet_views.fleet_srm, name="fleet_srm"),
 ]

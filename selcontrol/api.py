@@ -33,6 +33,7 @@ api = NinjaAPI(
 )
 api.add_router("/", rollout_router)
 api.add_router("/", metrics_router)
+api.add_router("/", "rollout.fleet_api.router")  # bot instance reports (docs/fleet.md)
 
 
 def error_response(

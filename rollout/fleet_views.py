@@ -1,0 +1,71 @@
+"""The console's fleet panel: which config each bot instance serves, how far the latest change
+has reached ("acknowledged by N of M instances in X s", live), and the sample-ratio check.
+
+Both fragments are loaded by ``templates/rollout/partials/fleet_slot.html`` (included in the
+rollout page) and refresh themselves with htmx: the fleet every second while the latest change is
+not acknowledged by every live instance, every 5 s otherwise; the sample ratio every 30 s.
+"""
+
+from __future__ import annotations
+
+from django.contrib.auth.decorators import login_required
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, render
+from django.utils import timezone
+from django.views.decorators.http import require_GET
+
+from . import fleet
+from .models import AuditEntry, ChangeAck, Rollout
+
+FAST_POLL = "every 1s"
+SLOW_POLL = "every 5s"
+FAST_FOR_SECONDS = 600
+"""Poll fast for at most this long after a change (an instance that never acknowledges should not
+keep every open console polling each second forever)."""
+
+
+@login_required
+@require_GET
+def fleet_panel(request: HttpRequest, key: str) -> HttpResponse:
+    rollout = get_object_or_404(Rollout, key=key)
+    now = timezone.now()
+    change = fleet.latest_change(rollout)
+    status = fleet.change_status(change, now) if change else None
+    rows = status.rows if status else fleet.fleet_rows(now)
+    fast = status is not None and not status.complete and status.elapsed < FAST_FOR_SECONDS
+    recent = list(
+        AuditEntry.objects.filter(
+            rollout=rollout, action__in=fleet.CHANGE_ACTIONS, revision__isnull=False
+        ).order_by("-created_at", "-id")[:5]
+    )
+    settled = {a.audit_entry_id: a for a in ChangeAck.objects.filter(audit_entry__in=recent)}
+    return render(
+        request,
+        "rollout/partials/fleet.html",
+        {
+            "rollout": rollout,
+            "status": status,
+            "rows": rows,
+            "live": sum(1 for r in rows if r.live),
+            "poll": FAST_POLL if fast else SLOW_POLL,
+            "recent": [(e, settled.get(e.pk)) for e in recent],
+            "timeout": fleet.ack_timeout(),
+        },
+    )
+
+
+@login_required
+@require_GET
+def fleet_srm(request: HttpRequest, key: str) -> HttpResponse:
+    rollout = get_object_or_404(Rollout, key=key)
+    srm = fleet.sample_ratio(rollout)
+    return render(
+        request,
+        "rollout/partials/fleet_srm.html",
+        {
+            "rollout": rollout,
+            "srm": srm,
+            "tests": [srm.decisions, srm.replies],
+            "threshold": fleet.SRM_THRESHOLD,
+        },
+    )
