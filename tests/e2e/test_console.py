@@ -307,3 +307,22 @@ def test_session_expired__htmx_request__goes_to_login_page(page: Page, console: 
     page.get_by_role("button", name="Look up").click()
     expect(page).to_have_url(re.compile(r"/login/\?next=%2Frollouts%2Fprompts_v2%2F$"))
     expect(page.locator("#id_username")).to_be_visible()
+
+
+def test_keyboard__slider_and_emergency_dialog(page: Page, console: str, alice):
+    rollout = Rollout.objects.get(key=KEY)
+    services.move_to_phase(rollout, phase=1, actor=services.Actor("alice"), reason="start")
+    login(page, alice)
+    page.focus("#pct-range")
+    page.keyboard.press("ArrowRight")
+    page.keyboard.press("ArrowRight")
+    expect(page.locator("#pct-number")).to_have_value("7")
+    expect(page.locator("#pct-preview")).to_contain_text("At 7%")
+
+    page.focus("a.emergency-btn")
+    page.keyboard.press("Enter")
+    dialog = page.locator("dialog[open]")
+    expect(dialog.locator("textarea")).to_be_focused()
+    page.keyboard.press("Escape")
+    expect(page.locator("dialog[open]")).to_have_count(0)
+    assert Rollout.objects.get(key=KEY).enabled is True
