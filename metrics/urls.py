@@ -18,3 +18,21 @@ urlpatterns[0:0] = [
     path("reviews/items/<int:pk>/hold/", review_views.hold, name="review_hold"),
     path("reviews/items/<int:pk>/release/", review_views.release, name="review_release"),
 ]
+
+# Guardrails and the post-deployment review (metrics/guardrail_views.py, docs/guardrails.md).
+from . import guardrail_views  # noqa: E402
+
+urlpatterns += [
+    path("<slug:key>/guardrails/", guardrail_views.rules, name="guardrails"),
+    path("<slug:key>/guardrails/status/", guardrail_views.status, name="guardrail_status"),
+    path(
+        "<slug:key>/guardrails/webhook/", guardrail_views.alert_settings, name="guardrail_webhook"
+    ),
+    path("<slug:key>/guardrails/<int:pk>/", guardrail_views.update_rule, name="guardrail_update"),
+    path(
+        "<slug:key>/guardrails/<int:pk>/reset/", guardrail_views.reset_rule, name="guardrail_reset"
+    ),
+    path("<slug:key>/report/", guardrail_views.report, name="report"),
+    path("<slug:key>/report/decision/", guardrail_views.decide, name="report_decide"),
+    path("<slug:key>/report.<str:fmt>", guardrail_views.report_download, name="report_download"),
+]

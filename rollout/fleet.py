@@ -656,8 +656,9 @@ def sample_ratio(rollout: Rollout, now: datetime | None = None) -> SampleRatio:
       channel by channel; a bot that serves some channel the wrong variant (a stale config, or
       wiring that ignores the client) moves replies between cells and fails the test.
 
-    The window starts when the current rule reached the whole fleet (its ChangeAck), or
-    SELCONTROL_ACK_TIMEOUT_SECONDS after the change when it has not.
+    The window starts when the current rule reached the whole fleet (its ChangeAck, or the last
+    acknowledgement of the instances that were running then), or SELCONTROL_ACK_TIMEOUT_SECONDS
+    after the change while a live instance still lacks it.
     """
     from django.db.models import Count, Sum
 
@@ -667,8 +668,13 @@ def sample_ratio(rollout: Rollout, now: datetime | None = None) -> SampleRatio:
     rule = rollout.to_rule()
     change = latest_change(rollout)
     if change is not None:
-        ack = ChangeAck.objects.filter(audit_entry=change).first()
-        since = ack.all_acked_at if ack else change.created_at + timedelta(seconds=ack_timeout())
+        status = change_status(change, now)
+        if status.settled is not None:
+            since = status.settled.all_acked_at
+        elif status.waiting:  # someone is behind: give it the timeout, then count what it does
+            since = change.created_at + timedelta(seconds=ack_timeout())
+        else:  # every live instance has it (those started since then do not move the window)
+            since = change.created_at + timedelta(seconds=status.seconds or 0.0)
     else:
         since = rollout.created_at
     since = min(since, now)

@@ -23,7 +23,7 @@ from typing import Any
 import httpx
 
 from . import events as ev
-from .base import CONFIG_PATH, EVENTS_PATH, ClientBase
+from .base import CONFIG_PATH, EVENTS_PATH, REPORT_PATH, ClientBase
 
 logger = logging.getLogger("selcontrol_client")
 
@@ -39,6 +39,7 @@ class AsyncSelControl(ClientBase):
         self._synced: asyncio.Event | None = None
         self._stopping = False
         self._http: httpx.AsyncClient | None = None
+        self._report_wake: asyncio.Event | None = None
 
     # -- lifecycle --------------------------------------------------------------------------------
 
@@ -65,6 +66,10 @@ class AsyncSelControl(ClientBase):
             asyncio.create_task(self._config_loop(), name="selcontrol-config"),
             asyncio.create_task(self._sender_loop(), name="selcontrol-events"),
         ]
+        if self.reporter is not None:
+            self._report_wake = asyncio.Event()
+            self.config.listeners.append(self._wake_reporter)
+            self._tasks.append(asyncio.create_task(self._report_loop(), name="selcontrol-report"))
         return self
 
     async def __aenter__(self) -> AsyncSelControl:
@@ -121,7 +126,7 @@ class AsyncSelControl(ClientBase):
             if self._wake is not None:
                 self._wake.set()
             for task in self._tasks:
-                if task.get_name().endswith("config"):
+                if task.get_name().endswith(("config", "report")):
                     task.cancel()
             for task in self._tasks:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -178,6 +183,47 @@ class AsyncSelControl(ClientBase):
             else:
                 failures += 1
                 await asyncio.sleep(self._config_failed(error, failures))
+
+    # -- instance reports (docs/fleet.md) ---------------------------------------------------------
+
+    def _wake_reporter(self) -> None:
+        loop, wake = self._loop, self._report_wake
+        if loop is None or wake is None or loop.is_closed():
+            return
+        try:
+            if asyncio.get_running_loop() is loop:
+                wake.set()
+                return
+        except RuntimeError:
+            pass
+        loop.call_soon_threadsafe(wake.set)
+
+    async def _report_loop(self) -> None:
+        assert self._report_wake is not None and self.reporter is not None
+        # The first report goes out when the first config from the server is applied (the store's
+        # listener wakes us), or after one interval when none comes (it then shows the error).
+        pause = self.reporter.interval
+        while not self._stopping:
+            if pause:
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(self._report_wake.wait(), pause)
+            self._report_wake.clear()
+            try:
+                payload = self.reporter.payload()
+                try:
+                    assert self._http is not None
+                    response = await self._http.post(REPORT_PATH, json=payload)
+                    status, error = response.status_code, None
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:  # noqa: BLE001
+                    status, error = None, f"{type(exc).__name__}: {exc}"
+                pause = self._report_done(status, error, payload["revision"])
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001
+                logger.exception("selcontrol: instance report error")
+                pause = 5.0
 
     # -- event sender -----------------------------------------------------------------------------
 

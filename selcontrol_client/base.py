@@ -16,6 +16,7 @@ from typing import Any
 
 from . import events as ev
 from .configstore import DEFAULT_ROLLOUT, ConfigStore
+from .reporting import REPORT_PATH, Reporter  # noqa: F401  (REPORT_PATH re-exported)
 
 logger = logging.getLogger("selcontrol_client")
 
@@ -55,6 +56,9 @@ class ClientBase:
     push: hold a long-poll open (``GET /api/v1/config?wait=...``) so changes arrive within
         ~0.2 s; without it, or against a server that ignores ``wait``, an ETag poll every
         ``poll_interval`` seconds.
+    report: send instance reports (docs/fleet.md) every ``report_interval`` seconds and right
+        after each config change, as ``instance_id`` (default: ``SELCONTROL_INSTANCE_ID``, else
+        host, pid and a random suffix per start).
     """
 
     def __init__(
@@ -75,6 +79,9 @@ class ClientBase:
         spool_after: float = 5.0,
         timeout: float = 5.0,
         backoff_max: float = 30.0,
+        report: bool = True,
+        report_interval: float = 15.0,
+        instance_id: str | None = None,
     ) -> None:
         if base_url is DEFAULT:
             base_url = os.environ.get("SELCONTROL_URL") or None
@@ -109,6 +116,9 @@ class ClientBase:
             max_buffer=max_buffer,
             spool_after=spool_after,
             backoff_max=backoff_max,
+        )
+        self.reporter = (
+            Reporter(self, instance_id=instance_id, interval=report_interval) if report else None
         )
         for path in (config_cache, bootstrap):
             if path is not None:
@@ -231,6 +241,15 @@ class ClientBase:
                 "last_error": self.config_last_error,
             },
         }
+
+    def _report_done(self, status: int | None, error: str | None, revision: int) -> float:
+        """Account for one instance report; seconds until the next one (sooner after a failed
+        report of a new revision, so a rollback is acknowledged as soon as the server is back)."""
+        assert self.reporter is not None
+        pause = self.reporter.done(status, error, revision)
+        if self.reporter.failures and self.reporter.changed():
+            return min(pause, 0.5 * 2 ** min(self.reporter.failures, 5))
+        return pause * random.uniform(0.9, 1.1)
 
     # -- shared sync-loop rules -------------------------------------------------------------------
 

@@ -22,7 +22,7 @@ from typing import Any
 import httpx
 
 from . import events as ev
-from .base import CONFIG_PATH, EVENTS_PATH, ClientBase
+from .base import CONFIG_PATH, EVENTS_PATH, REPORT_PATH, ClientBase
 
 logger = logging.getLogger("selcontrol_client")
 
@@ -41,6 +41,8 @@ class SelControl(ClientBase):
         self._synced = threading.Event()
         self._http_config: httpx.Client | None = None
         self._http_events: httpx.Client | None = None
+        self._http_report: httpx.Client | None = None
+        self._report_wake = threading.Event()
         if start:
             self.start()
 
@@ -69,7 +71,17 @@ class SelControl(ClientBase):
             limits=limits,
             timeout=httpx.Timeout(self.timeout),
         )
-        for target, name in ((self._config_loop, "config"), (self._sender_loop, "events")):
+        loops = [(self._config_loop, "config"), (self._sender_loop, "events")]
+        if self.reporter is not None:
+            self._http_report = httpx.Client(
+                base_url=self.base_url,
+                headers=self._headers(),
+                limits=httpx.Limits(max_connections=1, max_keepalive_connections=1),
+                timeout=httpx.Timeout(self.timeout),
+            )
+            self.config.listeners.append(self._report_wake.set)
+            loops.append((self._report_loop, "report"))
+        for target, name in loops:
             thread = threading.Thread(target=target, name=f"selcontrol-{name}", daemon=True)
             thread.start()
             self._threads.append(thread)
@@ -110,10 +122,11 @@ class SelControl(ClientBase):
                 self.flush(timeout)
             self._stop.set()
             self._wake.set()
+            self._report_wake.set()
             for thread in self._threads:
                 thread.join(timeout=self.timeout + 1 if thread.name.endswith("events") else 0.2)
             self._spool_leftovers()
-            for http in (self._http_config, self._http_events):
+            for http in (self._http_config, self._http_events, self._http_report):
                 if http is not None:
                     http.close()
         except Exception:  # noqa: BLE001
@@ -169,6 +182,31 @@ class SelControl(ClientBase):
             else:
                 failures += 1
                 self._stop.wait(self._config_failed(error, failures))
+
+    # -- instance reports (docs/fleet.md) ---------------------------------------------------------
+
+    def _report_loop(self) -> None:
+        # The first report goes out when the first config from the server is applied (the store's
+        # listener wakes us), or after one interval when none comes (it then shows the error).
+        pause = self.reporter.interval
+        while not self._stop.is_set():
+            if pause:
+                self._report_wake.wait(pause)
+            self._report_wake.clear()
+            if self._stop.is_set():
+                return
+            try:
+                assert self._http_report is not None and self.reporter is not None
+                payload = self.reporter.payload()
+                try:
+                    response = self._http_report.post(REPORT_PATH, json=payload)
+                    status, error = response.status_code, None
+                except Exception as exc:  # noqa: BLE001
+                    status, error = None, f"{type(exc).__name__}: {exc}"
+                pause = self._report_done(status, error, payload["revision"])
+            except Exception:  # noqa: BLE001 - the reporter must survive anything
+                logger.exception("selcontrol: instance report error")
+                pause = 5.0
 
     # -- event sender -----------------------------------------------------------------------------
 

@@ -49,6 +49,9 @@ class Snapshot:
     memo: dict[str, dict[Any, str]] = field(default_factory=dict)
     # Channels whose decision depends on the clock (an override with expires_at), per rollout.
     timed: dict[str, frozenset[str]] = field(default_factory=dict)
+    # Decisions made from this snapshot, per rollout key then variant (one dict increment per
+    # decision; read by selcontrol_client.reporting). Only rollouts with a rule are counted.
+    exposures: dict[str, dict[str, int]] = field(default_factory=dict)
 
 
 EMPTY = Snapshot(revision=0, etag=None, rules={}, source="none", received_at=0.0)
@@ -113,6 +116,8 @@ class ConfigStore:
         self.cache_path = Path(cache_path) if cache_path else None
         self.refused = 0  # documents refused as bad payloads
         self.changed = threading.Condition()  # notified on every new snapshot (tests, waiters)
+        self.retired: list[Snapshot] = []  # earlier snapshots, for their exposure counts
+        self.listeners: list = []  # called with no argument after every new snapshot; never raise
 
     # -- writes ---------------------------------------------------------------------------------
 
@@ -143,14 +148,22 @@ class ConfigStore:
             document=document,
             timed=_timed_channels(rules),
             memo={k: {} for k, r in rules.items() if r.strategy == assignment.STICKY},
+            exposures={k: {} for k in rules},
         )
         with self._write_lock:
             previous = self._snapshot
             self._snapshot = snapshot  # the one atomic swap readers see
+            if previous.rules:
+                self.retired.append(previous)
         if previous.revision != snapshot.revision or previous.source != snapshot.source:
             logger.info("selcontrol: config revision %s from %s", snapshot.revision, source)
         with self.changed:
             self.changed.notify_all()
+        for listener in list(self.listeners):
+            try:
+                listener()
+            except Exception:  # noqa: BLE001
+                logger.exception("selcontrol: config listener failed")
         if source == "server" and self.cache_path is not None:
             self._save(document)
         return True
@@ -202,6 +215,8 @@ class ConfigStore:
             if memo is not None:
                 hit = memo.get(channel_id)
                 if hit is not None:
+                    counts = snap.exposures[rollout]
+                    counts[hit] = counts.get(hit, 0) + 1
                     return hit
             rule = snap.rules.get(rollout)
             if rule is None:
@@ -212,6 +227,8 @@ class ConfigStore:
                 if len(memo) >= MEMO_LIMIT:
                     memo.clear()
                 memo[channel_id] = result
+            counts = snap.exposures[rollout]
+            counts[result] = counts.get(result, 0) + 1
             return result
         except Exception:  # noqa: BLE001 - a decision must never raise into the bot
             logger.exception("selcontrol: decision failed for %s/%r", rollout, channel_id)

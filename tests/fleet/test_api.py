@@ -17,7 +17,7 @@ URL = "/api/v1/instances/report"
 
 @pytest.fixture
 def rollout(rollout):
-    """prompts_v2 at 20% (the migration leaves it with the kill switch on), so a rollback changes it."""
+    """prompts_v2 at 20% (the migration leaves the kill switch on): a rollback changes it."""
     return services.update_rollout(
         rollout, actor=SYSTEM, reason="start the test rollout", enabled=True, percentage=20
     )
