@@ -17,7 +17,12 @@ from rollout.models import AuditEntry
 
 from .test_guardrail_rollback import SYSTEM, T0, V1, V2, Traffic, run, start_phase
 
-GRADE = {"format": "followed", "uncertainty": "appropriate", "consistent": "yes", "sounds_like_sel": "4"}
+GRADE = {
+    "format": "followed",
+    "uncertainty": "appropriate",
+    "consistent": "yes",
+    "sounds_like_sel": "4",
+}
 
 
 def test_hallucinations__v2_worse_in_reviews__steps_back_to_beta(rollout, bob):
@@ -31,7 +36,9 @@ def test_hallucinations__v2_worse_in_reviews__steps_back_to_beta(rollout, bob):
         sample = reviews.draw_sample(
             rollout_key=canary.key, week_start=date(2026, 3, 2), actor=SYSTEM, size=240, now=now
         )
-    items = list(ReviewItem.objects.filter(sample=sample).select_related("response").order_by("position"))
+    items = list(
+        ReviewItem.objects.filter(sample=sample).select_related("response").order_by("position")
+    )
     rng = random.Random(5)
     breached_at = None
     for step in range(0, len(items), 12):  # reviewers grade 12 replies a minute
@@ -40,8 +47,11 @@ def test_hallucinations__v2_worse_in_reviews__steps_back_to_beta(rollout, bob):
             for item in items[step : step + 12]:
                 rate = 0.40 if item.response.variant == "v2_full" else 0.05
                 bad = rng.random() < rate
-                data = {**GRADE, "hallucination": "major" if bad else "none",
-                        "hallucination_note": "made up a flag" if bad else ""}
+                data = {
+                    **GRADE,
+                    "hallucination": "major" if bad else "none",
+                    "hallucination_note": "made up a flag" if bad else "",
+                }
                 reviews.submit_grade(item, bob, data, now=now)
             outcomes = guardrail_services.evaluate_rollout(canary, now=now)
         if any(o.status == g.BREACHED for o in outcomes):

@@ -34,6 +34,7 @@ class Behaviour:
     latency_ms: float = 1200.0
     input_tokens: int = 500
     output_tokens: int = 200
+    positive_rate: float = 0.0
 
 
 V1 = Behaviour()
@@ -109,6 +110,19 @@ class Traffic:
                         "emoji": "👎",
                         "action": "add",
                         "user_id": "u1",
+                    }
+                )
+            if rng.random() < b.positive_rate:
+                out.append(
+                    {
+                        "id": f"s{self.seed}-p{self.n}",
+                        "type": "reaction",
+                        "ts": later,
+                        "channel_id": channel,
+                        "message_id": mid,
+                        "emoji": "👍",
+                        "action": "add",
+                        "user_id": "u2",
                     }
                 )
             if rng.random() < b.correction_rate:

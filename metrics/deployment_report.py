@@ -1,0 +1,382 @@
+"""The guide's post-deployment review: after 30 days at 100%, the figures for the decision.
+
+``build(rollout, now)`` returns a JSON-ready dict (the report page, its Markdown and JSON
+downloads, and the snapshot kept with a decision all come from it):
+
+* hallucination rate and format compliance, before (v1's reviewed replies in the 30 days
+  before the rollout reached 100%) and after (v2's in the 30 days from then), each with a 95%
+  Wilson interval, and the change with Newcombe's interval;
+* cost: actual cost per reply before (v1) and after (v2), the increase against the guide's
+  projection (~3.5x: $0.0015 -> $0.00525 a request), and the actual daily cost against the
+  projected one at the same traffic;
+* reaction sentiment per week and variant over the whole rollout (positive share of the
+  positive and negative reactions), to read the trend;
+* the decisions recorded so far (success: retire v1; partial: plan v3; failure: revert).
+
+``record_decision`` is the service that records a decision with who and why (and an audit row).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.db import transaction
+from django.utils import timezone
+
+from rollout import services
+from rollout.models import AuditEntry, Rollout
+
+from . import review_sampling, reviews, selectors
+from .guardrail_models import DeploymentDecision
+
+REVIEW_AFTER = timedelta(days=30)
+BEFORE = timedelta(days=30)
+# The guide's cost analysis: 500 -> 1750 input tokens at $3/M: $0.0015 -> $0.00525 per request.
+PROJECTED_V1_PER_REQUEST = 0.0015
+PROJECTED_V2_PER_REQUEST = 0.00525
+PROJECTED_RATIO = PROJECTED_V2_PER_REQUEST / PROJECTED_V1_PER_REQUEST
+
+
+def full_phase(rollout: Rollout):
+    return rollout.phases.filter(percentage=100).order_by("order").first()
+
+
+def reached_full_at(rollout: Rollout) -> datetime | None:
+    """When the rollout last entered its 100% phase (None if it is not there now)."""
+    full = full_phase(rollout)
+    if full is None or rollout.current_phase_id != full.pk:
+        return None
+    return rollout.phase_started_at
+
+
+def _wilson(k: int, n: int) -> tuple[float, float]:
+    return review_sampling.wilson_interval(k, n) or (0.0, 1.0)
+
+
+def newcombe_difference(k1: int, n1: int, k2: int, n2: int) -> tuple[float, float, float]:
+    """p1 - p2 with Newcombe's hybrid score interval (1998, method 10). metrics.stats has the same
+    (newcombe_difference) for the dashboard; it was not committed yet when this was written."""
+    p1, p2 = k1 / n1, k2 / n2
+    l1, u1 = _wilson(k1, n1)
+    l2, u2 = _wilson(k2, n2)
+    d = p1 - p2
+    return (
+        d,
+        d - ((p1 - l1) ** 2 + (u2 - p2) ** 2) ** 0.5,
+        d + ((u1 - p1) ** 2 + (p2 - l2) ** 2) ** 0.5,
+    )
+
+
+def _rate(k: int, n: int) -> dict[str, Any]:
+    if not n:
+        return {"k": k, "n": n, "rate": None, "ci": None}
+    lo, hi = _wilson(k, n)
+    return {"k": k, "n": n, "rate": round(k / n, 4), "ci": [round(lo, 4), round(hi, 4)]}
+
+
+def _change(before: dict, after: dict) -> dict[str, Any] | None:
+    if not before["n"] or not after["n"]:
+        return None
+    d, lo, hi = newcombe_difference(after["k"], after["n"], before["k"], before["n"])
+    return {"points": round(d, 4), "ci": [round(lo, 4), round(hi, 4)]}
+
+
+def _review_figures(
+    rollout: Rollout, variants: list[str], since: datetime, until: datetime
+) -> dict:
+    graded = halluc = fmt_ok = fmt_n = 0
+    for row in reviews.weekly_review_rates(rollout.key, since, until):
+        if row["variant"] in variants:
+            graded += row["graded"]
+            halluc += row["hallucinations"]
+            fmt_ok += row["format_followed"]
+            fmt_n += row["format_applicable"]
+    return {"hallucination": _rate(halluc, graded), "format": _rate(fmt_ok, fmt_n)}
+
+
+def _cost(rollout: Rollout, variants: list[str], since: datetime, until: datetime) -> dict:
+    replies = cost = 0.0
+    hours = set()
+    all_replies = 0
+    for row in selectors.hourly(rollout.key, since, until):
+        all_replies += row["responses"]
+        hours.add(row["hour"])
+        if row["variant"] in variants:
+            replies += row["responses"]
+            cost += row["cost_usd"]
+    days = max((until - since).total_seconds() / 86400, 1 / 24)
+    return {
+        "replies": int(replies),
+        "cost_usd": round(cost, 4),
+        "per_reply_usd": round(cost / replies, 6) if replies else None,
+        "replies_per_day": round(all_replies / days, 1),
+        "daily_usd": round(cost / days, 2),
+    }
+
+
+def sentiment_trend(rollout: Rollout, since: datetime, until: datetime) -> list[dict[str, Any]]:
+    """Per ISO week (Monday) and variant: positive, negative reactions and the positive share."""
+    weeks: dict[tuple, dict[str, int]] = defaultdict(
+        lambda: {"positive": 0, "negative": 0, "replies": 0}
+    )
+    for row in selectors.hourly(rollout.key, since, until):
+        monday = (row["hour"] - timedelta(days=row["hour"].weekday())).date()
+        w = weeks[(monday, row["variant"])]
+        w["positive"] += row["reactions_positive"]
+        w["negative"] += row["reactions_negative"]
+        w["replies"] += row["responses"]
+    out = []
+    for (monday, variant), w in sorted(weeks.items()):
+        rated = w["positive"] + w["negative"]
+        out.append(
+            {
+                "week": monday.isoformat(),
+                "variant": variant,
+                **w,
+                "positive_share": round(w["positive"] / rated, 4) if rated else None,
+            }
+        )
+    return out
+
+
+def build(rollout: Rollout, now: datetime | None = None) -> dict[str, Any]:
+    now = now or timezone.now()
+    full_at = reached_full_at(rollout)
+    treatments = [rollout.treatment_variant, rollout.simplified_variant]
+    control = [rollout.control_variant]
+    first = (
+        AuditEntry.objects.filter(rollout=rollout, action=AuditEntry.Action.PHASE_CHANGE)
+        .order_by("created_at")
+        .values_list("created_at", flat=True)
+        .first()
+    )
+    report: dict[str, Any] = {
+        "rollout": rollout.key,
+        "name": rollout.name,
+        "generated_at": now.isoformat(),
+        "phase": rollout.current_phase.name if rollout.current_phase else None,
+        "percentage": rollout.percentage,
+        "enabled": rollout.enabled,
+        "full_since": full_at.isoformat() if full_at else None,
+        "due_at": (full_at + REVIEW_AFTER).isoformat() if full_at else None,
+        "ready": bool(full_at and now >= full_at + REVIEW_AFTER),
+        "days_at_full": round((now - full_at).total_seconds() / 86400, 1) if full_at else 0,
+    }
+    if full_at is None:
+        report["note"] = (
+            "The rollout is not at 100%; the review is due 30 days after it gets there."
+        )
+        anchor = now
+    else:
+        anchor = full_at
+    before = (anchor - BEFORE, anchor)
+    after = (anchor, min(now, anchor + REVIEW_AFTER)) if full_at else (anchor, anchor)
+    report["periods"] = {
+        "before": [before[0].isoformat(), before[1].isoformat()],
+        "after": [after[0].isoformat(), after[1].isoformat()],
+    }
+    # Before: v1 (the bot as it was) in the 30 days before 100%; after: v2 at 100%.
+    rb = _review_figures(rollout, control, *before)
+    ra = _review_figures(rollout, treatments, *after)
+    report["hallucination"] = {
+        "before": rb["hallucination"],
+        "after": ra["hallucination"],
+        "change": _change(rb["hallucination"], ra["hallucination"]),
+    }
+    report["format_compliance"] = {
+        "before": rb["format"],
+        "after": ra["format"],
+        "change": _change(rb["format"], ra["format"]),
+    }
+    cb = _cost(rollout, control, *before)
+    ca = _cost(rollout, treatments, *after)
+    ratio = (
+        round(ca["per_reply_usd"] / cb["per_reply_usd"], 2)
+        if ca["per_reply_usd"] and cb["per_reply_usd"]
+        else None
+    )
+    report["cost"] = {
+        "before": cb,
+        "after": ca,
+        "increase_ratio": ratio,
+        "projected_ratio": round(PROJECTED_RATIO, 2),
+        "projected_daily_usd": round(ca["replies_per_day"] * PROJECTED_V2_PER_REQUEST, 2),
+        "vs_projection": round(ratio / PROJECTED_RATIO - 1, 4) if ratio else None,
+    }
+    report["sentiment"] = sentiment_trend(rollout, first or before[0], now)
+    report["decisions"] = [
+        {
+            "decision": d.decision,
+            "label": d.get_decision_display(),
+            "reason": d.reason,
+            "decided_by": d.decided_by,
+            "decided_at": d.decided_at.isoformat(),
+        }
+        for d in DeploymentDecision.objects.filter(rollout=rollout)
+    ]
+    return report
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{value * 100:.1f}%"
+
+
+def _ci(fig: dict) -> str:
+    return (
+        f" (95% CI {_pct(fig['ci'][0])}-{_pct(fig['ci'][1])}, n={fig['n']})"
+        if fig["ci"]
+        else " (no reviews)"
+    )
+
+
+def markdown(report: dict[str, Any]) -> str:
+    """The downloadable report, in Markdown."""
+    h, f, c = report["hallucination"], report["format_compliance"], report["cost"]
+    lines = [
+        f"# Post-deployment review: {report['name']} ({report['rollout']})",
+        "",
+        f"Generated {report['generated_at']}. Phase {report['phase']} at {report['percentage']}%"
+        + (
+            f", at 100% since {report['full_since']} ({report['days_at_full']} days)."
+            if report["full_since"]
+            else "."
+        ),
+        f"Before: {report['periods']['before'][0]} to {report['periods']['before'][1]} (v1). "
+        f"After: {report['periods']['after'][0]} to {report['periods']['after'][1]} (v2).",
+        "",
+        "## Quantitative analysis",
+        "",
+        "| Figure | Before (v1) | After (v2) | Change |",
+        "|---|---|---|---|",
+    ]
+    for label, fig in (("Hallucination rate", h), ("Format compliance", f)):
+        change = fig["change"]
+        ch = (
+            f"{change['points'] * 100:+.1f} pts "
+            f"({change['ci'][0] * 100:+.1f} to {change['ci'][1] * 100:+.1f})"
+            if change
+            else "-"
+        )
+        lines.append(
+            f"| {label} | {_pct(fig['before']['rate'])}{_ci(fig['before'])} | "
+            f"{_pct(fig['after']['rate'])}{_ci(fig['after'])} | {ch} |"
+        )
+    per_b, per_a = c["before"]["per_reply_usd"], c["after"]["per_reply_usd"]
+    lines += [
+        f"| Cost per reply | ${per_b or 0:.5f} | ${per_a or 0:.5f} | "
+        f"{c['increase_ratio'] or '-'}x (projected {c['projected_ratio']}x) |",
+        f"| Daily cost | ${c['before']['daily_usd']:.2f} | ${c['after']['daily_usd']:.2f} | "
+        f"projected ${c['projected_daily_usd']:.2f}/day "
+        f"at {c['after']['replies_per_day']:.0f} replies/day |",
+        "",
+        "## Reaction sentiment by week (positive share of rated replies)",
+        "",
+        "| Week | Variant | Positive | Negative | Positive share |",
+        "|---|---|---|---|---|",
+    ]
+    for w in report["sentiment"]:
+        lines.append(
+            f"| {w['week']} | {w['variant']} | {w['positive']} | {w['negative']} "
+            f"| {_pct(w['positive_share'])} |"
+        )
+    lines += ["", "## Decision", ""]
+    if report["decisions"]:
+        for d in report["decisions"]:
+            lines.append(
+                f"- {d['decided_at']}: **{d['label']}** by {d['decided_by']}: {d['reason']}"
+            )
+    else:
+        lines.append("No decision recorded yet.")
+    return "\n".join(lines) + "\n"
+
+
+@transaction.atomic
+def record_decision(
+    rollout: Rollout,
+    *,
+    decision: str,
+    actor: services.Actor,
+    reason: str,
+    now: datetime | None = None,
+) -> DeploymentDecision:
+    """Record the review's decision with who and why, the report's figures, and an audit row."""
+    if decision not in DeploymentDecision.Decision.values:
+        raise services.InvalidChange(
+            f"decision must be one of {', '.join(DeploymentDecision.Decision.values)}; "
+            f"{decision!r} is not."
+        )
+    reason = (reason or "").strip()
+    if not reason:
+        raise services.InvalidChange("Give a reason for the decision; it is kept with the report.")
+    now = now or timezone.now()
+    snapshot = build(rollout, now)
+    made = DeploymentDecision.objects.create(
+        rollout=rollout,
+        decision=decision,
+        reason=reason[:4000],
+        decided_by=actor.name,
+        decided_at=now,
+        report=snapshot,
+    )
+    AuditEntry.objects.create(
+        rollout=rollout,
+        action="deployment.decision",
+        actor=actor.name,
+        via=actor.via,
+        before={},
+        after={"decision": decision, "label": made.get_decision_display()},
+        reason=reason[:2000],
+        revision=rollout.revision,
+    )
+    return made
+
+
+def trend_chart(
+    report: dict[str, Any], control: str, width: int = 640, height: int = 200
+) -> dict[str, Any]:
+    """SVG coordinates of the weekly positive share: control vs v2 (its variants together)."""
+    weeks = sorted({w["week"] for w in report["sentiment"]})
+    if not weeks:
+        return {"weeks": [], "series": []}
+    sums: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0])
+    for w in report["sentiment"]:
+        arm = "v1" if w["variant"] == control else "v2"
+        sums[(arm, w["week"])][0] += w["positive"]
+        sums[(arm, w["week"])][1] += w["positive"] + w["negative"]
+    left, right, top, bottom = 40, 10, 10, 30
+    span_x = max(1, len(weeks) - 1)
+
+    def xy(i: int, share: float) -> tuple[float, float]:
+        x = left + (width - left - right) * (i / span_x if len(weeks) > 1 else 0.5)
+        y = top + (height - top - bottom) * (1 - share)
+        return round(x, 1), round(y, 1)
+
+    series = []
+    for arm in ("v1", "v2"):
+        points = []
+        for i, week in enumerate(weeks):
+            pos, rated = sums.get((arm, week), [0, 0])
+            if rated:
+                points.append((*xy(i, pos / rated), round(pos / rated * 100), week))
+        series.append(
+            {
+                "arm": arm,
+                "points": points,
+                "polyline": " ".join(f"{x},{y}" for x, y, _, _ in points),
+            }
+        )
+    ticks = [{"y": xy(0, v / 100)[1], "label": f"{v}%"} for v in (0, 25, 50, 75, 100)]
+    labels = [{"x": xy(i, 0)[0], "label": week[5:]} for i, week in enumerate(weeks)]
+    return {
+        "weeks": weeks,
+        "series": series,
+        "ticks": ticks,
+        "labels": labels,
+        "width": width,
+        "height": height,
+        "left": left,
+        "right": width - right,
+        "bottom": height - bottom,
+    }

@@ -1,0 +1,246 @@
+"""Pages of the guardrails: the rules editor (operators edit, everyone signed in reads), the
+alert webhook, and the post-deployment report with its downloads and the decision form.
+
+Status codes of change views: 200/302 done, 403 not an operator, 422 invalid input (the page
+shows the form with one sentence per wrong field).
+"""
+
+from __future__ import annotations
+
+import json
+
+from django import forms
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import timezone
+from django.views.decorators.http import require_POST
+
+from rollout import services
+from rollout.models import AuditEntry, Rollout
+from rollout.roles import is_operator, operator_required
+
+from . import deployment_report, guardrail_services
+from .guardrail_models import (
+    Alert,
+    AlertSettings,
+    DeploymentDecision,
+    GuardrailRule,
+    GuardrailTransition,
+)
+
+
+class RuleForm(forms.ModelForm):
+    class Meta:
+        model = GuardrailRule
+        fields = ["enabled", "threshold", "min_samples", "alpha", "action", "from_phase"]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["from_phase"].queryset = self.instance.rollout.phases.order_by("order")
+        self.fields["from_phase"].empty_label = "every phase"
+        self.fields["threshold"].help_text = {
+            "latency_p95": "factor over v1's p95 (1.5 = 50% slower)",
+            "daily_cost": "budget in dollars per day",
+        }.get(self.instance.metric, "relative margin: 0.10 = up more than 10%; 0 = above v1")
+
+    def clean_threshold(self) -> float:
+        value = self.cleaned_data["threshold"]
+        if value < 0:
+            raise forms.ValidationError("The threshold cannot be negative.")
+        if self.instance.metric == "latency_p95" and value < 1:
+            raise forms.ValidationError("The latency factor must be at least 1 (1.5 = 50% slower).")
+        if self.instance.metric == "daily_cost" and value <= 0:
+            raise forms.ValidationError("The daily budget must be more than $0.")
+        return value
+
+
+class AlertSettingsForm(forms.ModelForm):
+    class Meta:
+        model = AlertSettings
+        fields = ["webhook_url", "kind"]
+
+
+class DecisionForm(forms.Form):
+    decision = forms.ChoiceField(choices=DeploymentDecision.Decision.choices)
+    reason = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), max_length=4000)
+
+
+def _rollout(key: str) -> Rollout:
+    return get_object_or_404(Rollout.objects.select_related("current_phase"), key=key)
+
+
+def _actor(request: HttpRequest) -> services.Actor:
+    return services.Actor.of_user(request.user)
+
+
+def _rules_page(
+    request: HttpRequest, rollout: Rollout, *, status: int = 200, bad_form=None, settings_form=None
+) -> HttpResponse:
+    rows = []
+    for rule, state in guardrail_services.states(rollout):
+        form = (
+            bad_form
+            if bad_form is not None and bad_form.instance.pk == rule.pk
+            else RuleForm(instance=rule, prefix=f"r{rule.pk}")
+        )
+        rows.append({"rule": rule, "state": state, "form": form})
+    config = AlertSettings.objects.filter(rollout=rollout).first()
+    ctx = {
+        "rollout": rollout,
+        "rows": rows,
+        "can_operate": is_operator(request.user),
+        "settings_form": settings_form or AlertSettingsForm(instance=config),
+        "alerts": Alert.objects.filter(rollout=rollout).select_related("rule")[:20],
+        "transitions": GuardrailTransition.objects.filter(rule__rollout=rollout).select_related(
+            "rule"
+        )[:30],
+        "gate_problems": guardrail_services.gate_problems(rollout),
+    }
+    return render(request, "metrics/guardrails.html", ctx, status=status)
+
+
+@login_required
+def rules(request: HttpRequest, key: str) -> HttpResponse:
+    return _rules_page(request, _rollout(key))
+
+
+@login_required
+def status(request: HttpRequest, key: str) -> HttpResponse:
+    """The status panel alone (for htmx refreshes)."""
+    return render(
+        request, "metrics/partials/guardrail_status_page.html", {"rollout": _rollout(key)}
+    )
+
+
+@operator_required
+@require_POST
+def update_rule(request: HttpRequest, key: str, pk: int) -> HttpResponse:
+    rollout = _rollout(key)
+    rule = get_object_or_404(GuardrailRule, pk=pk, rollout=rollout)
+    form = RuleForm(
+        request.POST, instance=GuardrailRule.objects.get(pk=rule.pk), prefix=f"r{rule.pk}"
+    )
+    if not form.is_valid():
+        return _rules_page(request, rollout, status=422, bad_form=form)
+    changes = {name: form.cleaned_data[name] for name in form.Meta.fields}
+    before = {k: _plain(getattr(rule, k)) for k in changes}
+    updated = guardrail_services.update_rule(rule, actor=_actor(request), **changes)
+    after = {k: _plain(getattr(updated, k)) for k in changes}
+    if before != after:
+        AuditEntry.objects.create(
+            rollout=rollout,
+            action="guardrail.update",
+            actor=request.user.get_username(),
+            via="web",
+            before={"rule": rule.key, **before},
+            after={"rule": rule.key, **after},
+            reason=f"guardrail {rule.key} changed: {updated.describe()}",
+            revision=rollout.revision,
+        )
+        messages.success(request, f"Rule {rule.key} saved; its evidence starts again from now.")
+    return redirect("metrics:guardrails", key=rollout.key)
+
+
+def _plain(value):
+    return (
+        getattr(value, "name", value)
+        if value is not None and not isinstance(value, (int, float, str, bool))
+        else value
+    )
+
+
+@operator_required
+@require_POST
+def reset_rule(request: HttpRequest, key: str, pk: int) -> HttpResponse:
+    rollout = _rollout(key)
+    rule = get_object_or_404(GuardrailRule, pk=pk, rollout=rollout)
+    guardrail_services.reset_rule(rule, actor=_actor(request))
+    messages.success(request, f"Rule {rule.key} starts collecting evidence again from now.")
+    return redirect("metrics:guardrails", key=rollout.key)
+
+
+@operator_required
+@require_POST
+def alert_settings(request: HttpRequest, key: str) -> HttpResponse:
+    rollout = _rollout(key)
+    config = AlertSettings.objects.filter(rollout=rollout).first() or AlertSettings(rollout=rollout)
+    form = AlertSettingsForm(request.POST, instance=config)
+    if not form.is_valid():
+        return _rules_page(request, rollout, status=422, settings_form=form)
+    saved = form.save(commit=False)
+    saved.updated_by, saved.updated_at = request.user.get_username(), timezone.now()
+    saved.save()
+    messages.success(request, "Alert webhook saved.")
+    return redirect("metrics:guardrails", key=rollout.key)
+
+
+# --- the post-deployment review ------------------------------------------------------------------
+
+
+@login_required
+def report(request: HttpRequest, key: str) -> HttpResponse:
+    rollout = _rollout(key)
+    data = deployment_report.build(rollout)
+    return render(
+        request,
+        "metrics/report.html",
+        {
+            "rollout": rollout,
+            "report": data,
+            "form": DecisionForm(),
+            "can_operate": is_operator(request.user),
+            "decisions": DeploymentDecision.objects.filter(rollout=rollout),
+            "chart": deployment_report.trend_chart(data, rollout.control_variant),
+        },
+    )
+
+
+@login_required
+def report_download(request: HttpRequest, key: str, fmt: str) -> HttpResponse:
+    rollout = _rollout(key)
+    data = deployment_report.build(rollout)
+    stamp = timezone.now().strftime("%Y%m%d")
+    if fmt == "md":
+        response = HttpResponse(
+            deployment_report.markdown(data), content_type="text/markdown; charset=utf-8"
+        )
+    elif fmt == "json":
+        response = HttpResponse(json.dumps(data, indent=2), content_type="application/json")
+    else:
+        raise Http404("The report downloads as .md or .json.")
+    response["Content-Disposition"] = (
+        f'attachment; filename="{rollout.key}-post-deployment-review-{stamp}.{fmt}"'
+    )
+    return response
+
+
+@operator_required
+@require_POST
+def decide(request: HttpRequest, key: str) -> HttpResponse:
+    rollout = _rollout(key)
+    form = DecisionForm(request.POST)
+    if not form.is_valid():
+        data = deployment_report.build(rollout)
+        return render(
+            request,
+            "metrics/report.html",
+            {
+                "rollout": rollout,
+                "report": data,
+                "form": form,
+                "can_operate": True,
+                "decisions": DeploymentDecision.objects.filter(rollout=rollout),
+                "chart": deployment_report.trend_chart(data, rollout.control_variant),
+            },
+            status=422,
+        )
+    made = deployment_report.record_decision(
+        rollout,
+        decision=form.cleaned_data["decision"],
+        actor=_actor(request),
+        reason=form.cleaned_data["reason"],
+    )
+    messages.success(request, f"Decision recorded: {made.get_decision_display()}.")
+    return redirect("metrics:report", key=rollout.key)

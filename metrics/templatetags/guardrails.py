@@ -1,0 +1,89 @@
+"""Template helpers for guardrails: the status panel the console includes, and short figures.
+
+``{% load guardrails %}{% guardrail_status rollout %}`` renders every rule's state with the
+numbers behind it, the success criteria for advancing (metrics.guardrail_services.gate_problems)
+and the latest alerts, without the console's views needing anything more in their context.
+"""
+
+from __future__ import annotations
+
+from django import template
+
+from .. import guardrail_services
+from .. import guardrails as g
+
+register = template.Library()
+
+PILL = {g.OK: "ok", g.INSUFFICIENT: "muted", g.WARNING: "warn", g.BREACHED: "bad", g.OFF: "muted"}
+
+
+@register.inclusion_tag("metrics/partials/guardrail_status.html", takes_context=True)
+def guardrail_status(context, rollout) -> dict:
+    rows = guardrail_services.states(rollout)
+    active = [(r, s) for r, s in rows if s is not None and s.status != g.OFF]
+    return {
+        "rollout": rollout,
+        "rows": rows,
+        "active": active,
+        "counts": {
+            status: sum(1 for _, s in active if s.status == status)
+            for status in (g.BREACHED, g.WARNING, g.INSUFFICIENT, g.OK)
+        },
+        "gate_problems": guardrail_services.gate_problems(rollout),
+        "alerts": guardrail_services.recent_alerts(rollout, 3),
+        "request": context.get("request"),
+    }
+
+
+@register.filter
+def guardrail_pill(status: str) -> str:
+    return PILL.get(status, "muted")
+
+
+@register.filter
+def guardrail_label(status: str) -> str:
+    return g.STATUS_LABELS.get(status, status)
+
+
+def _pct(x) -> str:
+    return "-" if x is None else f"{x * 100:.1f}%"
+
+
+@register.filter
+def guardrail_short(state) -> str:
+    """The numbers behind a state in a few words, e.g. 'v2_full 4.1% vs v1 1.2% · p=0.003'."""
+    if state is None:
+        return "not evaluated yet"
+    n = state.numbers or {}
+    metric = n.get("metric")
+    if state.status in (g.OFF,) or not metric:
+        return state.summary
+    if metric == g.DAILY_COST:
+        if "projected_daily_usd" not in n:
+            return state.summary
+        return f"${n['projected_daily_usd']:,.2f}/day at 100% v2 vs budget ${n['budget_usd']:,.2f}"
+    if state.status == g.INSUFFICIENT:
+        return state.summary
+    p = n.get("p_value")
+    tail = f" · p={p:.2g}" if p is not None else ""
+    if metric == g.LATENCY_P95:
+        return (
+            f"p95 {n['treatment']} {n['p95_treatment_ms']:,.0f} ms vs {n['control']} "
+            f"{n['p95_control_ms']:,.0f} ms (limit {n['factor']:g}x){tail}"
+        )
+    return (
+        f"{n['treatment']} {_pct(n.get('rate_treatment'))} vs {n['control']} "
+        f"{_pct(n.get('rate_control'))} (n={n['n_treatment']:,}/{n['n_control']:,}){tail}"
+    )
+
+
+@register.filter
+def report_pct(value) -> str:
+    """0.1234 -> '12.3%'; None -> '–'."""
+    return "–" if value is None else f"{value * 100:.1f}%"
+
+
+@register.filter
+def report_points(value) -> str:
+    """A difference of proportions in percentage points: 0.021 -> '+2.1 pts'."""
+    return "–" if value is None else f"{value * 100:+.1f} pts"

@@ -1,0 +1,201 @@
+"""The post-deployment review: built from simulated traffic (metrics.simulation through the real
+ingest path) and graded review samples; 40 days at 50% then 31 days at 100%."""
+
+from __future__ import annotations
+
+import json
+import random
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import time_machine
+from django.db.models import Count, Sum
+
+from metrics import deployment_report, reviews, rollups
+from metrics.guardrail_models import DeploymentDecision
+from metrics.intake import record_events
+from metrics.models import ResponseEvent
+from metrics.review_models import ReviewItem
+from rollout import services
+from rollout.models import AuditEntry, Rollout
+
+from .test_guardrail_rollback import Behaviour, Traffic
+
+SYSTEM = services.Actor("pytest", via="system")
+FULL_AT = datetime(2026, 3, 2, 0, 0, tzinfo=UTC)  # a Monday
+START = FULL_AT - timedelta(days=35)
+NOW = FULL_AT + timedelta(days=31, hours=12)
+BEHAVIOURS = {
+    "v1": Behaviour(positive_rate=0.10, negative_rate=0.06),
+    "v2_full": Behaviour(
+        input_tokens=1750, output_tokens=240, positive_rate=0.14, negative_rate=0.03
+    ),
+}
+RUBRIC = {"uncertainty": "appropriate", "consistent": "yes", "sounds_like_sel": "4"}
+
+
+def build_deployment(
+    rollout: Rollout,
+    reviewer,
+    *,
+    per_day: int = 60,
+    sample: int = 24,
+    start: datetime = START,
+    full_at: datetime = FULL_AT,
+    now: datetime = NOW,
+) -> Rollout:
+    """Canary (50%) from ``start``, Full (100%) from ``full_at``: each day ``per_day`` replies
+    around noon through the real ingest path (variants from the rollout's rule at the time),
+    and each Sunday the week's review sample graded (v1 hallucinates more, follows formats
+    less). One busy hour a day keeps the rollups small, so the test stays quick."""
+    with time_machine.travel(start, tick=False):
+        services.move_to_phase(
+            rollout, phase=3, actor=SYSTEM, reason="canary", gate_override_reason="sim"
+        )
+    traffic = Traffic(rollout, BEHAVIOURS, seed=7, per_minute=per_day, channels=300, text=True)
+    rng = random.Random(3)
+    day = start
+    while day < now:
+        if day == full_at:
+            with time_machine.travel(full_at, tick=False):
+                services.move_to_phase(
+                    rollout, phase=4, actor=SYSTEM, reason="full", gate_override_reason="sim"
+                )
+        noon = day + timedelta(hours=12)
+        if noon < now:
+            with time_machine.travel(noon + timedelta(minutes=5), tick=False):
+                record_events(traffic.events(noon), now=noon + timedelta(minutes=5))
+        end = day + timedelta(days=1)
+        if day.weekday() == 6 and end <= now:  # Sunday done: review the week
+            with time_machine.travel(end, tick=False):
+                week = reviews.draw_sample(
+                    rollout_key=rollout.key,
+                    week_start=(day - timedelta(days=6)).date(),
+                    actor=SYSTEM,
+                    size=sample,
+                    now=end,
+                )
+                for item in ReviewItem.objects.filter(sample=week).select_related("response"):
+                    v1 = item.response.variant == rollout.control_variant
+                    bad = rng.random() < (0.15 if v1 else 0.05)
+                    followed = rng.random() < (0.65 if v1 else 0.9)
+                    grade = {
+                        **RUBRIC,
+                        "hallucination": "major" if bad else "none",
+                        "hallucination_note": "invented a date" if bad else "",
+                        "format": "followed" if followed else "not_followed",
+                    }
+                    reviews.submit_grade(item, reviewer, grade, now=end)
+        day = end
+    rollups.catch_up()  # what the rollup task does after each commit (no commits inside a test)
+    rollout.refresh_from_db()
+    return rollout
+
+
+@pytest.fixture
+def deployed(rollout, bob) -> Rollout:
+    return build_deployment(rollout, bob)
+
+
+def test_build__after_30_days_at_full__quality_figures_before_and_after(deployed):
+    report = deployment_report.build(deployed, NOW)
+    assert report["ready"] is True and report["full_since"] == FULL_AT.isoformat()
+    before = [(FULL_AT - timedelta(days=30)).isoformat(), FULL_AT.isoformat()]
+    assert report["periods"]["before"] == before
+    h, f = report["hallucination"], report["format_compliance"]
+    assert h["before"]["n"] > 20 and h["after"]["n"] > 20
+    assert h["before"]["rate"] > h["after"]["rate"] and h["change"]["points"] < 0
+    assert f["after"]["rate"] > f["before"]["rate"]
+    weeks = report["sentiment"]
+    assert {w["variant"] for w in weeks} >= {"v1", "v2_full"}
+    assert all(w["positive_share"] is None or 0 <= w["positive_share"] <= 1 for w in weeks)
+
+
+def test_build__cost_increase__compared_with_the_guides_projection(deployed):
+    c = deployment_report.build(deployed, NOW)["cost"]
+
+    def per_reply(variants, since, until):
+        rows = ResponseEvent.objects.filter(variant__in=variants, ts__gte=since, ts__lt=until)
+        agg = rows.aggregate(cost=Sum("cost_usd"), n=Count("id"))
+        return float(agg["cost"]) / agg["n"]
+
+    expected = per_reply(
+        ["v2_full", "v2_simplified"], FULL_AT, FULL_AT + timedelta(days=30)
+    ) / per_reply(["v1"], FULL_AT - timedelta(days=30), FULL_AT)
+    assert c["increase_ratio"] == round(expected, 2)
+    # output tokens ($15/M) dominate, which the guide's input-only projection leaves out
+    assert c["projected_ratio"] == 3.5 and c["vs_projection"] < 0
+    assert c["projected_daily_usd"] == round(c["after"]["replies_per_day"] * 0.00525, 2)
+
+
+def test_build__not_at_full__says_when_the_review_is_due(rollout):
+    with time_machine.travel(START, tick=False):
+        services.move_to_phase(
+            rollout, phase=3, actor=SYSTEM, reason="canary", gate_override_reason="t"
+        )
+    report = deployment_report.build(rollout, START + timedelta(days=1))
+    assert report["ready"] is False and report["full_since"] is None
+    assert "not at 100%" in report["note"]
+
+
+def test_record_decision__keeps_who_why_and_the_figures(rollout):
+    made = deployment_report.record_decision(
+        rollout,
+        decision="partial",
+        actor=services.Actor("alice"),
+        reason="format better, cost high",
+    )
+    assert (made.decided_by, made.reason) == ("alice", "format better, cost high")
+    assert made.report["rollout"] == "prompts_v2"
+    entry = AuditEntry.objects.get(rollout=rollout, action="deployment.decision")
+    assert entry.actor == "alice" and entry.after["decision"] == "partial"
+
+
+def test_record_decision__unknown_decision__is_refused(rollout):
+    with pytest.raises(services.InvalidChange, match="decision must be one of"):
+        deployment_report.record_decision(rollout, decision="maybe", actor=SYSTEM, reason="x")
+    assert not DeploymentDecision.objects.exists()
+
+
+def test_report_page_and_downloads__render_from_simulated_data(deployed, viewer_client):
+    with time_machine.travel(NOW, tick=False):
+        page = viewer_client.get(f"/metrics/{deployed.key}/report/")
+        md = viewer_client.get(f"/metrics/{deployed.key}/report.md")
+        js = viewer_client.get(f"/metrics/{deployed.key}/report.json")
+    body = page.content.decode()
+    assert page.status_code == 200
+    assert "Hallucination rate" in body and "Format compliance" in body and "review due" in body
+    assert "<polyline" in body  # the sentiment trend
+    assert "Record the decision" not in body  # viewers read only
+    assert md.status_code == 200 and "attachment" in md["Content-Disposition"]
+    assert md.content.decode().startswith("# Post-deployment review: Prompts v2")
+    assert json.loads(js.content)["cost"]["projected_ratio"] == 3.5
+
+
+def test_report_download__other_format__404(rollout, viewer_client):
+    assert viewer_client.get(f"/metrics/{rollout.key}/report.pdf").status_code == 404
+
+
+def test_decide__operator__records_and_redirects(rollout, operator_client):
+    response = operator_client.post(
+        f"/metrics/{rollout.key}/report/decision/", {"decision": "success", "reason": "all good"}
+    )
+    assert response.status_code == 302
+    assert DeploymentDecision.objects.get().decided_by == "alice"
+
+
+def test_decide__viewer__403(rollout, viewer_client):
+    response = viewer_client.post(
+        f"/metrics/{rollout.key}/report/decision/", {"decision": "success", "reason": "x"}
+    )
+    assert response.status_code == 403
+    assert not DeploymentDecision.objects.exists()
+
+
+def test_decide__no_reason__422_naming_the_field(rollout, operator_client):
+    response = operator_client.post(
+        f"/metrics/{rollout.key}/report/decision/", {"decision": "failure"}
+    )
+    assert response.status_code == 422
+    assert "Reason" in response.content.decode()
+    assert not DeploymentDecision.objects.exists()
