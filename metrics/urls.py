@@ -1,7 +1,17 @@
 from django.urls import path
 
+from . import views
+
 app_name = "metrics"
-urlpatterns: list = []
+urlpatterns = [
+    # comparison dashboard (metrics/views.py)
+    path("", views.home, name="home"),
+    path("projection", views.projection, name="projection"),
+    path("<slug:key>/", views.dashboard, name="dashboard"),
+    path("<slug:key>/charts/<slug:chart>.<str:fmt>", views.chart_data, name="chart-data"),
+    path("<slug:key>/comparison.<str:fmt>", views.comparison_data, name="comparison-data"),
+    path("<slug:key>/cost.<str:fmt>", views.cost_data, name="cost-data"),
+]
 
 # Human review (metrics/review_views.py, docs/reviews.md). Inserted first so that the
 # dashboard's "<slug:key>/" does not take "reviews/".

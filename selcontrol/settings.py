@@ -256,6 +256,13 @@ if REDIS_URL:  # a hung Redis must cost a request a second at most, not forever;
         {"socket_connect_timeout": 1, "socket_timeout": 1}
     )
 
+# plotly.js for the dashboard, served from the installed plotly wheel (metrics/vendor_static.py)
+STATICFILES_FINDERS = [
+    "django.contrib.staticfiles.finders.FileSystemFinder",
+    "django.contrib.staticfiles.finders.AppDirectoriesFinder",
+    "metrics.vendor_static.PlotlyFinder",
+]
+
 # Weekly human review (metrics/reviews.py, docs/reviews.md)
 SELCONTROL_REVIEW_SAMPLE_SIZE = env_int("SELCONTROL_REVIEW_SAMPLE_SIZE", 50)
 SELCONTROL_REVIEW_DOUBLE_SHARE = float(env_str("SELCONTROL_REVIEW_DOUBLE_SHARE", "0.2"))

@@ -1,0 +1,230 @@
+"""Dashboard page renders over 10 million stored events, beside the same figures computed from
+raw events in the same run.
+
+Reuses bench/summary_10m.py's loader (generate_series straight into the raw tables: 8,000,000
+replies, 1,200,000 reactions, 800,000 follow-ups over 60 days; rollups built with the real rollup
+code) on its own throw-away database, adds the rollout's history (phase changes, a rollback, an
+override: the chart markers), then times with Django's in-process client, logged in as a viewer:
+
+- the dashboard page (last 24 h, 7 days, 30 days by day and by hour), the htmx fragment a range
+  change fetches, a chart's JSON, the comparison JSON and the console's projection fragment;
+- the 30-day page again with one dirty hour (1000 events just ingested, no rollup worker);
+- the baseline: the 30-day page's figures by SQL over the raw rows (per day and variant: counts,
+  sums, latency percentiles; totals with reactions and follow-ups joined).
+
+    .venv/bin/python bench/dashboard_render.py [--replies 8000000] [--calls 15]
+"""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import os
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "bench"))
+sys.path.insert(0, str(ROOT))
+
+import summary_10m as loader  # noqa: E402  (bench/summary_10m.py: the 10-million-event loader)
+
+loader.DB = DB = "selcontrol_bench_dashboard"
+
+RAW_PER_DAY = """
+SELECT date_trunc('day', ts), variant, count(*), count(error),
+  count(*) FILTER (WHERE error = 'timeout'),
+  sum(input_tokens), sum(output_tokens), sum(cost_usd), count(*) FILTER (WHERE cache_hit),
+  count(cache_hit), percentile_cont(ARRAY[0.5, 0.95, 0.99]) WITHIN GROUP (ORDER BY latency_ms)
+FROM metrics_responseevent WHERE rollout_key = 'prompts_v2' AND ts >= %(since)s AND ts < %(until)s
+GROUP BY 1, 2
+"""
+
+
+def configure_env() -> None:
+    loader.configure_env()
+    os.environ.update(
+        {
+            "DATABASE_URL": f"postgres://postgres@127.0.0.1:5432/{DB}",
+            "REDIS_URL": "redis://127.0.0.1:6379/7",
+        }
+    )
+
+
+def add_history(now: datetime) -> None:
+    """Phase changes, a rollback, a re-enable and an override in the last 30 days."""
+    from rollout.models import AuditEntry, Rollout
+
+    rollout = Rollout.objects.get(key="prompts_v2")
+    history = [
+        (29, AuditEntry.Action.PHASE_CHANGE, {"phase": "Alpha", "percentage": 5}),
+        (26, AuditEntry.Action.PHASE_CHANGE, {"phase": "Beta", "percentage": 20}),
+        (12, AuditEntry.Action.KILL_SWITCH_ENGAGE, {"enabled": False, "percentage": 20}),
+        (11, AuditEntry.Action.KILL_SWITCH_RELEASE, {"enabled": True, "percentage": 20}),
+        (
+            6,
+            AuditEntry.Action.OVERRIDE_SET,
+            {"channel_id": "100000000000000007", "variant": "v2_full"},
+        ),
+        (3, AuditEntry.Action.PHASE_CHANGE, {"phase": "Canary", "percentage": 50}),
+    ]
+    for days_ago, action, after in history:
+        AuditEntry.objects.create(
+            rollout=rollout,
+            action=action,
+            actor="bench",
+            after=after,
+            reason="bench history",
+            created_at=now - timedelta(days=days_ago),
+        )
+    Rollout.objects.filter(pk=rollout.pk).update(percentage=50, enabled=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--replies", type=int, default=8_000_000)
+    parser.add_argument("--calls", type=int, default=15)
+    parser.add_argument("--keep", action="store_true", help="keep the database (to investigate)")
+    args = parser.parse_args()
+    configure_env()
+    end = datetime.now(UTC)
+
+    loader.psql(f"DROP DATABASE IF EXISTS {DB}")
+    loader.psql(f"CREATE DATABASE {DB}")
+    try:
+        subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, check=True)
+        subprocess.run(
+            [sys.executable, "manage.py", "collectstatic", "--noinput", "-v0"], cwd=ROOT, check=True
+        )
+        t = time.perf_counter()
+        restore = loader.drop_indexes()
+        loader.load(args.replies, end)
+        for statement in restore:
+            loader.psql(f"SET maintenance_work_mem = '256MB'; {statement}", DB)
+        loader.psql("VACUUM ANALYZE", DB)
+        events = int(
+            loader.psql(
+                "SELECT (SELECT count(*) FROM metrics_responseevent) + (SELECT count(*) FROM "
+                "metrics_reactionevent) + (SELECT count(*) FROM metrics_followupevent)",
+                DB,
+            )
+        )
+        print(f"loaded {events:,} events in {time.perf_counter() - t:.0f} s", flush=True)
+
+        import django
+
+        django.setup()
+        from django.contrib.auth.models import Group, User
+        from django.db import connection
+        from django.test import Client
+
+        from metrics import rollups
+        from metrics.intake import record_events
+
+        t = time.perf_counter()
+        rollups.mark_all_dirty()
+        while rollups.catch_up(time_budget=600)["remaining"]:
+            pass
+        build = time.perf_counter() - t
+        rollup_rows = int(loader.psql("SELECT count(*) FROM metrics_hourlyrollup", DB))
+        print(f"rollups: {rollup_rows} rows, built in {build:.0f} s", flush=True)
+        add_history(end)
+
+        user = User.objects.create_user("viewer")
+        user.groups.add(Group.objects.get(name="viewers"))
+        client = Client()
+        client.force_login(user)
+        htmx = {"HX-Request": "true"}
+        pages = [
+            ("page, last 24 h", "/metrics/prompts_v2/?range=24h", {}),
+            ("page, 7 days", "/metrics/prompts_v2/?range=7d", {}),
+            ("page, 30 days by day", "/metrics/prompts_v2/?range=30d", {}),
+            ("page, 30 days by hour", "/metrics/prompts_v2/?range=30d&granularity=hour", {}),
+            ("htmx body, 30 days", "/metrics/prompts_v2/?range=30d", htmx),
+            (
+                "chart JSON, 30 d hourly",
+                "/metrics/prompts_v2/charts/latency.json?range=30d&granularity=hour",
+                {},
+            ),
+            ("comparison JSON, 30 d", "/metrics/prompts_v2/comparison.json?range=30d", {}),
+            ("projection fragment", "/metrics/projection?rollout=prompts_v2&percentage=37", {}),
+        ]
+
+        def get(path, headers):
+            def call():
+                answer = client.get(path, headers=headers)
+                assert answer.status_code == 200, answer.content[:300]
+                return answer
+
+            return call
+
+        results = [
+            (label, loader.timed(get(path, headers), args.calls)) for label, path, headers in pages
+        ]
+        print("  pages timed", flush=True)
+
+        until = rollups.hour_of(end) + timedelta(hours=1)
+        since = until - timedelta(days=30)
+
+        def raw_figures():
+            with connection.cursor() as cursor:
+                cursor.execute(RAW_PER_DAY, {"since": since, "until": until})
+                cursor.fetchall()
+                cursor.execute(loader.RAW_SCAN, {"since": since, "until": until})
+                return cursor.fetchall()
+
+        raw = loader.timed(raw_figures, 3)
+
+        fresh = [
+            {
+                "id": f"fresh-{i}",
+                "type": "response",
+                "ts": (end - timedelta(minutes=5)).isoformat(),
+                "channel_id": "100000000000000001",
+                "message_id": f"fresh-m-{i}",
+                "rollout": "prompts_v2",
+                "variant": "v1",
+                "model": "anthropic/claude-3.5-sonnet",
+                "input_tokens": 500,
+                "output_tokens": 200,
+                "latency_ms": 1300,
+                "error": None,
+            }
+            for i in range(1000)
+        ]
+        kwargs = (
+            {"schedule": False} if "schedule" in inspect.signature(record_events).parameters else {}
+        )
+        record_events(fresh, **kwargs)
+        dirty = loader.timed(get("/metrics/prompts_v2/?range=30d", {}), args.calls)
+    finally:
+        from django.db import connections
+
+        connections.close_all()
+        if not args.keep:
+            loader.psql(f"DROP DATABASE IF EXISTS {DB} WITH (FORCE)")
+
+    print(
+        f"\ndashboard over {events:,} stored events ({loader.DAYS} days, {rollup_rows} hourly "
+        f"rollup rows; rollups built in {build:.0f} s); {os.cpu_count()}-core machine, "
+        "in-process client"
+    )
+    print(f"{'request':<26} {'p50':>8} {'p95':>8} {'max':>8}")
+    for label, r in results:
+        print(f"{label:<26} {r['median']:>6.1f}ms {r['p95']:>6.1f}ms {r['max']:>6.1f}ms")
+    print(
+        f"{'30 days, one dirty hour':<26} {dirty['median']:>6.1f}ms {dirty['p95']:>6.1f}ms "
+        f"{dirty['max']:>6.1f}ms"
+    )
+    page30 = results[2][1]["median"]
+    print(
+        f"raw-event SQL for the 30-day page's figures: p50 {raw['median']:.0f} ms "
+        f"({raw['median'] / page30:.0f}x the whole 30-day page render)"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,279 @@
+"""Plotly figures for the dashboard, built on the server as plain figure dicts (pure, no database).
+
+A figure is the JSON plotly.js takes (``{"data": [...], "layout": {...}}``); building dicts
+instead of ``plotly.graph_objects`` objects keeps a page with a dozen figures well inside its
+time budget, and the tests check every figure against plotly's own schema (``go.Figure(fig)``
+refuses unknown properties). Every time axis carries the rollout's markers: phase changes,
+rollbacks, re-enables, overrides and percentage changes as vertical lines with a label.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Any
+
+FONT = "system-ui, -apple-system, Segoe UI, Roboto, sans-serif"
+PALETTE = ("#5b6470", "#e8590c", "#2b8a3e", "#7048e8", "#1098ad", "#c2255c")
+MARKER_COLOURS = {
+    "phase": "#3b5bdb",
+    "rollback": "#c92a2a",
+    "release": "#2b8a3e",
+    "override": "#868e96",
+    "change": "#7048e8",
+}
+DASHES = ("solid", "dash", "dot", "dashdot")
+
+
+def variant_colours(variants: Sequence[str]) -> dict[str, str]:
+    return {v: PALETTE[i % len(PALETTE)] for i, v in enumerate(variants)}
+
+
+def _iso(value: Any) -> Any:
+    return value.isoformat() if isinstance(value, datetime) else value
+
+
+# (column, legend suffix, line dash) per chart; the first column is the main one
+SERIES: dict[str, list[tuple[str, str]]] = {
+    "responses": [("responses", "")],
+    "errors": [("error_rate", "errors"), ("timeout_rate", "timeouts")],
+    "latency": [("p50_ms", "p50"), ("p95_ms", "p95"), ("p99_ms", "p99")],
+    "tokens": [("input_per_reply", "input"), ("output_per_reply", "output")],
+    "cost_per_reply": [("cost_per_reply_usd", "")],
+    "cost_per_day": [("cost_usd", "")],
+    "sentiment": [("positive_share", "")],
+    "corrections": [("correction_rate", "")],
+    "engagement": [("followups_per_reply", "")],
+    "cache": [("cache_hit_rate", "")],
+    "reviews": [
+        ("hallucination_rate", "hallucinations"),
+        ("format_compliance", "format"),
+        ("uncertainty_calibration", "calibration"),
+        ("consistency", "consistency"),
+    ],
+}
+Y_FORMAT = {
+    "errors": ".1%",
+    "sentiment": ".0%",
+    "corrections": ".1%",
+    "cache": ".0%",
+    "reviews": ".0%",
+    "cost_per_reply": "$.4f",
+    "cost_per_day": "$,.2f",
+    "latency": ",.0f",
+    "tokens": ",.0f",
+    "responses": ",d",
+    "engagement": ".2f",
+}
+BARS = {"responses", "cost_per_day"}
+EMPTY_TEXT = {"reviews": "No reviews in this range yet"}
+
+
+def base_layout(*, y_format: str = "", y_title: str = "", height: int = 260) -> dict[str, Any]:
+    """The page shows each chart's title as an HTML heading, so the figure has none (its
+    ``meta`` keeps it); the legend sits above the plot area."""
+    return {
+        "height": height,
+        "margin": {"l": 56, "r": 12, "t": 34, "b": 36},
+        "font": {"family": FONT, "size": 12, "color": "#1b1f24"},
+        "paper_bgcolor": "#ffffff",
+        "plot_bgcolor": "#ffffff",
+        "hovermode": "x unified",
+        "showlegend": True,
+        "legend": {"orientation": "h", "x": 0, "y": 1.0, "yanchor": "bottom", "font": {"size": 11}},
+        "xaxis": {
+            "type": "date",
+            "gridcolor": "#eef0f3",
+            "linecolor": "#dde1e6",
+            "automargin": True,
+        },
+        "yaxis": {
+            "tickformat": y_format,
+            "gridcolor": "#eef0f3",
+            "zerolinecolor": "#dde1e6",
+            "rangemode": "tozero",
+            "automargin": True,
+            "title": {"text": y_title, "font": {"size": 11}},
+        },
+    }
+
+
+def marker_shapes(markers: Iterable[dict[str, Any]]) -> tuple[list[dict], list[dict]]:
+    """Vertical lines (shapes) and their labels (annotations) for audit markers."""
+    shapes, notes = [], []
+    for i, m in enumerate(markers):
+        colour = MARKER_COLOURS.get(m["kind"], "#495057")
+        x = _iso(m["ts"])
+        shapes.append(
+            {
+                "type": "line",
+                "xref": "x",
+                "yref": "paper",
+                "x0": x,
+                "x1": x,
+                "y0": 0,
+                "y1": 1,
+                "line": {
+                    "color": colour,
+                    "width": 1.5,
+                    "dash": "solid" if m["kind"] in ("phase", "rollback") else "dot",
+                },
+                "name": f"marker-{m['kind']}",
+            }
+        )
+        hover = f"{m['label']}<br>{m['ts']:%Y-%m-%d %H:%M} UTC · {m['actor']}"
+        if m.get("channel_id") and m["kind"] == "override":
+            hover += f"<br>channel {m['channel_id']}"
+        if m.get("reason"):
+            hover += "<br>" + m["reason"][:120]
+        notes.append(
+            {
+                "x": x,
+                "xref": "x",
+                "yref": "paper",
+                "y": 1.0 - 0.11 * (i % 3),
+                "yanchor": "top",
+                "xanchor": "left",
+                "text": m["label"],
+                "showarrow": False,
+                "font": {"size": 10, "color": colour},
+                "bgcolor": "rgba(255,255,255,0.85)",
+                "hovertext": hover,
+                "name": f"marker-{m['kind']}",
+            }
+        )
+    return shapes, notes
+
+
+def time_figure(
+    key: str,
+    title: str,
+    rows: list[dict[str, Any]],
+    variants: Sequence[str],
+    markers: Sequence[dict[str, Any]],
+    *,
+    x_range: tuple[datetime, datetime] | None = None,
+    y_title: str = "",
+) -> dict[str, Any]:
+    """One chart over time: a trace per variant (and per series, by dash), with the markers."""
+    colours = variant_colours(variants)
+    series = SERIES[key]
+    data = []
+    for variant in variants:
+        mine = [r for r in rows if r["variant"] == variant]
+        if not mine:
+            continue
+        for i, (column, suffix) in enumerate(series):
+            points = [(r["period"], r[column]) for r in mine if r.get(column) is not None]
+            if not points and i:
+                continue
+            name = f"{variant} {suffix}".strip()
+            trace: dict[str, Any] = {
+                "x": [_iso(p) for p, _ in points],
+                "y": [v for _, v in points],
+                "name": name,
+                "legendgroup": variant,
+                "marker": {"color": colours[variant]},
+                "hovertemplate": f"{name}: %{{y:{Y_FORMAT.get(key, '')}}}<extra></extra>",
+            }
+            if key in BARS:
+                trace["type"] = "bar"
+            else:
+                trace.update(
+                    type="scatter",
+                    mode="lines+markers" if len(points) <= 48 else "lines",
+                    line={
+                        "color": colours[variant],
+                        "width": 2 if i == 0 else 1.5,
+                        "dash": DASHES[i % 4],
+                    },
+                )
+                trace["marker"]["size"] = 4
+            data.append(trace)
+    layout = base_layout(y_format=Y_FORMAT.get(key, ""), y_title=y_title)
+    layout["meta"] = {"chart": key, "title": title}
+    if key in BARS:
+        layout["barmode"] = "stack"
+        layout["bargap"] = 0.15
+    if x_range:
+        layout["xaxis"]["range"] = [_iso(x_range[0]), _iso(x_range[1])]
+    shapes, notes = marker_shapes(markers)
+    layout["shapes"] = shapes
+    layout["annotations"] = notes
+    if not data:
+        layout["annotations"] = [
+            *notes,
+            {
+                "text": EMPTY_TEXT.get(key, "No replies in this range"),
+                "xref": "paper",
+                "yref": "paper",
+                "x": 0.5,
+                "y": 0.5,
+                "showarrow": False,
+                "font": {"size": 13, "color": "#5b6470"},
+            },
+        ]
+        layout["yaxis"]["showticklabels"] = False
+        layout["xaxis"]["showticklabels"] = False
+        layout["showlegend"] = False
+    return {"data": data, "layout": layout}
+
+
+def projection_figure(
+    points: Sequence[tuple[int, float]],
+    current: int | None,
+    baseline: float | None,
+    title: str = "Projected cost per day by phase percentage",
+) -> dict[str, Any]:
+    """Bars of projected $/day at each percentage, the current one highlighted."""
+    colours = ["#e8590c" if p == current else "#adb5bd" for p, _ in points]
+    layout = base_layout(y_format="$,.0f", height=260)
+    layout["meta"] = {"chart": "projection", "title": title}
+    layout["xaxis"] = {
+        "type": "category",
+        "title": {"text": "channels on v2", "font": {"size": 11}},
+    }
+    layout["showlegend"] = False
+    layout["hovermode"] = "closest"
+    if baseline is not None:
+        layout["shapes"] = [
+            {
+                "type": "line",
+                "xref": "paper",
+                "x0": 0,
+                "x1": 1,
+                "yref": "y",
+                "y0": baseline,
+                "y1": baseline,
+                "line": {"color": "#5b6470", "dash": "dot", "width": 1},
+            }
+        ]
+        layout["annotations"] = [
+            {
+                "xref": "paper",
+                "x": 1,
+                "xanchor": "right",
+                "yref": "y",
+                "y": baseline,
+                "yanchor": "bottom",
+                "text": f"all v1: ${baseline:,.2f}/day",
+                "showarrow": False,
+                "font": {"size": 10, "color": "#5b6470"},
+            }
+        ]
+    return {
+        "data": [
+            {
+                "type": "bar",
+                "x": [f"{p}%" for p, _ in points],
+                "y": [round(v, 2) for _, v in points],
+                "marker": {"color": colours},
+                "text": [f"${v:,.2f}" for _, v in points],
+                "textposition": "outside",
+                "cliponaxis": False,
+                "hovertemplate": "%{x}: %{y:$,.2f}/day<extra></extra>",
+                "name": "projected $/day",
+            }
+        ],
+        "layout": layout,
+    }

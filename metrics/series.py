@@ -1,0 +1,672 @@
+"""Read queries of the comparison dashboard, over hourly rollups only.
+
+Every figure here comes from ``metrics.rollups.per_hour`` (the ``HourlyRollup`` rows of the
+range, with the few dirty hours aggregated from raw events, as ``metrics.selectors.hourly``
+does) or from other small tables (audit entries, conversation stats, reviews). Ranges are whole
+UTC hours, so no partial hour is ever aggregated from raw events.
+
+``Window`` holds one page's worth of data, loaded once; the chart rows, the comparison table and
+the cost figures are derived from it in Python. ``CHARTS`` names every chart the page shows, with
+its columns: the CSV and JSON endpoints serve exactly these rows.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from functools import cached_property
+from typing import Any
+
+from django.db import connection, transaction
+from django.db.models import Sum
+from django.utils import timezone
+
+from rollout.models import AuditEntry, Rollout
+
+from . import histogram, rollups, selectors, stats
+from .models import HourlyRollup
+
+HOUR = timedelta(hours=1)
+DAY = timedelta(days=1)
+RANGES = {"24h": timedelta(hours=24), "7d": timedelta(days=7), "30d": timedelta(days=30)}
+MAX_RANGE = timedelta(days=400)
+GRANULARITIES = ("hour", "day")
+
+MARKER_ACTIONS = {
+    AuditEntry.Action.PHASE_CHANGE: "phase",
+    AuditEntry.Action.KILL_SWITCH_ENGAGE: "rollback",
+    AuditEntry.Action.KILL_SWITCH_RELEASE: "release",
+    AuditEntry.Action.OVERRIDE_SET: "override",
+    AuditEntry.Action.OVERRIDE_REMOVE: "override",
+    AuditEntry.Action.ROLLOUT_UPDATE: "change",
+}
+
+
+@dataclass(frozen=True)
+class Chart:
+    key: str
+    title: str
+    columns: tuple[str, ...]  # beyond period and variant
+    unit: str = ""
+
+
+CHARTS: dict[str, Chart] = {
+    c.key: c
+    for c in (
+        Chart("responses", "Replies", ("responses",), "replies"),
+        Chart(
+            "errors",
+            "Error and timeout rate",
+            ("responses", "errors", "timeouts", "error_rate", "timeout_rate"),
+            "%",
+        ),
+        Chart(
+            "latency", "Latency p50 / p95 / p99", ("responses", "p50_ms", "p95_ms", "p99_ms"), "ms"
+        ),
+        Chart(
+            "tokens",
+            "Tokens per reply",
+            ("responses", "input_per_reply", "output_per_reply"),
+            "tokens",
+        ),
+        Chart("cost_per_reply", "Cost per reply", ("responses", "cost_per_reply_usd"), "$"),
+        Chart("cost_per_day", "Cost per day", ("cost_usd",), "$"),
+        Chart(
+            "sentiment",
+            "Reaction sentiment (positive share)",
+            ("positive", "negative", "positive_share"),
+            "%",
+        ),
+        Chart(
+            "corrections", "Correction rate", ("responses", "corrections", "correction_rate"), "%"
+        ),
+        Chart(
+            "engagement",
+            "Engagement (follow-ups per reply)",
+            ("responses", "followups", "followups_per_reply"),
+            "per reply",
+        ),
+        Chart("cache", "Cache hit rate", ("cache_known", "cache_hits", "cache_hit_rate"), "%"),
+        Chart(
+            "reviews",
+            "Reviews (weekly)",
+            (
+                "graded",
+                "hallucination_rate",
+                "format_compliance",
+                "uncertainty_calibration",
+                "consistency",
+            ),
+            "%",
+        ),
+    )
+}
+
+# Review figures (metrics.selectors.review_weekly, else review_counts): metric, label, which
+# direction is good, the count of "yes" and the count it is a share of.
+REVIEW_METRICS = (
+    ("hallucination_rate", "Hallucination rate", stats.LOWER, "hallucinations", "graded"),
+    ("format_compliance", "Format compliance", stats.HIGHER, "format_ok", "format_applicable"),
+    (
+        "uncertainty_calibration",
+        "Uncertainty calibration",
+        stats.HIGHER,
+        "calibrated",
+        "uncertainty_applicable",
+    ),
+    ("consistency", "Consistency", stats.HIGHER, "consistent", "consistency_graded"),
+)
+
+
+def resolve_range(
+    name: str,
+    *,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    now: datetime | None = None,
+) -> tuple[datetime, datetime]:
+    """[since, until) in whole UTC hours. Named ranges end with the current hour included."""
+    now = now or timezone.now()
+    if name == "custom":
+        if start is None or end is None:
+            raise ValueError("custom ranges need start and end.")
+        since, until = rollups.hour_of(start), rollups.hour_of(end)
+        if end > until:
+            until += HOUR
+        return since, until
+    until = rollups.hour_of(now) + HOUR
+    return until - RANGES[name], until
+
+
+def _periods(since: datetime, until: datetime, granularity: str) -> list[datetime]:
+    step = DAY if granularity == "day" else HOUR
+    first = since.replace(hour=0) if granularity == "day" else since
+    out, t = [], first
+    while t < until:
+        out.append(t)
+        t += step
+    return out
+
+
+def _add(total: dict[str, Any], part: dict[str, Any]) -> None:
+    """Add one hour's figures into a running total, in place (hot path: thousands of hours)."""
+    for name in rollups.COUNT_FIELDS:
+        total[name] += part[name]
+    total["cost_usd"] += part["cost_usd"]
+    total["latency_sum"] += part["latency_sum"]
+    hist = total["latency_hist"]  # keys stay strings, as stored (see _hourly_figures)
+    for k, n in part["latency_hist"].items():
+        hist[k] = hist.get(k, 0) + n
+    codes = total["errors_by_code"]
+    for code, n in part["errors_by_code"].items():
+        codes[code] = codes.get(code, 0) + n
+
+
+def _empty() -> dict[str, Any]:
+    figures = rollups.empty_figures()
+    figures["cost_usd"] = 0.0
+    return figures
+
+
+@dataclass
+class Window:
+    """One rollout's figures over [since, until), by variant and period."""
+
+    rollout: Rollout
+    since: datetime
+    until: datetime
+    granularity: str
+    hours: dict[tuple[datetime, str], dict[str, Any]]
+    markers: list[dict[str, Any]] = field(default_factory=list)
+    reviews: dict[str, Any] = field(default_factory=dict)
+
+    @cached_property
+    def variants(self) -> list[str]:
+        """The rollout's variants first (control, treatment, simplified), then any others seen;
+        only variants with replies in the range."""
+        seen = {v for _, v in self.hours}
+        ordered = [v for v in self.rollout.variants if v in seen]
+        return ordered + sorted(seen - set(ordered))
+
+    @property
+    def periods(self) -> list[datetime]:
+        return _periods(self.since, self.until, self.granularity)
+
+    @cached_property
+    def _sums(self) -> dict[str, Any]:
+        """One pass over the hours: by hour, by day and whole-window totals per variant."""
+        by_hour: dict[str, dict[datetime, dict[str, Any]]] = defaultdict(dict)
+        by_day: dict[str, dict[datetime, dict[str, Any]]] = defaultdict(dict)
+        totals: dict[str, dict[str, Any]] = defaultdict(_empty)
+        for (hour, variant), figures in sorted(self.hours.items()):
+            by_hour[variant][hour] = figures
+            day = hour.replace(hour=0)
+            slot = by_day[variant].get(day)
+            if slot is None:
+                slot = by_day[variant][day] = _empty()
+            _add(slot, figures)
+            _add(totals[variant], figures)
+        return {"hour": by_hour, "day": by_day, "totals": dict(totals)}
+
+    def by_period(
+        self, granularity: str | None = None
+    ) -> dict[str, dict[datetime, dict[str, Any]]]:
+        """{variant: {period start: figures}} by hour or by day (default: the window's)."""
+        return self._sums[granularity or self.granularity]
+
+    def totals(self) -> dict[str, dict[str, Any]]:
+        return self._sums["totals"]
+
+    def clusters(self, variant: str, numerator) -> list[tuple[float, float]]:
+        """(replies, numerator(figures)) per hour of a variant: the sample for a mean."""
+        return [
+            (f["responses"], float(numerator(f)))
+            for f in self._sums["hour"].get(variant, {}).values()
+        ]
+
+
+def hourly_figures(
+    rollout_key: str, since: datetime, until: datetime
+) -> dict[tuple[datetime, str], dict[str, Any]]:
+    """Exact figures per (hour, variant) over whole hours [since, until): the clean hours'
+    rollup rows (read as tuples, not model instances: a 30-day page reads ~2,000 of them) and the
+    few dirty hours aggregated from raw events by metrics.rollups, from one snapshot on
+    PostgreSQL (as rollups.per_hour does). Costs are floats here (display and statistics)."""
+    if rollups.is_postgres() and not connection.in_atomic_block:
+        with transaction.atomic():
+            with connection.cursor() as cursor:
+                cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            return _hourly_figures(rollout_key, since, until)
+    return _hourly_figures(rollout_key, since, until)
+
+
+_ROLLUP_COLUMNS = (
+    "hour",
+    "variant",
+    *rollups.COUNT_FIELDS,
+    "cost_usd",
+    "latency_sum",
+    "latency_hist",
+    "errors_by_code",
+)
+
+
+def _hourly_figures(
+    rollout_key: str, since: datetime, until: datetime
+) -> dict[tuple[datetime, str], dict[str, Any]]:
+    live = rollups.live_hours(rollout_key, since, until)
+    out: dict[tuple[datetime, str], dict[str, Any]] = {}
+    rows = HourlyRollup.objects.filter(rollout_key=rollout_key, hour__gte=since, hour__lt=until)
+    for values in rows.values_list(*_ROLLUP_COLUMNS):
+        figures = dict(zip(_ROLLUP_COLUMNS, values, strict=True))
+        hour, variant = figures.pop("hour"), figures.pop("variant")
+        if hour in live:
+            continue
+        figures["cost_usd"] = float(figures["cost_usd"])
+        out[(hour, variant)] = figures
+    for hour in sorted(live):
+        for variant, figures in rollups.aggregate(rollout_key, hour).items():
+            figures["cost_usd"] = float(figures["cost_usd"])
+            figures["latency_hist"] = {str(k): n for k, n in figures["latency_hist"].items()}
+            out[(hour, variant)] = figures
+    return out
+
+
+def load_window(rollout: Rollout, since: datetime, until: datetime, granularity: str) -> Window:
+    return Window(
+        rollout=rollout,
+        since=since,
+        until=until,
+        granularity=granularity,
+        hours=hourly_figures(rollout.key, since, until),
+        markers=markers(rollout, since, until),
+        reviews=review_figures(rollout.key, since, until),
+    )
+
+
+def markers(rollout: Rollout, since: datetime, until: datetime) -> list[dict[str, Any]]:
+    """Phase changes, rollbacks, re-enables, overrides and percentage changes in the range, oldest
+    first: {ts, kind, action, label, actor, reason}."""
+    out = []
+    for entry in (
+        AuditEntry.objects.filter(
+            rollout=rollout,
+            action__in=list(MARKER_ACTIONS),
+            created_at__gte=since,
+            created_at__lt=until,
+        )
+        .order_by("created_at", "id")
+        .only("created_at", "action", "actor", "reason", "before", "after")
+    ):
+        kind = MARKER_ACTIONS[entry.action]
+        if kind == "change" and not {"percentage", "simplified_percentage", "enabled"} & {
+            k for k, _b, _a in entry.changed_fields()
+        }:
+            continue  # a description edit is no event on a chart
+        out.append(
+            {
+                "ts": entry.created_at,
+                "kind": kind,
+                "action": entry.action,
+                "label": marker_label(entry),
+                "actor": entry.actor,
+                "reason": entry.reason,
+                "channel_id": (entry.after or {}).get("channel_id")
+                or (entry.before or {}).get("channel_id"),
+            }
+        )
+    return out
+
+
+def marker_label(entry: AuditEntry) -> str:
+    after = entry.after or {}
+    if entry.action == AuditEntry.Action.PHASE_CHANGE:
+        name = after.get("phase") or after.get("current_phase") or after.get("name")
+        pct = after.get("percentage")
+        text = f"Phase: {name}" if name else "Phase change"
+        return f"{text} {pct}%" if pct is not None else text
+    if entry.action == AuditEntry.Action.KILL_SWITCH_ENGAGE:
+        return "Rollback (kill switch on)"
+    if entry.action == AuditEntry.Action.KILL_SWITCH_RELEASE:
+        pct = after.get("percentage")
+        return f"Re-enabled at {pct}%" if pct is not None else "Re-enabled"
+    if entry.action == AuditEntry.Action.OVERRIDE_SET:
+        return f"Override → {after.get('variant', '')}".strip()
+    if entry.action == AuditEntry.Action.OVERRIDE_REMOVE:
+        return "Override removed"
+    changed = {k: (b, a) for k, b, a in entry.changed_fields()}
+    if "percentage" in changed:
+        return f"Percentage {changed['percentage'][0]}% → {changed['percentage'][1]}%"
+    if "enabled" in changed:
+        return "Enabled" if changed["enabled"][1] else "Disabled"
+    return "Simplified share changed"
+
+
+def review_figures(rollout_key: str, since: datetime, until: datetime) -> dict[str, Any]:
+    """Review figures for the range: {"weekly": [{week, variant, graded, <metric>: events}],
+    "totals": {variant: {"graded", "hallucinations", "format_ok", ...}}}.
+
+    Reads the review helper's weekly figures when metrics.selectors has ``review_weekly``, and
+    ``metrics.selectors.review_counts`` (graded, hallucinations per variant) otherwise."""
+    weekly_reader = getattr(selectors, "review_weekly", None)
+    weekly: list[dict[str, Any]] = (
+        list(weekly_reader(rollout_key, since, until)) if weekly_reader else []
+    )
+    totals: dict[str, dict[str, int]] = {}
+    if weekly:
+        for row in weekly:
+            slot = totals.setdefault(row["variant"], defaultdict(int))
+            for key, value in row.items():
+                if isinstance(value, int) and not isinstance(value, bool):
+                    slot[key] += value
+        totals = {v: dict(t) for v, t in totals.items()}
+    else:
+        totals = {v: dict(t) for v, t in selectors.review_counts(rollout_key, since, until).items()}
+    return {"weekly": weekly, "totals": totals}
+
+
+# --- chart rows ------------------------------------------------------------------------------
+
+
+def _rate(k: float, n: float) -> float | None:
+    return round(k / n, 6) if n else None
+
+
+def _per(k: float, n: float, digits: int = 2) -> float | None:
+    return round(k / n, digits) if n else None
+
+
+def _percentiles(hist: dict) -> dict[str, float | None]:
+    """p50/p95/p99 as metrics.histogram.percentile gives them (nearest rank, bucket middle),
+    from one sort of the histogram."""
+    items = sorted((int(k), int(v)) for k, v in hist.items() if int(v) > 0)
+    n = sum(v for _, v in items)
+    out: dict[str, float | None] = {"p50": None, "p95": None, "p99": None}
+    if not n:
+        return out
+    targets = [
+        ("p50", max(1, math.ceil(0.50 * n))),
+        ("p95", max(1, math.ceil(0.95 * n))),
+        ("p99", max(1, math.ceil(0.99 * n))),
+    ]
+    seen, t = 0, 0
+    for index, count in items:
+        seen += count
+        while t < len(targets) and seen >= targets[t][1]:
+            out[targets[t][0]] = round(histogram.representative(index), 1)
+            t += 1
+    return out
+
+
+def _metrics(f: dict[str, Any]) -> dict[str, Any]:
+    """Every chart column of one (period, variant), computed once."""
+    n = f["responses"]
+    timeouts = f["errors_by_code"].get("timeout", 0)
+    pos, neg = f["reactions_positive"], f["reactions_negative"]
+    p = _percentiles(f["latency_hist"])
+    return {
+        "responses": n,
+        "errors": f["errors"],
+        "timeouts": timeouts,
+        "error_rate": _rate(f["errors"], n),
+        "timeout_rate": _rate(timeouts, n),
+        "p50_ms": p["p50"],
+        "p95_ms": p["p95"],
+        "p99_ms": p["p99"],
+        "input_per_reply": _per(f["input_tokens"], n, 1),
+        "output_per_reply": _per(f["output_tokens"], n, 1),
+        "cost_per_reply_usd": _per(float(f["cost_usd"]), n, 6),
+        "cost_usd": round(float(f["cost_usd"]), 4),
+        "positive": pos,
+        "negative": neg,
+        "positive_share": _rate(pos, pos + neg),
+        "corrections": f["corrections"],
+        "correction_rate": _rate(f["corrections"], n),
+        "followups": f["followups"],
+        "followups_per_reply": _per(f["followups"], n, 4),
+        "cache_known": f["cache_known"],
+        "cache_hits": f["cache_hits"],
+        "cache_hit_rate": _rate(f["cache_hits"], f["cache_known"]),
+    }
+
+
+def period_table(window: Window, granularity: str) -> list[tuple[datetime, str, dict[str, Any]]]:
+    """(period, variant, every chart column) ordered by period then variant; cached per window."""
+    cache = window.__dict__.setdefault("_tables", {})
+    if granularity not in cache:
+        order = {v: i for i, v in enumerate(window.variants)}
+        table = [
+            (period, variant, _metrics(figures))
+            for variant, periods in window.by_period(granularity).items()
+            for period, figures in periods.items()
+        ]
+        table.sort(key=lambda r: (r[0], order[r[1]]))
+        cache[granularity] = table
+    return cache[granularity]
+
+
+def chart_rows(window: Window, key: str) -> list[dict[str, Any]]:
+    """Tidy rows (period, variant, columns...) for one chart, ordered by period then variant.
+    Cost per day is always by day; periods without replies are left out."""
+    if key == "reviews":
+        return _review_rows(window)
+    columns = CHARTS[key].columns
+    table = period_table(window, "day" if key == "cost_per_day" else window.granularity)
+    return [{"period": p, "variant": v, **{c: m[c] for c in columns}} for p, v, m in table]
+
+
+def _review_rows(window: Window) -> list[dict[str, Any]]:
+    rows = []
+    for row in window.reviews["weekly"]:
+        out = {"period": row["week"], "variant": row["variant"], "graded": row.get("graded", 0)}
+        for metric, _label, _dir, events, trials in REVIEW_METRICS:
+            out[metric] = _rate(row[events], row.get(trials, 0)) if events in row else None
+        rows.append(out)
+    return rows
+
+
+# --- comparison table ------------------------------------------------------------------------
+
+
+def comparison(window: Window, control: str, treatment: str) -> list[stats.Comparison]:
+    """One row per metric: treatment against control over the window."""
+    totals = window.totals()
+    empty = rollups.empty_figures()
+    c, t = totals.get(control, empty), totals.get(treatment, empty)
+    rows = [
+        stats.compare_rates(
+            "error_rate",
+            "Error rate",
+            stats.LOWER,
+            (c["errors"], c["responses"]),
+            (t["errors"], t["responses"]),
+        ),
+        stats.compare_rates(
+            "timeout_rate",
+            "Timeout rate",
+            stats.LOWER,
+            (c["errors_by_code"].get("timeout", 0), c["responses"]),
+            (t["errors_by_code"].get("timeout", 0), t["responses"]),
+        ),
+    ]
+    for q, name in ((0.5, "p50"), (0.95, "p95"), (0.99, "p99")):
+        rows.append(
+            stats.compare_percentile(
+                f"latency_{name}", f"Latency {name}", q, c["latency_hist"], t["latency_hist"]
+            )
+        )
+    for metric, label, unit, pick in (
+        ("input_tokens", "Input tokens per reply", "tokens", lambda f: f["input_tokens"]),
+        ("output_tokens", "Output tokens per reply", "tokens", lambda f: f["output_tokens"]),
+        ("cost_per_reply", "Cost per reply", "$", lambda f: f["cost_usd"]),
+    ):
+        rows.append(
+            stats.compare_means(
+                metric,
+                label,
+                unit,
+                stats.LOWER,
+                window.clusters(control, pick),
+                window.clusters(treatment, pick),
+            )
+        )
+    pos_c, neg_c = c["reactions_positive"], c["reactions_negative"]
+    pos_t, neg_t = t["reactions_positive"], t["reactions_negative"]
+    rows.append(
+        stats.compare_rates(
+            "positive_share",
+            "Positive reactions (share)",
+            stats.HIGHER,
+            (pos_c, pos_c + neg_c),
+            (pos_t, pos_t + neg_t),
+        )
+    )
+    rows[-1].sample = "reactions"
+    rows.append(
+        stats.compare_rates(
+            "correction_rate",
+            "Correction rate",
+            stats.LOWER,
+            (c["corrections"], c["responses"]),
+            (t["corrections"], t["responses"]),
+        )
+    )
+    rows.append(
+        stats.compare_means(
+            "followups_per_reply",
+            "Engagement (follow-ups per reply)",
+            "per reply",
+            stats.HIGHER,
+            window.clusters(control, lambda f: f["followups"]),
+            window.clusters(treatment, lambda f: f["followups"]),
+        )
+    )
+    rows.append(
+        stats.compare_rates(
+            "cache_hit_rate",
+            "Cache hit rate",
+            stats.HIGHER,
+            (c["cache_hits"], c["cache_known"]),
+            (t["cache_hits"], t["cache_known"]),
+        )
+    )
+    rows[-1].sample = "replies reporting cache_hit"
+    rc = window.reviews["totals"].get(control, {})
+    rt = window.reviews["totals"].get(treatment, {})
+    for metric, label, direction, events, trials in REVIEW_METRICS:
+        row = stats.compare_rates(
+            metric,
+            label,
+            direction,
+            (int(rc.get(events, 0)), int(rc.get(trials, 0))),
+            (int(rt.get(events, 0)), int(rt.get(trials, 0))),
+            sample="reviews",
+        )
+        if events not in rc and events not in rt and metric != "hallucination_rate":
+            row.control = row.treatment = None
+            row.verdict = stats.UNKNOWN
+            row.relative = row.relative_lo = row.relative_hi = None
+            row.difference = row.difference_lo = row.difference_hi = None
+            row.more_needed = None
+            row.note = "not graded yet"
+        rows.append(row)
+    return rows
+
+
+# --- cost ------------------------------------------------------------------------------------
+
+GUIDE_V2_COST_FACTOR = 3.5  # the guide: $0.0015 -> $0.00525 per request
+PROJECTION_STEPS = (0, 5, 20, 50, 100)
+
+
+@dataclass
+class CostBasis:
+    """Last 7 days (whole hours up to now) of one rollout: traffic and cost per reply."""
+
+    replies_per_day: float
+    cost_per_reply: dict[str, float | None]
+    tokens_per_reply: dict[str, dict[str, float | None]]
+    control: str
+    treatment: str
+    simplified: str
+    simplified_share: float
+    days: float
+
+    @property
+    def control_cost(self) -> float | None:
+        return self.cost_per_reply.get(self.control)
+
+    @property
+    def treatment_cost(self) -> tuple[float | None, str]:
+        """(cost per v2 reply at the current simplified share, where it comes from)."""
+        full = self.cost_per_reply.get(self.treatment)
+        simple = self.cost_per_reply.get(self.simplified)
+        if full is None and simple is None:
+            if self.control_cost is None:
+                return None, "none"
+            return self.control_cost * GUIDE_V2_COST_FACTOR, "guide"
+        full = full if full is not None else simple
+        simple = simple if simple is not None else full
+        s = self.simplified_share
+        return (1 - s) * full + s * simple, "measured"
+
+    def per_day(self, percentage: float) -> float | None:
+        v1 = self.control_cost
+        v2, _ = self.treatment_cost
+        if v1 is None or v2 is None:
+            return None
+        p = percentage / 100
+        return self.replies_per_day * ((1 - p) * v1 + p * v2)
+
+
+def cost_basis(rollout: Rollout, *, now: datetime | None = None) -> CostBasis:
+    """Traffic and cost per reply over the last 7 days, summed in SQL from the hourly rollups
+    (one query; the current hour counts once its rollup has run)."""
+    until = rollups.hour_of(now or timezone.now()) + HOUR
+    since = until - timedelta(days=7)
+    totals = {
+        row["variant"]: row
+        for row in HourlyRollup.objects.filter(
+            rollout_key=rollout.key, hour__gte=since, hour__lt=until
+        )
+        .values("variant")
+        .annotate(
+            n=Sum("responses"),
+            cost=Sum("cost_usd"),
+            input=Sum("input_tokens"),
+            output=Sum("output_tokens"),
+        )
+    }
+    replies = sum(r["n"] or 0 for r in totals.values())
+    return CostBasis(
+        replies_per_day=replies / 7,
+        cost_per_reply={v: float(r["cost"]) / r["n"] for v, r in totals.items() if r["n"]},
+        tokens_per_reply={
+            v: {"input": r["input"] / r["n"], "output": r["output"] / r["n"]}
+            for v, r in totals.items()
+            if r["n"]
+        },
+        control=rollout.control_variant,
+        treatment=rollout.treatment_variant,
+        simplified=rollout.simplified_variant,
+        simplified_share=rollout.simplified_percentage / 100,
+        days=7.0,
+    )
+
+
+def actual_cost(window: Window) -> dict[str, Any]:
+    """Dollars in the window: total, per day (mean over the window's days) and per 30 days."""
+    days = max((window.until - window.since) / DAY, 1 / 24)
+    total = sum(float(f["cost_usd"]) for f in window.hours.values())
+    by_variant: dict[str, float] = defaultdict(float)
+    for (_h, v), f in window.hours.items():
+        by_variant[v] += float(f["cost_usd"])
+    return {
+        "total": total,
+        "per_day": total / days,
+        "per_month": total / days * 30,
+        "days": days,
+        "by_variant": dict(by_variant),
+    }

@@ -1,0 +1,546 @@
+"""The comparison dashboard: pages, htmx fragments, and a JSON and CSV endpoint behind each chart.
+
+Readable by everyone with a login. Every figure comes from metrics.series (hourly rollups);
+figures are built on the server (metrics.charts) and drawn by static/js/charts.js.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime, time
+from typing import Any
+from urllib.parse import urlencode
+
+from django.conf import settings
+from django.contrib.auth.decorators import login_required
+from django.core.serializers.json import DjangoJSONEncoder
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import timezone
+from django.utils.html import escape as escape_html
+from django.utils.safestring import mark_safe
+from django.views.decorators.http import require_GET
+
+from rollout.models import Rollout
+
+from . import charts, series, stats
+
+
+class BadInput(Exception):
+    """One sentence naming the field."""
+
+
+@dataclass
+class Params:
+    range: str
+    granularity: str
+    since: datetime
+    until: datetime
+    start: str
+    end: str
+    compare: str
+
+    def query(self) -> dict[str, str]:
+        q = {"range": self.range, "granularity": self.granularity}
+        if self.range == "custom":
+            q.update(start=self.start, end=self.end)
+        if self.compare:
+            q["compare"] = self.compare
+        return q
+
+
+def _parse_when(value: str, name: str, *, end: bool = False) -> datetime:
+    try:
+        if len(value) == 10:
+            day = datetime.fromisoformat(value).date()
+            moment = datetime.combine(day, time.max if end else time.min)
+            return moment.replace(tzinfo=UTC)
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise BadInput(f"{name} {value!r} is not a date (YYYY-MM-DD) or a date and time.") from None
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+
+
+def parse_params(request: HttpRequest, rollout: Rollout, now: datetime | None = None) -> Params:
+    g = request.GET
+    name = g.get("range") or "24h"
+    if name not in (*series.RANGES, "custom"):
+        raise BadInput(f"range must be one of 24h, 7d, 30d or custom; got {name!r}.")
+    start, end = g.get("start", ""), g.get("end", "")
+    if name == "custom":
+        if not start or not end:
+            raise BadInput("A custom range needs both start and end (YYYY-MM-DD).")
+        since, until = series.resolve_range(
+            "custom", start=_parse_when(start, "start"), end=_parse_when(end, "end", end=True)
+        )
+        if until <= since:
+            raise BadInput("end must be after start.")
+        if until - since > series.MAX_RANGE:
+            raise BadInput(
+                f"The range is limited to {series.MAX_RANGE.days} days; choose a later start."
+            )
+    else:
+        since, until = series.resolve_range(name, now=now)
+    default_granularity = "day" if until - since > series.RANGES["7d"] else "hour"
+    granularity = g.get("granularity") or default_granularity
+    if granularity not in series.GRANULARITIES:
+        raise BadInput(f"granularity must be hour or day; got {granularity!r}.")
+    compare = g.get("compare", "")
+    if compare and compare not in rollout.variants:
+        raise BadInput(
+            f"compare must be one of {', '.join(rollout.variants[1:])}; got {compare!r}."
+        )
+    return Params(name, granularity, since, until, start, end, compare)
+
+
+def _rollout(key: str) -> Rollout:
+    return get_object_or_404(Rollout.objects.select_related("current_phase"), key=key)
+
+
+def _error(message: str, status: int = 400) -> JsonResponse:
+    return JsonResponse({"error": message}, status=status)
+
+
+FORMATS = ("json", "csv")
+
+
+def _bad_format(fmt: str) -> JsonResponse | None:
+    if fmt not in FORMATS:
+        return _error(f"The format must be .json or .csv; got .{fmt}.", 404)
+    return None
+
+
+RANGE_CHOICES = [("24h", "Last 24 h"), ("7d", "7 days"), ("30d", "30 days"), ("custom", "Custom")]
+
+
+# --- page ------------------------------------------------------------------------------------
+
+
+@login_required
+@require_GET
+def home(request: HttpRequest) -> HttpResponse:
+    rollout = (
+        Rollout.objects.filter(key=settings.SELCONTROL_DEFAULT_ROLLOUT).first()
+        or Rollout.objects.first()
+    )
+    if rollout is None:
+        raise Http404("There is no rollout yet.")
+    return redirect("metrics:dashboard", key=rollout.key)
+
+
+_JSON_ESCAPES = (("&", "\\u0026"), ("<", "\\u003c"), (">", "\\u003e"))
+
+
+def json_block(element_id: str, value: Any) -> str:
+    """<script type="application/json" id=...> holding ``value``: what Django's json_script does,
+    with the C JSON encoder and str.replace for the escapes (a 30-day hourly page carries about
+    a megabyte of figures)."""
+    text = json.dumps(value, separators=(",", ":"), allow_nan=False, cls=DjangoJSONEncoder)
+    for char, escape in _JSON_ESCAPES:
+        text = text.replace(char, escape)
+    return mark_safe(
+        f'<script type="application/json" id="{escape_html(element_id)}">{text}</script>'
+    )
+
+
+def _figures(window: series.Window) -> list[dict[str, Any]]:
+    out = []
+    for key, chart in series.CHARTS.items():
+        rows = series.chart_rows(window, key)
+        x_range = (window.since, window.until)
+        if key == "reviews" and not rows:
+            x_range = None
+        figure = charts.time_figure(
+            key,
+            chart.title,
+            rows,
+            window.variants,
+            window.markers,
+            x_range=x_range,
+            y_title=chart.unit if chart.unit not in ("%", "$") else "",
+        )
+        out.append(
+            {
+                "key": key,
+                "json_id": f"figure-{key}",
+                "json": json_block(f"figure-{key}", figure),
+                "title": chart.title,
+                "empty": not rows,
+            }
+        )
+    return out
+
+
+def _projection_rows(basis: series.CostBasis, current: int) -> list[dict[str, Any]]:
+    baseline = basis.per_day(0)
+    steps = sorted({*series.PROJECTION_STEPS, current})
+    rows = []
+    for pct in steps:
+        per_day = basis.per_day(pct)
+        rows.append(
+            {
+                "percentage": pct,
+                "per_day": per_day,
+                "per_month": per_day * 30 if per_day is not None else None,
+                "vs_all_v1": per_day - baseline
+                if per_day is not None and baseline is not None
+                else None,
+                "current": pct == current,
+            }
+        )
+    return rows
+
+
+def _context(request: HttpRequest, rollout: Rollout, params: Params) -> dict[str, Any]:
+    window = series.load_window(rollout, params.since, params.until, params.granularity)
+    treatment = params.compare or rollout.treatment_variant
+    control = rollout.control_variant
+    table = series.comparison(window, control, treatment)
+    basis = series.cost_basis(rollout)
+    projection = _projection_rows(basis, rollout.percentage if rollout.enabled else 0)
+    guide_requests = 10_000
+    return {
+        "rollout": rollout,
+        "params": params,
+        "query": params.query(),
+        "query_string": urlencode(params.query()),
+        "window": window,
+        "variants": window.variants,
+        "control": control,
+        "treatment": treatment,
+        "table": [display_row(r) for r in table],
+        "figures": _figures(window),
+        "markers": window.markers,
+        "actual": series.actual_cost(window),
+        "basis": basis,
+        "v2_cost_source": basis.treatment_cost[1],
+        "projection": projection,
+        "projection_json": json_block(
+            "figure-projection",
+            charts.projection_figure(
+                [(r["percentage"], r["per_day"]) for r in projection if r["per_day"] is not None],
+                rollout.percentage if rollout.enabled else 0,
+                basis.per_day(0),
+            ),
+        ),
+        "guide": {
+            "requests": guide_requests,
+            "v1": basis.control_cost * guide_requests if basis.control_cost is not None else None,
+            "v2": basis.treatment_cost[0] * guide_requests
+            if basis.treatment_cost[0] is not None
+            else None,
+        },
+        "ranges": RANGE_CHOICES,
+        "form": {
+            "range": params.range,
+            "start": params.start,
+            "end": params.end,
+            "granularity": params.granularity,
+            "compare": treatment,
+        },
+        "now": timezone.now(),
+    }
+
+
+@login_required
+@require_GET
+def dashboard(request: HttpRequest, key: str) -> HttpResponse:
+    rollout = _rollout(key)
+    try:
+        params = parse_params(request, rollout)
+    except BadInput as exc:
+        template = (
+            "metrics/partials/dashboard_body.html" if request.htmx else "metrics/dashboard.html"
+        )
+        g = request.GET
+        form = {
+            "range": g.get("range", "24h"),
+            "start": g.get("start", ""),
+            "end": g.get("end", ""),
+            "granularity": g.get("granularity", "hour"),
+            "compare": g.get("compare", ""),
+        }
+        return render(
+            request,
+            template,
+            {
+                "rollout": rollout,
+                "input_error": str(exc),
+                "form": form,
+                "ranges": RANGE_CHOICES,
+                "params": None,
+            },
+            status=422,
+        )
+    context = _context(request, rollout, params)
+    if request.htmx and not request.htmx.boosted:
+        return render(request, "metrics/partials/dashboard_body.html", context)
+    return render(request, "metrics/dashboard.html", context)
+
+
+# --- data endpoints --------------------------------------------------------------------------
+
+
+def _csv_response(filename: str, columns: list[str], rows: list[dict[str, Any]]) -> HttpResponse:
+    response = HttpResponse(content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="{filename}"'
+    writer = csv.writer(response)
+    writer.writerow(columns)
+    for row in rows:
+        writer.writerow(["" if row.get(c) is None else _csv_value(row.get(c)) for c in columns])
+    return response
+
+
+def _csv_value(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    if isinstance(value, (tuple, list, dict)):
+        return json.dumps(value, cls=DjangoJSONEncoder)
+    return value
+
+
+def _json(payload: dict[str, Any]) -> JsonResponse:
+    return JsonResponse(payload, encoder=DjangoJSONEncoder, json_dumps_params={"allow_nan": False})
+
+
+def _range_payload(params: Params) -> dict[str, Any]:
+    return {
+        "range": params.range,
+        "granularity": params.granularity,
+        "since": params.since.isoformat(),
+        "until": params.until.isoformat(),
+    }
+
+
+@login_required
+@require_GET
+def chart_data(request: HttpRequest, key: str, chart: str, fmt: str) -> HttpResponse:
+    """GET /metrics/<rollout>/charts/<chart>.json or .csv: the rows behind one chart."""
+    if (bad := _bad_format(fmt)) is not None:
+        return bad
+    rollout = _rollout(key)
+    spec = series.CHARTS.get(chart)
+    if spec is None:
+        return _error(f"chart must be one of {', '.join(series.CHARTS)}; got {chart!r}.", 404)
+    try:
+        params = parse_params(request, rollout)
+    except BadInput as exc:
+        return _error(str(exc))
+    window = series.load_window(rollout, params.since, params.until, params.granularity)
+    rows = series.chart_rows(window, chart)
+    columns = ["period", "variant", *spec.columns]
+    if fmt == "csv":
+        return _csv_response(f"{rollout.key}-{chart}-{params.range}.csv", columns, rows)
+    figure = charts.time_figure(
+        chart,
+        spec.title,
+        rows,
+        window.variants,
+        window.markers,
+        x_range=(window.since, window.until),
+    )
+    return _json(
+        {
+            "rollout": rollout.key,
+            "chart": chart,
+            "title": spec.title,
+            **_range_payload(params),
+            "granularity": "day" if chart == "cost_per_day" else params.granularity,
+            "columns": columns,
+            "rows": rows,
+            "markers": window.markers,
+            "figure": figure,
+        }
+    )
+
+
+COMPARISON_COLUMNS = [
+    "metric",
+    "label",
+    "unit",
+    "direction",
+    "control",
+    "treatment",
+    "n_control",
+    "n_treatment",
+    "relative",
+    "relative_lo",
+    "relative_hi",
+    "difference",
+    "difference_lo",
+    "difference_hi",
+    "verdict",
+    "more_needed",
+    "sample",
+    "method",
+    "note",
+]
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float) and value != value or value in (float("inf"), float("-inf")):
+        return None
+    return value
+
+
+@login_required
+@require_GET
+def comparison_data(request: HttpRequest, key: str, fmt: str) -> HttpResponse:
+    """GET /metrics/<rollout>/comparison.json or .csv: the v1-versus-v2 table."""
+    if (bad := _bad_format(fmt)) is not None:
+        return bad
+    rollout = _rollout(key)
+    try:
+        params = parse_params(request, rollout)
+    except BadInput as exc:
+        return _error(str(exc))
+    window = series.load_window(rollout, params.since, params.until, params.granularity)
+    treatment = params.compare or rollout.treatment_variant
+    rows = [
+        {k: _finite(v) for k, v in r.as_dict().items()}
+        for r in series.comparison(window, rollout.control_variant, treatment)
+    ]
+    if fmt == "csv":
+        return _csv_response(
+            f"{rollout.key}-comparison-{params.range}.csv", COMPARISON_COLUMNS, rows
+        )
+    for row in rows:
+        row["extra"] = json.loads(
+            json.dumps(row["extra"], cls=DjangoJSONEncoder), parse_constant=lambda _c: None
+        )
+    return _json(
+        {
+            "rollout": rollout.key,
+            "control": rollout.control_variant,
+            "treatment": treatment,
+            **_range_payload(params),
+            "rows": rows,
+        }
+    )
+
+
+@login_required
+@require_GET
+def cost_data(request: HttpRequest, key: str, fmt: str) -> HttpResponse:
+    """GET /metrics/<rollout>/cost.json or .csv: the projection behind the cost chart."""
+    if (bad := _bad_format(fmt)) is not None:
+        return bad
+    rollout = _rollout(key)
+    basis = series.cost_basis(rollout)
+    rows = _projection_rows(basis, rollout.percentage if rollout.enabled else 0)
+    columns = ["percentage", "per_day", "per_month", "vs_all_v1", "current"]
+    if fmt == "csv":
+        return _csv_response(f"{rollout.key}-cost-projection.csv", columns, rows)
+    return _json(
+        {
+            "rollout": rollout.key,
+            "replies_per_day": basis.replies_per_day,
+            "basis_days": basis.days,
+            "cost_per_reply": basis.cost_per_reply,
+            "tokens_per_reply": basis.tokens_per_reply,
+            "v2_cost_source": basis.treatment_cost[1],
+            "columns": columns,
+            "rows": rows,
+        }
+    )
+
+
+@login_required
+@require_GET
+def projection(request: HttpRequest) -> HttpResponse:
+    """GET /metrics/projection?rollout=<key>&percentage=<0-100>: a fragment for the console's
+    slider, e.g. "At 37%: $31.40/day, +$16.40/day vs all v1"."""
+    key = request.GET.get("rollout") or settings.SELCONTROL_DEFAULT_ROLLOUT
+    rollout = Rollout.objects.filter(key=key).first()
+    if rollout is None:
+        return _error(f"rollout {key!r} does not exist.", 404)
+    raw = request.GET.get("percentage", "")
+    try:
+        percentage = int(raw)
+    except ValueError:
+        return _error(f"percentage must be a whole number from 0 to 100; got {raw!r}.")
+    if not 0 <= percentage <= 100:
+        return _error(f"percentage must be between 0 and 100; got {percentage}.")
+    basis = series.cost_basis(rollout)
+    per_day = basis.per_day(percentage)
+    baseline = basis.per_day(0)
+    return render(
+        request,
+        "metrics/partials/projection.html",
+        {
+            "rollout": rollout,
+            "percentage": percentage,
+            "per_day": per_day,
+            "per_month": per_day * 30 if per_day is not None else None,
+            "delta": per_day - baseline if per_day is not None and baseline is not None else None,
+            "basis": basis,
+            "source": basis.treatment_cost[1],
+        },
+    )
+
+
+def verdict_class(verdict: str) -> str:
+    return {stats.BETTER: "ok", stats.WORSE: "bad", stats.CHANGED: "warn"}.get(verdict, "muted")
+
+
+# --- display -----------------------------------------------------------------------------------
+
+
+def fmt_value(value: float | None, unit: str) -> str:
+    if value is None:
+        return "—"
+    if unit == "%":
+        return f"{value * 100:.1f}%"
+    if unit == "ms":
+        return f"{value:,.0f} ms"
+    if unit == "tokens":
+        return f"{value:,.0f}"
+    if unit == "$":
+        return f"${value:.5f}"
+    return f"{value:.3f}"
+
+
+def fmt_relative(value: float | None) -> str:
+    if value is None:
+        return "—"
+    if value in (float("inf"), float("-inf")):
+        return "∞" if value > 0 else "−∞"
+    return f"{value * 100:+.1f}%".replace("-", "−")
+
+
+def display_row(row: stats.Comparison) -> dict[str, Any]:
+    """Strings for one table row (the template stays free of arithmetic)."""
+    has_ci = row.relative_lo is not None and row.relative_hi is not None
+    diff = ""
+    if row.unit == "%" and row.difference is not None:
+        diff = f"{row.difference * 100:+.1f} pp".replace("-", "−")
+        if row.difference_lo is not None:
+            diff += f" [{row.difference_lo * 100:+.1f}, {row.difference_hi * 100:+.1f}]".replace(
+                "-", "−"
+            )
+    if row.verdict == stats.UNKNOWN:
+        if row.more_needed:
+            settle = f"about {row.more_needed:,} more {row.sample} would settle it"
+        elif row.note:
+            settle = row.note
+        elif row.relative is not None:
+            settle = "no difference visible yet"
+        else:
+            settle = f"needs {row.sample} on both variants"
+    else:
+        settle = row.note
+    return {
+        "row": row,
+        "control": fmt_value(row.control, row.unit),
+        "treatment": fmt_value(row.treatment, row.unit),
+        "relative": fmt_relative(row.relative),
+        "interval": f"[{fmt_relative(row.relative_lo)}, {fmt_relative(row.relative_hi)}]"
+        if has_ci
+        else "",
+        "difference": diff,
+        "verdict_class": verdict_class(row.verdict),
+        "settle": settle,
+        "good": {"lower": "lower is better", "higher": "higher is better"}.get(row.direction, ""),
+    }

@@ -1,0 +1,167 @@
+"""The comparison dashboard in Debian's Chromium over simulated traffic: charts drawn from the
+server's figures under the strict CSP, redrawn without a reload when the range changes, with the
+phase markers on the time axes."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+import time_machine
+from django.utils import timezone
+
+from metrics import rollups
+from rollout import services
+from tests.conftest import SYSTEM
+from tests.e2e.conftest import login, screenshot
+from tests.metrics.dashboard_traffic import V1, V2, events_for, load
+
+pytestmark = pytest.mark.e2e
+HOURS = 96  # four days of traffic (the 7-day range shows them and the markers)
+
+
+@pytest.fixture
+def traffic(console, carol):
+    """Four days of v1 and v2 replies through the real intake, and the rollout's history: Alpha
+    80 h ago, Beta 50 h ago, a rollback 20 h ago, re-enabled 10 h ago, an override 5 h ago."""
+    from rollout.models import Rollout
+
+    now = timezone.now()
+    start = rollups.hour_of(now) - timedelta(hours=HOURS - 1)
+    load(
+        events_for("v1", V1, start, HOURS, 8) + events_for("v2_full", V2, start, HOURS, 4),
+        now=now,
+    )
+    rollout = Rollout.objects.get(key="prompts_v2")
+    steps = [
+        (80, lambda: services.move_to_phase(rollout, phase=1, actor=SYSTEM, reason="start alpha")),
+        (
+            50,
+            lambda: services.move_to_phase(
+                rollout, phase=2, actor=SYSTEM, reason="alpha clean", gate_override_reason="e2e"
+            ),
+        ),
+        (20, lambda: services.engage_kill_switch(rollout, actor=SYSTEM, reason="error spike")),
+        (
+            10,
+            lambda: services.release_kill_switch(
+                rollout, actor=SYSTEM, reason="provider fixed", percentage=20
+            ),
+        ),
+        (
+            5,
+            lambda: services.set_override(
+                rollout,
+                "123456789012345678",
+                variant="v2_full",
+                actor=SYSTEM,
+                reason="power user asked",
+            ),
+        ),
+    ]
+    for hours_ago, step in steps:
+        with time_machine.travel(now - timedelta(hours=hours_ago), tick=False):
+            step()
+    return carol
+
+
+def _drawn(page, key: str, at_least: int = 1) -> None:
+    page.wait_for_function(
+        "([id, n]) => Number(document.getElementById(id)?.dataset.drawn || 0) >= n",
+        arg=[f"chart-{key}", at_least],
+    )
+
+
+def _watch_console(page) -> list[str]:
+    problems: list[str] = []
+    """Console errors and warnings (CSP refusals among them) and failed requests but the
+    favicon's, which the browser asks for on its own."""
+
+    def on_console(message) -> None:
+        if message.type in ("error", "warning") and "Failed to load resource" not in message.text:
+            problems.append(message.text)
+
+    def on_response(response) -> None:
+        if response.status >= 400 and not response.url.endswith("/favicon.ico"):
+            problems.append(f"{response.status} {response.url}")
+
+    page.on("console", on_console)
+    page.on("response", on_response)
+    page.on("pageerror", lambda e: problems.append(str(e)))
+    return problems
+
+
+def test_dashboard__opened__draws_every_chart_under_the_csp(page, traffic):
+    problems = _watch_console(page)
+    login(page, traffic)
+    page.goto("/metrics/prompts_v2/")
+    for key in (
+        "responses",
+        "errors",
+        "latency",
+        "tokens",
+        "cost_per_reply",
+        "cost_per_day",
+        "sentiment",
+        "corrections",
+        "engagement",
+        "cache",
+        "reviews",
+        "projection",
+    ):
+        _drawn(page, key)
+    assert page.locator("#chart-latency .main-svg").count() >= 1
+    assert problems == [], "\n".join(problems)
+    screenshot(page, "dashboard-desktop")
+
+
+def test_dashboard__range_changed__charts_redraw_without_reload(page, traffic):
+    login(page, traffic)
+    page.goto("/metrics/prompts_v2/")
+    _drawn(page, "latency")
+    page.evaluate("window.__sameDocument = 'yes'")
+    start_24h = page.evaluate("document.getElementById('chart-latency').layout.xaxis.range[0]")
+
+    page.click("label[for=range-7d]")
+    page.wait_for_selector("#dash-range[data-range='7d']")
+    _drawn(page, "latency")
+
+    assert page.evaluate("window.__sameDocument") == "yes"
+    start_7d = page.evaluate("document.getElementById('chart-latency').layout.xaxis.range[0]")
+    assert start_7d < start_24h
+    assert "range=7d" in page.url
+
+
+def test_dashboard__week_selected__phase_markers_on_every_time_axis(page, traffic):
+    login(page, traffic)
+    page.goto("/metrics/prompts_v2/?range=7d")
+    for key in ("responses", "latency", "cost_per_day", "corrections"):
+        _drawn(page, key)
+        labels = page.locator(f"#chart-{key} .annotation-text").all_text_contents()
+        assert any(text.startswith("Phase: Alpha") for text in labels), labels
+        assert any(text.startswith("Phase: Beta") for text in labels), labels
+        assert "Rollback (kill switch on)" in labels
+    # vertical lines too, one per marker
+    assert page.locator("#chart-latency .shapelayer path").count() >= 5
+
+
+def test_dashboard__projection_field_typed__shows_cost_before_saving(page, traffic):
+    login(page, traffic)
+    page.goto("/metrics/prompts_v2/")
+    page.fill("#try-pct", "37")
+    page.wait_for_selector("#projection-out .projection[data-percentage='37']")
+    assert page.inner_text("#projection-out").startswith("At 37%: $")
+
+
+def test_dashboard__phone__readable(phone_page, traffic):
+    login(phone_page, traffic)
+    phone_page.goto("/metrics/prompts_v2/")
+    _drawn(phone_page, "latency")
+    _drawn(phone_page, "cost_per_day")
+    screenshot(phone_page, "dashboard-phone")
+    wide = phone_page.evaluate(
+        "[...document.querySelectorAll('main *')]"
+        ".filter(e => e.getBoundingClientRect().right > 391)"
+        ".slice(0, 5).map(e => e.tagName + '#' + e.id + '.' + e.className)"
+    )
+    assert phone_page.evaluate("document.documentElement.scrollWidth") <= 391, wide
