@@ -85,7 +85,37 @@ class SecurityHeadersMiddleware:
         response.headers.setdefault(self.csp_header, self.csp)
         response.headers.setdefault("Permissions-Policy", self.permissions_policy)
         response.headers.setdefault("Cross-Origin-Resource-Policy", "same-origin")
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
         return response
+
+
+class ProbeMiddleware:
+    """Answers the load balancer's and Prometheus's requests (``/healthz``, ``/readyz``,
+    ``/metrics``) whatever Host header they carry.
+
+    Load balancers and Prometheus address a backend by its IP (``Host: 10.0.3.7:8000``), which
+    is not in ALLOWED_HOSTS, so Django would answer 400 and every instance would look down.
+    These three read-only views are called directly, before the host check (CommonMiddleware),
+    the HTTPS redirect and the session; every other path goes through the whole stack."""
+
+    PATHS = ("/healthz", "/readyz", "/metrics")
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]):
+        self.get_response = get_response
+        self.answer_probe = SecurityHeadersMiddleware(self._call_view)
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        if request.path_info not in self.PATHS:
+            return self.get_response(request)
+        return self.answer_probe(request)
+
+    @staticmethod
+    def _call_view(request: HttpRequest) -> HttpResponse:
+        from django.urls import resolve
+
+        match = resolve(request.path_info)
+        request.resolver_match = match
+        return match.func(request, *match.args, **match.kwargs)
 
 
 # --- rate limits ---------------------------------------------------------------------------------

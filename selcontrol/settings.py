@@ -220,6 +220,7 @@ from selcontrol.logging import logging_config  # noqa: E402  (stdlib-only at imp
 MIDDLEWARE[0:0] = [
     "selcontrol.logging.RequestIdMiddleware",  # first: every later log line has the request id
     "selcontrol.telemetry.TelemetryMiddleware",
+    "selcontrol.security.ProbeMiddleware",  # probes and scrapes answered whatever their Host
 ]
 MIDDLEWARE.insert(
     MIDDLEWARE.index("django.middleware.security.SecurityMiddleware") + 1,

@@ -221,3 +221,25 @@ def test_probes__https_redirect_on__answered_over_plain_http(client, settings, d
     settings.CELERY_BROKER_URL = ""
     assert client.get(path).status_code == 200
     assert client.get("/login/").status_code == 301
+
+
+@pytest.mark.parametrize("path", ["/healthz", "/readyz", "/metrics"])
+def test_probes__host_is_the_instance_ip__answered(client, settings, db, path):
+    """Load balancers and Prometheus send the backend's IP as Host, which ALLOWED_HOSTS lacks."""
+    settings.ALLOWED_HOSTS = ["selcontrol.example.org"]
+    settings.CELERY_BROKER_URL = ""
+    response = client.get(path, HTTP_HOST="10.0.3.7:8000")
+    assert response.status_code == 200
+    assert response["X-Request-ID"]
+
+
+def test_console__host_not_allowed__still_400(client, settings, db):
+    settings.ALLOWED_HOSTS = ["selcontrol.example.org"]
+    assert client.get("/login/", HTTP_HOST="10.0.3.7:8000").status_code == 400
+    assert client.get("/api/v1/config", HTTP_HOST="10.0.3.7:8000").status_code == 400
+
+
+def test_probe__counted_under_its_route(client, db):
+    before = value(scrape(client), "selcontrol_http_requests_total", route="/healthz")
+    client.get("/healthz")
+    assert value(scrape(client), "selcontrol_http_requests_total", route="/healthz") == before + 1
