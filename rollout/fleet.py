@@ -235,7 +235,8 @@ class ChangeStatus:
     entry: AuditEntry
     live: int
     acked: int
-    seconds: float | None  # latest acknowledgement - the change, over the acked live instances
+    seconds: float | None  # latest acknowledgement - the change, over the live instances that
+    # were running at the change and have acknowledged it (None: none of those)
     elapsed: float  # now - the change
     timeout: float
     rows: list[InstanceRow] = field(default_factory=list)
@@ -351,8 +352,6 @@ def change_status(entry: AuditEntry, now: datetime | None = None) -> ChangeStatu
             took = max(0.0, (acked_at - entry.created_at).total_seconds())
             seconds = took if seconds is None else max(seconds, took)
     acked = sum(1 for r in live_rows if r.acked is not None)
-    if seconds is None and acked:
-        seconds = 0.0  # every acknowledging instance started after the change
     settled = ChangeAck.objects.filter(audit_entry=entry).first()
     return ChangeStatus(
         entry=entry,
@@ -632,7 +631,6 @@ class SampleRatio:
     replies: SrmResult
     wrong_replies: int
     wrong_channels: int
-    stale_decisions: int  # decisions since the change made on an older rule
     expected_from: str  # "traffic" (channel by channel) or "percentages"
 
     @property
@@ -650,8 +648,8 @@ def sample_ratio(rollout: Rollout, now: datetime | None = None) -> SampleRatio:
     nested simplified split, overrides, kill switch) sends to it, over the replies since the
     change; with no replies yet it falls back to the percentages (equal traffic per channel).
 
-    - Decisions: the fleet's exposure counts at the current rule revision (decisions on an older
-      rule are counted apart as stale) against those traffic shares.
+    - Decisions: the fleet's exposure counts at the current rule revision (decisions made on an
+      older rule are left out: they are another experiment) against those traffic shares.
     - Replies: replies recorded per variant against the replies the rule gives each variant,
       channel by channel; a bot that serves some channel the wrong variant (a stale config, or
       wiring that ignores the client) moves replies between cells and fails the test.
@@ -694,14 +692,6 @@ def sample_ratio(rollout: Rollout, now: datetime | None = None) -> SampleRatio:
         .annotate(n=Sum("count"))
         .values_list("variant", "n")
     )
-    stale = (
-        ExposureCount.objects.filter(
-            rollout_key=rollout.key,
-            rule_revision__lt=rollout.revision,
-            hour__gte=_hour(change.created_at if change else since),
-        ).aggregate(n=Sum("count"))["n"]
-        or 0
-    )
     observed, expected_counts, wrong_replies, wrong_channels = reply_consistency(rule, replies, now)
     total_expected = sum(expected_counts.values())
     reply_shares = (
@@ -714,6 +704,5 @@ def sample_ratio(rollout: Rollout, now: datetime | None = None) -> SampleRatio:
         replies=srm_test("replies", observed, reply_shares),
         wrong_replies=wrong_replies,
         wrong_channels=wrong_channels,
-        stale_decisions=int(stale),
         expected_from="traffic" if traffic else "percentages",
     )
