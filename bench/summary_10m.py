@@ -146,11 +146,14 @@ def timed(fn, calls: int) -> dict:
 
 
 def main() -> None:
+    global DAYS
     parser = argparse.ArgumentParser()
     parser.add_argument("--replies", type=int, default=8_000_000)
     parser.add_argument("--calls", type=int, default=15)
+    parser.add_argument("--days", type=int, default=60, help="days the replies span (default 60)")
     parser.add_argument("--keep", action="store_true", help="keep the database (to investigate)")
     args = parser.parse_args()
+    DAYS = args.days
     configure_env()
     end = datetime.now(UTC)
 
@@ -191,7 +194,8 @@ def main() -> None:
         client = Client(headers={"Authorization": f"Bearer {token}"})
         until = end - timedelta(minutes=17)
         ranges = [("24 hours", timedelta(days=1)), ("7 days", timedelta(days=7)),
-                  ("30 days", timedelta(days=30)), ("60 days", timedelta(days=DAYS) - timedelta(minutes=1))]
+                  ("30 days", timedelta(days=30)), (f"{DAYS} days", timedelta(days=DAYS) - timedelta(minutes=1))]
+        ranges = [(label, width) for label, width in ranges if width < timedelta(days=DAYS)] + ranges[-1:]
 
         def summary_call(since, until):
             def call():

@@ -186,15 +186,64 @@ def aggregate(
     ):
         result[row["variant"]]["errors_by_code"][row["error"]] = row["n"]
 
+    if is_postgres():
+        _feedback_pg(result, rollout_key, hour_of(hour), ts_from, ts_to)
+    else:
+        _feedback_portable(result, replies)
+    return result
+
+
+_FEEDBACK_REPLIES = """
+    SELECT message_id, variant FROM metrics_responseevent
+    WHERE rollout_key = %(key)s AND hour = %(hour)s
+      AND (%(ts_from)s::timestamptz IS NULL OR ts >= %(ts_from)s)
+      AND (%(ts_to)s::timestamptz IS NULL OR ts < %(ts_to)s)
+"""
+
+
+def _feedback_pg(result, rollout_key: str, hour: datetime, ts_from, ts_to) -> None:
+    """Reactions (the latest event per reply, user and emoji; counted when it is an add) and
+    follow-ups of the bucket's replies, joined and counted in SQL."""
+    params = {"key": rollout_key, "hour": hour, "ts_from": ts_from, "ts_to": ts_to}
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""
+            WITH r AS ({_FEEDBACK_REPLIES})
+            SELECT variant, sentiment, count(*) FROM (
+              SELECT DISTINCT ON (x.message_id, x.user_id, x.emoji) r.variant, x.action, x.sentiment
+              FROM metrics_reactionevent x JOIN r ON r.message_id = x.message_id
+              ORDER BY x.message_id, x.user_id, x.emoji, x.ts DESC, (x.action = 'remove') DESC, x.id DESC
+            ) AS latest WHERE action = 'add' GROUP BY variant, sentiment
+            """,
+            params,
+        )
+        for variant, sentiment, n in cursor.fetchall():
+            if variant in result:
+                name = {1: "reactions_positive", -1: "reactions_negative"}.get(sentiment, "reactions_neutral")
+                result[variant][name] += n
+        cursor.execute(
+            f"""
+            WITH r AS ({_FEEDBACK_REPLIES})
+            SELECT r.variant, count(*), count(*) FILTER (WHERE f.is_correction)
+            FROM metrics_followupevent f JOIN r ON r.message_id = f.reply_to GROUP BY r.variant
+            """,
+            params,
+        )
+        for variant, n, corrections in cursor.fetchall():
+            if variant in result:
+                result[variant]["followups"] = n
+                result[variant]["corrections"] = corrections
+
+
+def _feedback_portable(result, replies) -> None:
+    """The same as _feedback_pg with the ORM and Python (SQLite has no DISTINCT ON)."""
     reply_variant = Subquery(
         ResponseEvent.objects.filter(message_id=OuterRef("message_id")).values("variant")[:1]
     )
     reactions = (
         ReactionEvent.objects.filter(message_id__in=replies.values("message_id"))
         .annotate(reply_variant=reply_variant)
-        .values_list(
-            "reply_variant", "message_id", "user_id", "emoji", "action", "sentiment", "ts", "id"
-        )
+        .values_list("reply_variant", "message_id", "user_id", "emoji", "action", "sentiment", "ts", "id")
     )
     # A user's emoji on a reply counts when its latest event is an add (a remove at the same
     # instant wins), so a removal undoes its add in whatever order the two arrive.
@@ -207,9 +256,7 @@ def aggregate(
     for _order, variant, action, sentiment in latest.values():
         if action != ReactionEvent.Action.ADD or variant not in result:
             continue
-        name = {1: "reactions_positive", -1: "reactions_negative"}.get(
-            sentiment, "reactions_neutral"
-        )
+        name = {1: "reactions_positive", -1: "reactions_negative"}.get(sentiment, "reactions_neutral")
         result[variant][name] += 1
 
     followup_variant = Subquery(
@@ -224,7 +271,6 @@ def aggregate(
         if row["reply_variant"] in result:
             result[row["reply_variant"]]["followups"] = row["n"]
             result[row["reply_variant"]]["corrections"] = row["n_corr"]
-    return result
 
 
 def _lock_exclusive(rollout_key: str, hour: datetime) -> None:
@@ -496,7 +542,8 @@ def totals_by_variant(rollout_key: str, since: datetime, until: datetime) -> dic
 
 def _totals(rollout_key: str, since: datetime, until: datetime) -> dict[str, dict[str, Any]]:
     first = hour_of(since)
-    skip = live_hours(rollout_key, since, until)
+    dirty = live_hours(rollout_key, since, until)
+    skip = set(dirty)
     if since > first:
         skip.add(first)
     if until > hour_of(until):
@@ -511,9 +558,40 @@ def _totals(rollout_key: str, since: datetime, until: datetime) -> dict[str, dic
     for hour in sorted(skip):
         ts_from = since if hour < since else None
         ts_to = until if hour + HOUR > until else None
-        for variant, figures in aggregate(rollout_key, hour, ts_from, ts_to).items():
+        for variant, figures in _edge_or_live(rollout_key, hour, ts_from, ts_to, dirty).items():
             add_figures(totals[variant], figures)
     return dict(totals)
+
+
+def _edge_or_live(rollout_key, hour, ts_from, ts_to, dirty: set) -> dict[str, dict[str, Any]]:
+    """Raw figures of a dirty hour, or of the part of a clean hour inside the range. Every figure
+    is a sum over replies, so when the range keeps most of a clean hour cut on one side, it is
+    cheaper to take the hour's rollup minus the few replies left out."""
+    one_side = (ts_from is None) != (ts_to is None)
+    kept = (hour + HOUR - ts_from) if ts_from is not None else (ts_to - hour) if ts_to is not None else HOUR
+    if hour in dirty or not one_side or kept <= HOUR / 2:
+        return aggregate(rollout_key, hour, ts_from, ts_to)
+    whole = {
+        row.variant: figures_of_rollup(row)
+        for row in HourlyRollup.objects.filter(rollout_key=rollout_key, hour=hour)
+    }
+    left_out = aggregate(rollout_key, hour, ts_to, ts_from)  # the complement of the kept part
+    for variant, figures in left_out.items():
+        sub_figures(whole[variant], figures)
+    return {v: f for v, f in whole.items() if f["responses"]}
+
+
+def sub_figures(total: dict[str, Any], part: dict[str, Any]) -> dict[str, Any]:
+    for name in COUNT_FIELDS:
+        total[name] -= part[name]
+    total["cost_usd"] -= Decimal(part["cost_usd"])
+    total["latency_sum"] -= part["latency_sum"]
+    for key in ("latency_hist", "errors_by_code"):
+        merged = dict(total[key])
+        for k, n in part[key].items():
+            merged[k] = merged.get(k, 0) - n
+        total[key] = {k: n for k, n in merged.items() if n}
+    return total
 
 
 def _sum_rollups_pg(totals, rollout_key: str, first: datetime, until: datetime, skip: list[datetime]) -> None:

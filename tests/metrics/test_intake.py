@@ -242,3 +242,15 @@ def test_beat_schedule__rollup_catch_up__every_30_s_with_expiry():
     entry = app.conf.beat_schedule["metrics-update-rollups"]
     assert entry["task"] == "metrics.tasks.update_rollups"
     assert entry["schedule"] == 30.0 and entry["options"]["expires"] < 30
+
+
+@pytest.mark.parametrize(("start", "end"), [(5, 60), (0, 55), (35, 60), (0, 25), (20, 40)])
+def test_totals__clean_hour_cut_anywhere__same_as_raw(start, end):
+    events = [response(f"e{i}", ts=T0 + timedelta(minutes=5 * i, seconds=30), latency_ms=100 * (i + 1),
+                       error="timeout" if i % 4 == 0 else None) for i in range(12)]
+    record_events(events + [reaction(e["message_id"], "👎") for e in events[::3]])
+    rollups.catch_up()
+    since, until = T0 + timedelta(minutes=start), T0 + timedelta(minutes=end)
+    with_rollups = rollups.totals_by_variant("prompts_v2", since, until)
+    raw = rollups.aggregate("prompts_v2", T0, since, until)
+    assert with_rollups == raw
