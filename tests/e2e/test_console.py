@@ -189,6 +189,9 @@ def test_operator__walks_the_guide(page: Page, phone_page: Page, console: str, a
     after = decide_all(console, token, CHANNELS)
     assert set(after.values()) == {"v1"}
     screenshot(page, "console-kill-switch")
+    login(phone_page, alice)
+    expect(phone_page.locator("#banner")).to_contain_text("Kill switch ON")
+    screenshot(phone_page, "console-kill-switch-phone", full_page=False)
 
     # The banner is on every console page.
     page.get_by_role("link", name="Audit log").click()
@@ -215,7 +218,7 @@ def test_operator__walks_the_guide(page: Page, phone_page: Page, console: str, a
     assert csp_errors == []
 
     # Phone screenshots of the pages, as they are now; nothing wider than the screen.
-    login(phone_page, alice)
+    phone_page.goto(f"/rollouts/{KEY}/")
     screenshot(phone_page, "console-rollout-phone")
     assert phone_page.evaluate("document.documentElement.scrollWidth") <= 390
     phone_page.goto("/audit/")
