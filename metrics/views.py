@@ -450,20 +450,28 @@ def cost_data(request: HttpRequest, key: str, fmt: str) -> HttpResponse:
 @login_required
 @require_GET
 def projection(request: HttpRequest) -> HttpResponse:
-    """GET /metrics/projection?rollout=<key>&percentage=<0-100>: a fragment for the console's
-    slider, e.g. "At 37%: $31.40/day, +$16.40/day vs all v1"."""
+    """GET /metrics/projection?rollout=<key>&percentage=<0-100>[&simplified_percentage=<0-100>]:
+    a fragment for the console's slider, e.g. "At 37%: $31.40/day, +$16.40/day vs all v1".
+    The simplified share defaults to the rollout's."""
     key = request.GET.get("rollout") or settings.SELCONTROL_DEFAULT_ROLLOUT
     rollout = Rollout.objects.filter(key=key).first()
     if rollout is None:
         return _error(f"rollout {key!r} does not exist.", 404)
-    raw = request.GET.get("percentage", "")
-    try:
-        percentage = int(raw)
-    except ValueError:
-        return _error(f"percentage must be a whole number from 0 to 100; got {raw!r}.")
-    if not 0 <= percentage <= 100:
-        return _error(f"percentage must be between 0 and 100; got {percentage}.")
+    values = {}
+    for name in ("percentage", "simplified_percentage"):
+        raw = request.GET.get(name, "")
+        if name == "simplified_percentage" and raw == "":
+            values[name] = rollout.simplified_percentage
+            continue
+        try:
+            values[name] = int(raw)
+        except ValueError:
+            return _error(f"{name} must be a whole number from 0 to 100; got {raw!r}.")
+        if not 0 <= values[name] <= 100:
+            return _error(f"{name} must be between 0 and 100; got {values[name]}.")
+    percentage = values["percentage"]
     basis = series.cost_basis(rollout)
+    basis.simplified_share = values["simplified_percentage"] / 100
     per_day = basis.per_day(percentage)
     baseline = basis.per_day(0)
     return render(

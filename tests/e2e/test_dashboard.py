@@ -65,6 +65,19 @@ def traffic(console, carol):
     return carol
 
 
+def _login(page, user) -> None:
+    """Log in with patient timeouts: plotly.js is 4.6 MB through the test server and the
+    machine may be busy; every wait below is still bounded."""
+    page.set_default_timeout(20_000)
+    page.set_default_navigation_timeout(20_000)
+    login(page, user)
+
+
+def _open(page, path: str) -> None:
+    """Go to a page without waiting for every subresource; the charts are waited for."""
+    page.goto(path, wait_until="domcontentloaded")
+
+
 def _drawn(page, key: str, at_least: int = 1) -> None:
     page.wait_for_function(
         "([id, n]) => Number(document.getElementById(id)?.dataset.drawn || 0) >= n",
@@ -93,8 +106,8 @@ def _watch_console(page) -> list[str]:
 
 def test_dashboard__opened__draws_every_chart_under_the_csp(page, traffic):
     problems = _watch_console(page)
-    login(page, traffic)
-    page.goto("/metrics/prompts_v2/")
+    _login(page, traffic)
+    _open(page, "/metrics/prompts_v2/")
     for key in (
         "responses",
         "errors",
@@ -116,8 +129,8 @@ def test_dashboard__opened__draws_every_chart_under_the_csp(page, traffic):
 
 
 def test_dashboard__range_changed__charts_redraw_without_reload(page, traffic):
-    login(page, traffic)
-    page.goto("/metrics/prompts_v2/")
+    _login(page, traffic)
+    _open(page, "/metrics/prompts_v2/")
     _drawn(page, "latency")
     page.evaluate("window.__sameDocument = 'yes'")
     start_24h = page.evaluate("document.getElementById('chart-latency').layout.xaxis.range[0]")
@@ -133,8 +146,8 @@ def test_dashboard__range_changed__charts_redraw_without_reload(page, traffic):
 
 
 def test_dashboard__week_selected__phase_markers_on_every_time_axis(page, traffic):
-    login(page, traffic)
-    page.goto("/metrics/prompts_v2/?range=7d")
+    _login(page, traffic)
+    _open(page, "/metrics/prompts_v2/?range=7d")
     for key in ("responses", "latency", "cost_per_day", "corrections"):
         _drawn(page, key)
         labels = page.locator(f"#chart-{key} .annotation-text").all_text_contents()
@@ -146,16 +159,16 @@ def test_dashboard__week_selected__phase_markers_on_every_time_axis(page, traffi
 
 
 def test_dashboard__projection_field_typed__shows_cost_before_saving(page, traffic):
-    login(page, traffic)
-    page.goto("/metrics/prompts_v2/")
+    _login(page, traffic)
+    _open(page, "/metrics/prompts_v2/")
     page.fill("#try-pct", "37")
     page.wait_for_selector("#projection-out .projection[data-percentage='37']")
     assert page.inner_text("#projection-out").startswith("At 37%: $")
 
 
 def test_dashboard__phone__readable(phone_page, traffic):
-    login(phone_page, traffic)
-    phone_page.goto("/metrics/prompts_v2/")
+    _login(phone_page, traffic)
+    _open(phone_page, "/metrics/prompts_v2/")
     _drawn(phone_page, "latency")
     _drawn(phone_page, "cost_per_day")
     screenshot(phone_page, "dashboard-phone")
@@ -165,3 +178,13 @@ def test_dashboard__phone__readable(phone_page, traffic):
         ".slice(0, 5).map(e => e.tagName + '#' + e.id + '.' + e.className)"
     )
     assert phone_page.evaluate("document.documentElement.scrollWidth") <= 391, wide
+
+
+def test_console_slider__moved__shows_projected_cost_before_saving(page, traffic, alice):
+    _login(page, alice)
+    _open(page, "/rollouts/prompts_v2/")
+    page.wait_for_selector("#pct-cost .projection")  # the current percentage, on load
+    page.locator("#pct-range").fill("37")
+    page.wait_for_selector("#pct-cost .projection[data-percentage='37']")
+    assert page.inner_text("#pct-cost").startswith("At 37%: $")
+    assert "now 20%" in page.inner_text("#sec-percentage h2")  # nothing saved

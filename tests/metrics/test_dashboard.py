@@ -298,3 +298,20 @@ def test_plotly_static__collectstatic__copies_it(settings, tmp_path):
     finders.get_finder.cache_clear()
     call_command("collectstatic", interactive=False, verbosity=0)
     assert (tmp_path / "vendor" / "plotly.min.js").stat().st_size > 1_000_000
+
+
+def test_projection__simplified_share_given__priced_at_that_share(viewer_client, traffic):
+    # no v2_simplified replies: its cost falls back to v2_full's, so any share gives the same
+    a = viewer_client.get(url("projection", rollout="prompts_v2", percentage=50)).content
+    b = viewer_client.get(
+        url("projection", rollout="prompts_v2", percentage=50, simplified_percentage=40)
+    ).content
+    assert a == b
+
+
+def test_projection__bad_simplified_share__400_names_the_field(viewer_client, traffic):
+    response = viewer_client.get(
+        url("projection", rollout="prompts_v2", percentage=50, simplified_percentage=200)
+    )
+    assert response.status_code == 400
+    assert response.json() == {"error": "simplified_percentage must be between 0 and 100; got 200."}
