@@ -40,6 +40,7 @@ class RuleForm(forms.ModelForm):
         super().__init__(*args, **kwargs)
         self.fields["from_phase"].queryset = self.instance.rollout.phases.order_by("order")
         self.fields["from_phase"].empty_label = "every phase"
+        self.fields["from_phase"].label_from_instance = lambda p: f"{p.name} ({p.percentage}%)"
         self.fields["threshold"].help_text = {
             "latency_p95": "factor over v1's p95 (1.5 = 50% slower)",
             "daily_cost": "budget in dollars per day",
