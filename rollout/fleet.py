@@ -178,6 +178,7 @@ def record_report(
         except IntegrityError:  # two first reports at once: the other one created it
             return record_report(report, token_name=token_name, now=now)
         InstanceAck.objects.create(instance=instance, revision=revision, acked_at=now)
+        forget_instances(now)  # a process start is rare: a good moment to clear day-old rows
         _add_exposures(exposure_deltas({}, totals), _hour(now))
         return instance
     deltas = exposure_deltas(instance.exposure_totals or {}, totals)

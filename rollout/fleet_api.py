@@ -8,7 +8,7 @@ lookups) should not be able to invent instances or decisions. The bot's token ha
 from __future__ import annotations
 
 import logging
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 
 from django.http import HttpRequest
 from django.utils import timezone
@@ -24,6 +24,7 @@ router = Router(tags=["fleet"])
 INSTANCE_ID_RE = r"^[0-9A-Za-z_.:-]{1,100}$"
 KEY_RE = r"^[0-9A-Za-z_.:-]{1,64}$"
 MAX_COUNT = 10**15
+EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
 
 
 class ErrorOut(Schema):
@@ -55,8 +56,7 @@ class ReportIn(Schema):
 class ReportOut(Schema):
     instance_id: str
     revision: int
-    current_revision: int
-    report_interval: float = Field(description="Seconds the server suggests between reports.")
+    current_revision: int = Field(description="The server's revision now (newer: a sync is due).")
 
 
 class InstanceOut(Schema):
@@ -106,6 +106,10 @@ def report(request: HttpRequest, payload: ReportIn):
     data = payload.model_dump()
     if data["started_at"].tzinfo is None:
         raise ApiError(400, "started_at must include a time zone (e.g. 2026-01-01T12:00:00Z).")
+    started = data["started_at"].astimezone(UTC)
+    if not EARLIEST <= started <= timezone.now() + timedelta(days=1):
+        raise ApiError(400, "started_at is not a plausible start time for a running process.")
+    data["started_at"] = started
     if any(not k or len(k) > 64 for k in data["events"]):
         raise ApiError(400, "events: each counter name is 1-64 characters.")
     if any(not 0 <= v <= MAX_COUNT for v in data["events"].values()):
@@ -120,7 +124,6 @@ def report(request: HttpRequest, payload: ReportIn):
         "instance_id": instance.instance_id,
         "revision": instance.revision,
         "current_revision": current_revision(),
-        "report_interval": 15.0,
     }
 
 

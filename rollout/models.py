@@ -373,7 +373,8 @@ class ExposureCount(models.Model):
         indexes = [models.Index(fields=["rollout_key", "hour"], name="exposure_rollout_hour")]
 
     def __str__(self) -> str:
-        return f"{self.rollout_key} r{self.rule_revision} {self.variant} {self.hour:%Y-%m-%d %H}h: {self.count}"
+        hour = f"{self.hour:%Y-%m-%d %H}h"
+        return f"{self.rollout_key} r{self.rule_revision} {self.variant} {hour}: {self.count}"
 
 
 class ChangeAck(models.Model):

@@ -112,6 +112,12 @@ def test_report__missing_field__400_naming_it(reader, rollout):
     assert response.status_code == 400 and response.json()["error"] == "host is required."
 
 
+@pytest.mark.parametrize("started_at", ["1062-10-02T12:08:46+23:58", "2999-01-01T00:00:00Z"])
+def test_report__implausible_started_at__400(reader, rollout, started_at):
+    response = reader.post(URL, _report(started_at=started_at))
+    assert response.status_code == 400 and "started_at" in response.json()["error"]
+
+
 def test_report__naive_started_at__400(reader, rollout):
     response = reader.post(URL, _report(started_at="2026-11-25T12:00:00"))
     assert response.status_code == 400 and "started_at" in response.json()["error"]

@@ -8,6 +8,7 @@ import random
 import subprocess
 import sys
 import textwrap
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -184,3 +185,43 @@ def test_exposures__reported_again_and_again__counted_once(live_rollout, start_c
         lambda: Instance.objects.get(instance_id="counting").reports >= reports + 2, 10, 0.1
     )
     assert _sum_exposures(live_rollout.revision) == 500
+
+
+def test_async_client__reports_revision_and_decisions(
+    live_rollout, fleet_server, bot_token, tmp_path
+):
+    import asyncio
+
+    from selcontrol_client import AsyncSelControl
+
+    def reported() -> tuple[int, int]:
+        instance = Instance.objects.filter(instance_id="async-bot").first()
+        return (instance.revision if instance else 0, _sum_exposures(live_rollout.revision))
+
+    async def run() -> tuple[int, int]:
+        bot = AsyncSelControl(
+            fleet_server.url,
+            bot_token,
+            instance_id="async-bot",
+            report_interval=1.0,
+            config_cache=tmp_path / "config.json",
+            spool_dir=None,
+        )
+        await bot.start()
+        try:
+            assert await bot.wait_until_synced(10)
+            for i in range(50):
+                bot.prompt_variant(str(10**17 + i))
+            for _ in range(100):  # a bounded wait for the next report
+                seen = await asyncio.to_thread(reported)
+                if seen == (live_rollout.revision, 50):
+                    return seen
+                await asyncio.sleep(0.1)
+            return seen
+        finally:
+            await bot.close(timeout=2)
+
+    # In a thread of its own: Playwright's sync API (the e2e tests) leaves an event loop running
+    # in the main thread for the rest of the session, and asyncio.run refuses to nest.
+    with ThreadPoolExecutor(1) as pool:
+        assert pool.submit(asyncio.run, run()).result() == (live_rollout.revision, 50)
