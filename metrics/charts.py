@@ -66,6 +66,9 @@ Y_FORMAT = {
     "engagement": ".2f",
 }
 BARS = {"responses", "cost_per_day"}
+PERIOD_MS = {"hour": 3_600_000, "day": 86_400_000, "week": 604_800_000}
+DAILY = {"cost_per_day": "day"}
+WEEKLY = {"reviews": "week"}
 EMPTY_TEXT = {"reviews": "No reviews in this range yet"}
 
 
@@ -98,10 +101,17 @@ def base_layout(*, y_format: str = "", y_title: str = "", height: int = 260) -> 
     }
 
 
-def marker_shapes(markers: Iterable[dict[str, Any]]) -> tuple[list[dict], list[dict]]:
-    """Vertical lines (shapes) and their labels (annotations) for audit markers."""
+def marker_shapes(
+    markers: Iterable[dict[str, Any]], x_range: tuple[datetime, datetime] | None = None
+) -> tuple[list[dict], list[dict]]:
+    """Vertical lines (shapes) and their labels (annotations) for audit markers. A label sits
+    right of its line, or left of it in the last third of the range (so it is not cut off)."""
     shapes, notes = [], []
     for i, m in enumerate(markers):
+        anchor = "left"
+        if x_range and x_range[1] > x_range[0]:
+            if (m["ts"] - x_range[0]) / (x_range[1] - x_range[0]) > 2 / 3:
+                anchor = "right"
         colour = MARKER_COLOURS.get(m["kind"], "#495057")
         x = _iso(m["ts"])
         shapes.append(
@@ -133,7 +143,7 @@ def marker_shapes(markers: Iterable[dict[str, Any]]) -> tuple[list[dict], list[d
                 "yref": "paper",
                 "y": 1.0 - 0.11 * (i % 3),
                 "yanchor": "top",
-                "xanchor": "left",
+                "xanchor": anchor,
                 "text": m["label"],
                 "showarrow": False,
                 "font": {"size": 10, "color": colour},
@@ -154,9 +164,13 @@ def time_figure(
     *,
     x_range: tuple[datetime, datetime] | None = None,
     y_title: str = "",
+    granularity: str = "hour",
 ) -> dict[str, Any]:
-    """One chart over time: a trace per variant (and per series, by dash), with the markers."""
+    """One chart over time: a trace per variant (and per series, by dash), with the markers.
+    Each point stands for its whole period (an hour, a day, a week): plotted at the period's
+    middle, so a marker falls inside the bar or between the points it happened in."""
     colours = variant_colours(variants)
+    period_ms = PERIOD_MS[WEEKLY.get(key, DAILY.get(key, granularity))]
     series = SERIES[key]
     data = []
     for variant in variants:
@@ -175,6 +189,8 @@ def time_figure(
                 "legendgroup": variant,
                 "marker": {"color": colours[variant]},
                 "hovertemplate": f"{name}: %{{y:{Y_FORMAT.get(key, '')}}}<extra></extra>",
+                "xperiod": period_ms,
+                "xperiodalignment": "middle",
             }
             if key in BARS:
                 trace["type"] = "bar"
@@ -197,7 +213,7 @@ def time_figure(
         layout["bargap"] = 0.15
     if x_range:
         layout["xaxis"]["range"] = [_iso(x_range[0]), _iso(x_range[1])]
-    shapes, notes = marker_shapes(markers)
+    shapes, notes = marker_shapes(markers, x_range)
     layout["shapes"] = shapes
     layout["annotations"] = notes
     if not data:

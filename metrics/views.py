@@ -160,6 +160,7 @@ def _figures(window: series.Window) -> list[dict[str, Any]]:
             window.markers,
             x_range=x_range,
             y_title=chart.unit if chart.unit not in ("%", "$") else "",
+            granularity=window.granularity,
         )
         out.append(
             {
@@ -340,6 +341,7 @@ def chart_data(request: HttpRequest, key: str, chart: str, fmt: str) -> HttpResp
         window.variants,
         window.markers,
         x_range=(window.since, window.until),
+        granularity=params.granularity,
     )
     return _json(
         {

@@ -109,3 +109,8 @@ def test_projection_figure__current_percentage__highlighted():
     assert bar["x"] == ["0%", "20%", "100%"]
     assert bar["marker"]["color"][1] != bar["marker"]["color"][0]
     assert figure["layout"]["annotations"][0]["text"] == "all v1: $15.00/day"
+
+
+def test_marker_shapes__late_in_the_range__label_left_of_the_line():
+    _, notes = charts.marker_shapes(MARKERS, (T0, T0 + timedelta(hours=7)))
+    assert [n["xanchor"] for n in notes] == ["left", "right", "right"]
