@@ -360,7 +360,9 @@ def states(rollout: Rollout) -> list[tuple[GuardrailRule, GuardrailState | None]
     return [(r, getattr(r, "state", None)) for r in rules]
 
 
-def gate_problems(rollout: Rollout) -> list[str]:
+def gate_problems(
+    rollout: Rollout, rows: list[tuple[GuardrailRule, GuardrailState | None]] | None = None
+) -> list[str]:
     """The success criteria for advancing: every guardrail watched in the current phase has
     enough data and is neither breached nor in warning. One sentence per problem (empty: ready).
     To be added to rollout.services.phase_gate_problems' list by the console."""
@@ -368,7 +370,7 @@ def gate_problems(rollout: Rollout) -> list[str]:
     if phase is None:
         return []
     problems = []
-    for rule, state in states(rollout):
+    for rule, state in states(rollout) if rows is None else rows:
         if not rule.applies_in(phase):
             continue
         if state is None or state.evaluated_at is None or state.status == g.OFF:

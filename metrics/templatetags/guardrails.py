@@ -29,7 +29,7 @@ def guardrail_status(context, rollout) -> dict:
             status: sum(1 for _, s in active if s.status == status)
             for status in (g.BREACHED, g.WARNING, g.INSUFFICIENT, g.OK)
         },
-        "gate_problems": guardrail_services.gate_problems(rollout),
+        "gate_problems": guardrail_services.gate_problems(rollout, rows),
         "alerts": guardrail_services.recent_alerts(rollout, 3),
         "request": context.get("request"),
     }
