@@ -17,7 +17,8 @@ and the rule rejects (breached) when theta_hat > 0 and Lambda >= 1/alpha. By Vil
 the chance that Lambda *ever* reaches 1/alpha under the null is at most alpha, however often it
 is looked at, so evaluating every minute for the whole phase keeps the false-alarm rate per rule
 under alpha (0.05 by default); only using one side of the two-sided mixture makes it
-conservative. The always-valid p-value is the running minimum of 1/Lambda. When a rollout has
+conservative. The always-valid p-value is the running minimum of 1/Lambda (1 at looks where
+v2 looks better). When a rollout has
 two treatment variants (v2_full, v2_simplified) each is tested at alpha/2 (Bonferroni), so a rule
 stays under alpha per phase. ``tau`` (the mixture's spread) is fixed per metric: it is the size
 of effect the test is tuned to find fastest; any fixed tau keeps the guarantee.
@@ -117,7 +118,7 @@ class Arm:
 class SequentialResult:
     estimate: float  # theta_hat = p2 - (1 + margin) p1
     likelihood_ratio: float
-    p_value: float  # 1 / Lambda at this look, capped at 1
+    p_value: float  # 1 / Lambda at this look when theta_hat > 0 (else 1), capped at 1
     rejected: bool
 
 
@@ -163,7 +164,9 @@ def msprt(
     log_lr = min(log_lr, 700.0)
     lr = math.exp(log_lr)
     rejected = theta > 0 and lr >= 1.0 / alpha
-    return SequentialResult(theta, lr, min(1.0, 1.0 / lr), rejected)
+    # one-sided: evidence that v2 is *better* is no evidence that it is worse
+    p_value = min(1.0, 1.0 / lr) if theta > 0 else 1.0
+    return SequentialResult(theta, lr, p_value, rejected)
 
 
 def exceedances(hist: Mapping, threshold_ms: float) -> int:

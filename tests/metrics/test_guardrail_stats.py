@@ -38,6 +38,7 @@ def test_msprt__v2_better__never_rejects_one_sided():
     result = g.msprt(40, 1000, 10, 1000, tau=0.02, alpha=0.05)
     assert result.estimate < 0
     assert not result.rejected
+    assert result.p_value == 1.0  # no evidence that v2 is worse
 
 
 def test_msprt__increase_within_margin__does_not_reject():
