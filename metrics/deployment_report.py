@@ -5,7 +5,7 @@ downloads, and the snapshot kept with a decision all come from it):
 
 * hallucination rate and format compliance, before (v1's reviewed replies in the 30 days
   before the rollout reached 100%) and after (v2's in the 30 days from then), each with a 95%
-  Wilson interval, and the change with Newcombe's interval;
+  Wilson interval, and the change with Newcombe's interval (metrics.stats);
 * cost: actual cost per reply before (v1) and after (v2), the increase against the guide's
   projection (~3.5x: $0.0015 -> $0.00525 a request), and the actual daily cost against the
   projected one at the same traffic;
@@ -28,7 +28,7 @@ from django.utils import timezone
 from rollout import services
 from rollout.models import AuditEntry, Rollout
 
-from . import review_sampling, reviews, selectors
+from . import reviews, selectors, stats
 from .guardrail_models import DeploymentDecision
 
 REVIEW_AFTER = timedelta(days=30)
@@ -51,35 +51,17 @@ def reached_full_at(rollout: Rollout) -> datetime | None:
     return rollout.phase_started_at
 
 
-def _wilson(k: int, n: int) -> tuple[float, float]:
-    return review_sampling.wilson_interval(k, n) or (0.0, 1.0)
-
-
-def newcombe_difference(k1: int, n1: int, k2: int, n2: int) -> tuple[float, float, float]:
-    """p1 - p2 with Newcombe's hybrid score interval (1998, method 10). metrics.stats has the same
-    (newcombe_difference) for the dashboard; it was not committed yet when this was written."""
-    p1, p2 = k1 / n1, k2 / n2
-    l1, u1 = _wilson(k1, n1)
-    l2, u2 = _wilson(k2, n2)
-    d = p1 - p2
-    return (
-        d,
-        d - ((p1 - l1) ** 2 + (u2 - p2) ** 2) ** 0.5,
-        d + ((u1 - p1) ** 2 + (p2 - l2) ** 2) ** 0.5,
-    )
-
-
 def _rate(k: int, n: int) -> dict[str, Any]:
     if not n:
         return {"k": k, "n": n, "rate": None, "ci": None}
-    lo, hi = _wilson(k, n)
+    lo, hi = stats.wilson(k, n)
     return {"k": k, "n": n, "rate": round(k / n, 4), "ci": [round(lo, 4), round(hi, 4)]}
 
 
 def _change(before: dict, after: dict) -> dict[str, Any] | None:
     if not before["n"] or not after["n"]:
         return None
-    d, lo, hi = newcombe_difference(after["k"], after["n"], before["k"], before["n"])
+    d, lo, hi = stats.newcombe_difference(after["k"], after["n"], before["k"], before["n"])
     return {"points": round(d, 4), "ci": [round(lo, 4), round(hi, 4)]}
 
 
