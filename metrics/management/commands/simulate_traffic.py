@@ -36,8 +36,8 @@ class Command(BaseCommand):
         parser.add_argument("--no-text", action="store_true", help="Leave user_text/response_text out")
         parser.add_argument(
             "--demo", action="store_true",
-            help="14 days ending now at 3000 replies/day: v1 only for a week, then Alpha 5% for "
-            "two days, then Beta 20%. If the rollout was never touched, it is moved through those "
+            help="14 days ending now at 3000 replies/day: v1 only for a week, then Alpha 5%% for "
+            "two days, then Beta 20%%. If the rollout was never touched, it is moved through those "
             "phases (back-dated phase starts, audited as simulate_traffic).",
         )
         parser.add_argument("--no-phases", action="store_true", help="With --demo: leave the rollout as it is")
