@@ -201,6 +201,9 @@ class AuditEntry(models.Model):
         OVERRIDE_REMOVE = "override.remove", "Channel override removed"
         TOKEN_CREATE = "token.create", "API token created"
         TOKEN_REVOKE = "token.revoke", "API token revoked"
+        REVIEW_SAMPLE = "review.sample", "Review sample drawn"
+        GUARDRAIL_UPDATE = "guardrail.update", "Guardrail rule changed"
+        DEPLOYMENT_DECISION = "deployment.decision", "Post-deployment decision recorded"
 
     rollout = models.ForeignKey(
         Rollout, null=True, blank=True, on_delete=models.PROTECT, related_name="audit_entries"
