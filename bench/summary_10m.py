@@ -195,7 +195,7 @@ def main() -> None:
         until = end - timedelta(minutes=17)
         ranges = [("24 hours", timedelta(days=1)), ("7 days", timedelta(days=7)),
                   ("30 days", timedelta(days=30)), (f"{DAYS} days", timedelta(days=DAYS) - timedelta(minutes=1))]
-        ranges = [(label, width) for label, width in ranges if width < timedelta(days=DAYS)] + ranges[-1:]
+        ranges = [(label, width) for label, width in ranges if width < timedelta(days=DAYS)]
 
         def summary_call(since, until):
             def call():
