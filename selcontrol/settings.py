@@ -122,6 +122,11 @@ if _db["ENGINE"] == "django.db.backends.postgresql":
             "max_size": env_int("SELCONTROL_DB_POOL_MAX", 10),
             "timeout": 10,
         }
+        # Django gives the pool check=ConnectionPool.check_connection when health checks are on:
+        # each connection is tested (a cheap round trip) as it leaves the pool and a dead one is
+        # replaced. Without it, after a PostgreSQL restart every idle pooled connection answered
+        # one request with a 500 (tests/faults/test_faults.py, the restart test).
+        _db["CONN_HEALTH_CHECKS"] = True
 elif _db["ENGINE"] == "django.db.backends.sqlite3":
     _db.setdefault("OPTIONS", {})
     # WAL lets the demo's simulator write while pages read; IMMEDIATE avoids lock upgrades.
