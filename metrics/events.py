@@ -190,7 +190,7 @@ def validate_event(raw: Any, now: datetime | None = None) -> Event:
         raise Invalid(f"An event must be a JSON object; got {type(raw).__name__}.")
     event_id = _string(raw, "id")
     kind = raw.get("type")
-    if kind not in _BY_TYPE:
+    if not isinstance(kind, str) or kind not in _BY_TYPE:
         raise Invalid(f"type must be one of response, reaction, followup; got {_show(kind)}.")
     ts = parse_ts(raw.get("ts"), "ts", now)
     channel_id = _string(raw, "channel_id")

@@ -84,6 +84,8 @@ MALFORMED_EVENTS = [
     ("missing field", {"variant": None}, "variant"),
     ("huge id", {"id": "i" * 1_000_000}, "id is 1000000 characters long"),
     ("unknown type", {"type": "click"}, "type must be one of"),
+    ("type not a string", {"type": {}}, "type must be one of"),
+    ("type a list", {"type": ["response"]}, "type must be one of"),
     ("bad timestamp", {"ts": "2026-13-45T99:00:00Z"}, "not an RFC 3339 timestamp"),
     ("naive timestamp", {"ts": "2026-03-02 10:00:00"}, "has no time zone"),
 ]

@@ -44,12 +44,7 @@ MAX_EXAMPLES = int(os.environ.get("SELCONTROL_FUZZ_EXAMPLES", "25"))
 # conftest.py so the run stays green while the owner fixes them. (Not strict: schemathesis's
 # pytest plugin crashes the session on a strict XPASS.) A fixed one shows as XPASS in the
 # summary: remove its entry then. Never add an entry without telling the owner.
-KNOWN_FAILURES = {
-    "POST /api/v1/events": (
-        "metrics/events.py validate_event: an event whose type is an object or a list "
-        '(`"type": {}`) raises TypeError (unhashable) and answers 500, not 400'
-    ),
-}
+KNOWN_FAILURES: dict[str, str] = {}
 
 DOCUMENT = json.loads(json.dumps(api.get_openapi_schema(), default=str))
 schema = schemathesis.openapi.from_dict(DOCUMENT)
