@@ -192,6 +192,17 @@ def time_figure(
                 "xperiod": period_ms,
                 "xperiodalignment": "middle",
             }
+            intervals = [r.get(f"{column}_ci") for r in mine if r.get(column) is not None]
+            if intervals and all(intervals):
+                # asymmetric 95% confidence intervals (the weekly review rates carry them)
+                trace["error_y"] = {
+                    "type": "data",
+                    "symmetric": False,
+                    "array": [hi - v for (_, v), (_, hi) in zip(points, intervals, strict=True)],
+                    "arrayminus": [v - lo for (_, v), (lo, _) in zip(points, intervals, strict=True)],
+                    "color": colours[variant],
+                    "thickness": 1.5,
+                }
             if key in BARS:
                 trace["type"] = "bar"
             else:

@@ -478,6 +478,9 @@ def _review_rows(window: Window) -> list[dict[str, Any]]:
         out = {"period": row["week"], "variant": row["variant"], "graded": row.get("graded", 0)}
         for metric, _label, _dir, events, trials in REVIEW_METRICS:
             out[metric] = _rate(row[events], row.get(trials, 0)) if events in row else None
+            if out[metric] is not None:
+                # the 95% Wilson interval the chart draws as error bars
+                out[f"{metric}_ci"] = stats.wilson(int(row[events]), int(row[trials]))
         rows.append(out)
     return rows
 

@@ -114,3 +114,21 @@ def test_projection_figure__current_percentage__highlighted():
 def test_marker_shapes__late_in_the_range__label_left_of_the_line():
     _, notes = charts.marker_shapes(MARKERS, (T0, T0 + timedelta(hours=7)))
     assert [n["xanchor"] for n in notes] == ["left", "right", "right"]
+
+
+def test_time_figure__weekly_review_rates__drawn_with_their_95pct_intervals():
+    from metrics import stats
+
+    window_rows = [
+        {"period": T0, "variant": "v1", "hallucination_rate": 6 / 25, "hallucination_rate_ci": stats.wilson(6, 25)},
+        {"period": T0, "variant": "v2_full", "hallucination_rate": 2 / 25, "hallucination_rate_ci": stats.wilson(2, 25)},
+    ]
+    columns = series.CHARTS["reviews"].columns
+    rows = [{**{c: None for c in columns}, **r} for r in window_rows]
+    figure = charts.time_figure("reviews", "Reviews", rows, ["v1", "v2_full"], [])
+    go.Figure(figure)
+    traces = {t["name"].split()[0]: t for t in figure["data"] if t.get("error_y")}
+    low, high = stats.wilson(6, 25)
+    assert traces["v1"]["error_y"]["array"] == [pytest.approx(high - 6 / 25)]
+    assert traces["v1"]["error_y"]["arrayminus"] == [pytest.approx(6 / 25 - low)]
+    assert set(traces) == {"v1", "v2_full"}
