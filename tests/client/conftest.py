@@ -19,12 +19,11 @@ from pathlib import Path
 
 import httpx
 import pytest
-from django.apps import apps
 from django.conf import settings
 
 from rollout import services
 from rollout.models import Rollout
-from tests.conftest import SYSTEM
+from tests.conftest import SYSTEM, replay_data_migrations
 
 ROOT = Path(__file__).resolve().parents[2]
 SERVER_PORT = int(os.environ.get("SELCONTROL_TEST_SERVER_PORT", "8401"))  # override for parallel runs
@@ -122,32 +121,6 @@ def server(django_db_setup, django_db_blocker) -> Iterator[ServerProcess]:
     proc.start()
     yield proc
     proc.stop()
-
-
-def replay_data_migrations() -> None:
-    """Re-run the data migrations (RunPython) of the project's apps, in order: a transactional
-    test's flush deletes what they created (the prompts_v2 rollout, groups, the config revision
-    row, metrics' emoji sentiments and prices...). Each runs in its own savepoint; one that
-    cannot run twice is skipped."""
-    from django.db import connection, transaction
-    from django.db.migrations.loader import MigrationLoader
-    from django.db.migrations.operations.special import RunPython
-
-    loader = MigrationLoader(connection)
-    targets = [key for key in loader.graph.leaf_nodes() if key[0] in ("rollout", "metrics")]
-    plan: list[tuple[str, str]] = []
-    for target in sorted(targets):
-        plan += [k for k in loader.graph.forwards_plan(target) if k not in plan]
-    for key in plan:
-        if key[0] not in ("rollout", "metrics"):
-            continue
-        for operation in loader.graph.nodes[key].operations:
-            if isinstance(operation, RunPython):
-                try:
-                    with transaction.atomic():
-                        operation.code(apps, None)
-                except Exception:  # noqa: BLE001 - not idempotent: its rows are there already
-                    pass
 
 
 def recreate_default_rollout() -> Rollout:

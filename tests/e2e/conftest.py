@@ -2,7 +2,7 @@
 
 Shared by every browser test. What you get:
 
-- ``browser`` (session): one Chromium for the whole run, launched with the flags in
+- ``browser`` (module): one Chromium per test module, launched with the flags in
   ``CHROMIUM_ARGS`` from ``/usr/bin/chromium`` (override with ``SELCONTROL_CHROMIUM``).
 - ``console`` (function): the live server's base URL (pytest-django's ``live_server``, which serves
   static files through the staticfiles handler), with the database as the migrations left it.
@@ -39,7 +39,7 @@ os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 
 from playwright.sync_api import Browser, Page, sync_playwright  # noqa: E402
 
-from tests.conftest import PASSWORD  # noqa: E402
+from tests.conftest import PASSWORD, replay_data_migrations  # noqa: E402
 
 CHROMIUM = os.environ.get("SELCONTROL_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -67,38 +67,13 @@ def browser() -> Iterator[Browser]:
         browser.close()
 
 
-def restore_migrated_data() -> None:
-    """Re-run the forward ``RunPython`` steps of the project's own migrations, in order."""
-    from django.apps import apps
-    from django.conf import settings
-    from django.db import connection
-    from django.db.migrations.loader import MigrationLoader
-    from django.db.migrations.operations.special import RunPython
-
-    base = str(Path(settings.BASE_DIR).resolve())
-    own = {a.label for a in apps.get_app_configs() if str(Path(a.path).resolve()).startswith(base)}
-    loader = MigrationLoader(connection, ignore_no_migrations=True)
-    plan: list[tuple[str, str]] = []
-    for leaf in sorted(loader.graph.leaf_nodes()):
-        for node in loader.graph.forwards_plan(leaf):
-            if node not in plan:
-                plan.append(node)
-    with connection.schema_editor(atomic=True) as editor:
-        for app_label, name in plan:
-            if app_label not in own:
-                continue
-            for operation in loader.graph.nodes[(app_label, name)].operations:
-                if isinstance(operation, RunPython):
-                    operation.code(apps, editor)
-
-
 @pytest.fixture
 def console(live_server, transactional_db) -> str:
     """The live server's base URL, e.g. http://localhost:41234 (no trailing slash)."""
     from rollout.models import Rollout
 
     if not Rollout.objects.filter(key="prompts_v2").exists():
-        restore_migrated_data()
+        replay_data_migrations()
     return live_server.url
 
 
