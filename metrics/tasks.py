@@ -143,28 +143,3 @@ def draw_weekly_review_sample() -> list[int]:
     from . import reviews
 
     return [sample.pk for sample in reviews.draw_scheduled_samples()]
-
-
-# --- Weekly review sample (review feature: metrics/reviews.py, docs/reviews.md) ---------------
-
-from celery.schedules import crontab  # noqa: E402
-
-REVIEW_SAMPLE_EXPIRES_SECONDS = 6 * 3600  # a beat tick not run within 6 hours is dropped
-
-app.conf.beat_schedule = {
-    **(app.conf.beat_schedule or {}),
-    "metrics-weekly-review-sample": {
-        "task": "metrics.tasks.draw_weekly_review_sample",
-        "schedule": crontab(minute=10, hour=0, day_of_week="mon"),  # Monday 00:10 UTC
-        "options": {"expires": REVIEW_SAMPLE_EXPIRES_SECONDS},
-    },
-}
-
-
-@shared_task(name="metrics.tasks.draw_weekly_review_sample", acks_late=True, ignore_result=True)
-def draw_weekly_review_sample() -> list[int]:
-    """Draw last week's review sample of every rollout that had replies, unless drawn already
-    (idempotent: one scheduled sample per rollout and week, a unique constraint)."""
-    from . import reviews
-
-    return [sample.pk for sample in reviews.draw_scheduled_samples()]
