@@ -279,8 +279,6 @@ class CorrectionPattern(models.Model):
 
 
 # Human review (weekly samples, items, grades) lives in its own module; see docs/reviews.md.
-from .review_models import ReviewGrade, ReviewItem, ReviewSample  # noqa: E402,F401
-
 # Guardrails (rules, states, alerts, the post-deployment decision); see docs/guardrails.md.
 from .guardrail_models import (  # noqa: E402,F401
     Alert,
@@ -290,3 +288,4 @@ from .guardrail_models import (  # noqa: E402,F401
     GuardrailState,
     GuardrailTransition,
 )
+from .review_models import ReviewGrade, ReviewItem, ReviewSample  # noqa: E402,F401

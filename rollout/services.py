@@ -8,6 +8,7 @@ The emergency rollback takes no expected revision: it always wins.
 
 from __future__ import annotations
 
+import re
 import secrets
 from dataclasses import dataclass
 from datetime import datetime
@@ -29,8 +30,6 @@ from .models import (
     Phase,
     Rollout,
 )
-
-import re
 
 _CHANNEL_RE = re.compile(CHANNEL_ID_RE)
 EDITABLE_FIELDS = ("enabled", "percentage", "simplified_percentage", "strategy")

@@ -10,8 +10,12 @@ import logging
 
 from django.http import HttpRequest, HttpResponse
 from ninja import NinjaAPI
-from ninja.errors import AuthenticationError, HttpError, ValidationError
-from ninja.errors import ConfigError  # noqa: F401  (re-exported for routers' typing)
+from ninja.errors import (
+    AuthenticationError,
+    ConfigError,  # noqa: F401  (re-exported for routers' typing)
+    HttpError,
+    ValidationError,
+)
 
 from metrics.api import router as metrics_router
 from rollout.api import router as rollout_router

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 STICKY = "sticky"
 DAILY_ROTATION = "daily_rotation"
@@ -106,14 +106,14 @@ def decide(rule: Rule, channel_id: str, now: datetime | None = None) -> tuple[st
         return override.variant, REASON_OVERRIDE
     day = 0
     if rule.strategy == DAILY_ROTATION:
-        day = (now or _utcnow()).astimezone(timezone.utc).timetuple().tm_yday
+        day = (now or _utcnow()).astimezone(UTC).timetuple().tm_yday
     if in_treatment(rule, channel_id, day):
         return treatment_variant(rule, channel_id), REASON_PERCENTAGE
     return rule.control, REASON_NOT_IN_ROLLOUT
 
 
 def _utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def parse_time(value: str | None) -> datetime | None:

@@ -5,7 +5,6 @@ import django.db.models.deletion
 import django.utils.timezone
 from django.db import migrations, models
 
-
 # The guide's rollback triggers, preloaded for prompts_v2 (operators edit them on the rules page).
 # (key, metric, threshold, min_samples, from phase order, action, note)
 DEFAULT_RULES = [

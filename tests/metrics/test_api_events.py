@@ -6,8 +6,7 @@ import json
 
 import pytest
 
-from metrics.models import FollowupEvent, ReactionEvent, ResponseEvent
-from metrics.models import TEXT_LIMIT
+from metrics.models import TEXT_LIMIT, FollowupEvent, ReactionEvent, ResponseEvent
 
 from .conftest import followup, reaction, response
 

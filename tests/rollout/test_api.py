@@ -6,7 +6,6 @@ import pytest
 
 from rollout.models import AuditEntry, ChannelOverride, Rollout
 from selcontrol_client.assignment import bucket
-
 from tests.conftest import SYSTEM, ApiClient
 
 pytestmark = pytest.mark.django_db

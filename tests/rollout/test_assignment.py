@@ -8,7 +8,7 @@ from __future__ import annotations
 import hashlib
 import subprocess
 import sys
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -19,7 +19,7 @@ from selcontrol_client.assignment import Override, Rule, bucket, decide
 # Discord snowflakes: 17-20 digit numbers, sent as strings.
 snowflakes = st.integers(min_value=10**16, max_value=10**20 - 1).map(str)
 percentages = st.integers(min_value=0, max_value=100)
-NOW = datetime(2026, 11, 25, 12, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 
 
 def contract_bucket(key: str) -> int:
@@ -124,7 +124,7 @@ def test_override__expired__falls_back_to_percentage():
 
 @given(snowflakes, percentages, st.datetimes(min_value=datetime(2020, 1, 1), max_value=datetime(2035, 1, 1)))
 def test_daily_rotation__follows_guide_formula(channel, pct, when):
-    when = when.replace(tzinfo=timezone.utc)
+    when = when.replace(tzinfo=UTC)
     day = when.timetuple().tm_yday
     expected_in = (contract_bucket(channel) + day) % 100 < pct
     variant, _ = decide(rule(pct, strategy=assignment.DAILY_ROTATION), channel, when)
@@ -156,5 +156,5 @@ def test_rule_from_config__round_trip():
         }
     )
     assert r.percentage == 20 and r.revision == 7
-    assert r.overrides["42"].expires_at == datetime(2099, 1, 1, tzinfo=timezone.utc)
+    assert r.overrides["42"].expires_at == datetime(2099, 1, 1, tzinfo=UTC)
     assert decide(r, "42", NOW) == ("v2_full", assignment.REASON_OVERRIDE)

@@ -11,9 +11,8 @@ from django.db import connection
 from django.utils import timezone
 
 from rollout import services
-from rollout.models import AuditEntry, ChecklistTick, ConfigState, Rollout
 from rollout.checklist import ITEM_KEYS
-from tests.conftest import SYSTEM
+from rollout.models import AuditEntry, ChecklistTick, ConfigState, Rollout
 
 ALICE = services.Actor("alice")
 DAVE = services.Actor("dave")
