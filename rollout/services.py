@@ -130,8 +130,10 @@ def _audit(
     reason: str,
     before: dict,
     after: dict,
+    at: datetime | None = None,
 ) -> AuditEntry:
     return AuditEntry.objects.create(
+        created_at=at or timezone.now(),
         rollout=rollout,
         action=action,
         actor=actor.name,
@@ -325,7 +327,10 @@ def move_to_phase(
     _bump(locked)
     locked.save()
     full_reason = reason if not problems else f"{reason} [gate override: {override}; {' '.join(problems)}]"
-    _audit(locked, AuditEntry.Action.PHASE_CHANGE, actor, full_reason, before, snapshot(locked))
+    # a back-dated move (the simulator's demo) is recorded at the time it stands for
+    _audit(
+        locked, AuditEntry.Action.PHASE_CHANGE, actor, full_reason, before, snapshot(locked), at=now
+    )
     return locked
 
 

@@ -179,3 +179,9 @@ def test_concurrent_writes__without_revision__serialised_none_lost():
     revisions = sorted(AuditEntry.objects.values_list("revision", flat=True))
     assert len(set(revisions)) == 5  # each write got its own revision
     assert rollout.revision == revisions[-1] == ConfigState.objects.get().revision
+
+
+def test_move_to_phase__back_dated__audit_row_at_that_time(rollout):
+    when = timezone.now() - timedelta(days=3)
+    services.move_to_phase(rollout, phase=1, actor=ALICE, reason="alpha (replayed)", now=when)
+    assert AuditEntry.objects.get(action="phase.change").created_at == when
