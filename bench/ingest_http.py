@@ -150,12 +150,14 @@ def client(path: str, token: str, seconds: float, tag: str, out: mp.Queue) -> No
     batches = [make_batch(rng, tag, n) for n in range(8)]  # prepared before the clock starts
     conn = http.client.HTTPConnection("127.0.0.1", PORT, timeout=120)
     headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
-    latencies, accepted, errors, n = [], 0, 0, 0
+    latencies, accepted, duplicates, errors, n = [], 0, 0, 0, 0
     end = time.perf_counter() + seconds
     while time.perf_counter() < end:
         body = batches[n % len(batches)]
-        if n >= len(batches):  # fresh ids, so every batch is new events rather than duplicates
-            body = body.replace(f'"{tag}-'.encode(), f'"{tag}x{n}-'.encode())
+        if n >= len(batches):
+            # fresh event ids *and* message ids (replies, reactions' targets, follow-ups'
+            # reply_to, conversations), so every batch is new events rather than duplicates
+            body = body.replace(f"{tag}-".encode(), f"{tag}x{n}-".encode())
         n += 1
         start = time.perf_counter()
         conn.request("POST", path, body=body, headers=headers)
@@ -165,8 +167,10 @@ def client(path: str, token: str, seconds: float, tag: str, out: mp.Queue) -> No
         if response.status != 200:
             errors += 1
         else:
-            accepted += json.loads(data)["accepted"]
-    out.put((latencies, accepted, errors))
+            answer = json.loads(data)
+            accepted += answer["accepted"]
+            duplicates += answer["duplicates"] + len(answer["rejected"])
+    out.put((latencies, accepted, duplicates, errors))
 
 
 def load(path: str, token: str, seconds: float, clients: int, phase: str) -> dict:
@@ -177,13 +181,14 @@ def load(path: str, token: str, seconds: float, clients: int, phase: str) -> dic
     results = [queue.get() for _ in procs]
     for p in procs:
         p.join()
-    latencies = sorted(x for lat, _, _ in results for x in lat)
-    accepted = sum(a for _, a, _ in results)
+    latencies = sorted(x for lat, _, _, _ in results for x in lat)
+    accepted = sum(a for _, a, _, _ in results)
     q = statistics.quantiles(latencies, n=100) if len(latencies) > 1 else [latencies[0]] * 99
     return {
         "batches": len(latencies),
         "accepted": accepted,
-        "errors": sum(e for _, _, e in results),
+        "errors": sum(e for _, _, _, e in results),
+        "not_new": sum(d for _, _, d, _ in results),
         "events_per_s": accepted / seconds,
         "p50_ms": q[49] * 1000,
         "p99_ms": q[98] * 1000,
@@ -236,9 +241,10 @@ def main() -> None:
 
     print(f"event ingest over HTTP: gunicorn 2 gthread workers x 2 threads, {args.clients} keep-alive "
           f"clients, {BATCH}-event batches, {args.seconds:.0f} s each, {os.cpu_count()}-core machine")
-    print(f"{'path':<24} {'events/s':>9} {'batches':>8} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7}")
+    print(f"{'path':<24} {'events/s':>9} {'batches':>8} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7} {'not new':>8}")
     for name, r in (("/api/v1/events", fast), ("naive INSERT per event", naive)):
-        print(f"{name:<24} {r['events_per_s']:>9.0f} {r['batches']:>8} {r['p50_ms']:>8.1f} {r['p99_ms']:>8.1f} {r['errors']:>7}")
+        print(f"{name:<24} {r['events_per_s']:>9.0f} {r['batches']:>8} {r['p50_ms']:>8.1f} {r['p99_ms']:>8.1f} "
+              f"{r['errors']:>7} {r['not_new']:>8}")
     print(f"/api/v1/events = {fast['events_per_s'] / naive['events_per_s']:.1f}x the naive baseline's events/s; "
           f"p99 batch latency {fast['p99_ms'] / naive['p99_ms']:.2f}x; rows stored: {rows}")
 

@@ -159,7 +159,7 @@ def bot(token: str, seconds: float, out: mp.Queue) -> None:
     while time.perf_counter() < end:
         body = batches[n % len(batches)]
         if n >= len(batches):
-            body = body.replace(b'"lo-', f'"lo{n}-'.encode())
+            body = body.replace(b"lo-", f"lo{n}-".encode())  # new event and message ids
         n += 1
         status, _, _, dt = http_.call("POST", "/api/v1/events", body)
         calls.append(("POST events (1000)", status, dt))

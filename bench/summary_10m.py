@@ -27,7 +27,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-DB = "selcontrol_bench_metrics"
+DB = "selcontrol_bench_summary"
 DAYS = 60
 
 

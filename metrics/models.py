@@ -21,13 +21,13 @@ TEXT_LIMIT = 8000  # user_text, response_text and followup text are truncated at
 class ResponseEvent(models.Model):
     """One bot reply (event type ``response``)."""
 
-    event_id = models.CharField(max_length=64, unique=True)
+    event_id = models.CharField(max_length=64)
     ts = models.DateTimeField()
     hour = models.DateTimeField(help_text="ts truncated to the hour (UTC): the rollup bucket")
     rollout_key = models.CharField(max_length=64)
     variant = models.CharField(max_length=64)
     channel_id = models.CharField(max_length=64)
-    message_id = models.CharField(max_length=64, unique=True)
+    message_id = models.CharField(max_length=64)
     conversation_id = models.CharField(max_length=64, blank=True, default="")
     model = models.CharField(max_length=128)
     input_tokens = models.BigIntegerField()
@@ -44,9 +44,15 @@ class ResponseEvent(models.Model):
     received_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
+        # Every index costs each ingested reply an index insert, so there are only these: the
+        # two unique keys (as constraints: a unique=True CharField would also get a LIKE index
+        # on PostgreSQL) and one range index that serves rollup buckets (an hour is a ts range),
+        # summaries' edge hours, known channels, traffic by channel and review sampling.
+        constraints = [
+            models.UniqueConstraint(fields=["event_id"], name="resp_event_id_unique"),
+            models.UniqueConstraint(fields=["message_id"], name="resp_message_id_unique"),
+        ]
         indexes = [
-            models.Index(fields=["rollout_key", "hour"], name="resp_bucket"),
-            # known_channels / traffic_by_channel / review sampling: a range of one rollout
             models.Index(
                 fields=["rollout_key", "ts"], include=["channel_id"], name="resp_rollout_ts"
             ),
@@ -68,7 +74,7 @@ class ReactionEvent(models.Model):
         ADD = "add"
         REMOVE = "remove"
 
-    event_id = models.CharField(max_length=64, unique=True)
+    event_id = models.CharField(max_length=64)
     ts = models.DateTimeField()
     channel_id = models.CharField(max_length=64)
     message_id = models.CharField(max_length=64, help_text="The bot reply reacted to")
@@ -80,6 +86,7 @@ class ReactionEvent(models.Model):
     received_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
+        constraints = [models.UniqueConstraint(fields=["event_id"], name="reaction_event_id_unique")]
         indexes = [
             models.Index(fields=["message_id"], name="reaction_message"),
             models.Index(
@@ -101,7 +108,7 @@ class FollowupEvent(models.Model):
         PATTERN = "pattern", "Matched a correction pattern"
         NONE = "none", "Not a correction"
 
-    event_id = models.CharField(max_length=64, unique=True)
+    event_id = models.CharField(max_length=64)
     ts = models.DateTimeField()
     channel_id = models.CharField(max_length=64)
     message_id = models.CharField(max_length=64)
@@ -113,6 +120,7 @@ class FollowupEvent(models.Model):
     received_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
+        constraints = [models.UniqueConstraint(fields=["event_id"], name="followup_event_id_unique")]
         indexes = [
             models.Index(fields=["reply_to"], name="followup_reply_to"),
             models.Index(

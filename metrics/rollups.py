@@ -135,6 +135,18 @@ def figures_of_rollup(row: HourlyRollup) -> dict[str, Any]:
     return figures
 
 
+def _range_of(hour: datetime, ts_from: datetime | None, ts_to: datetime | None) -> tuple[datetime, datetime]:
+    """The ts range [lo, hi) of a bucket, optionally narrowed to [ts_from, ts_to). Raw replies
+    are always selected by ts range (the (rollout_key, ts) index): an hour is a ts range."""
+    lo = hour_of(hour)
+    hi = lo + HOUR
+    if ts_from is not None and ts_from > lo:
+        lo = ts_from
+    if ts_to is not None and ts_to < hi:
+        hi = ts_to
+    return lo, hi
+
+
 def aggregate(
     rollout_key: str,
     hour: datetime,
@@ -143,12 +155,82 @@ def aggregate(
 ) -> dict[str, dict[str, Any]]:
     """The exact figures per variant of one bucket, from raw rows; optionally only the replies
     with ``ts_from <= ts < ts_to`` (for partial hours at the edges of a range)."""
-    replies = ResponseEvent.objects.filter(rollout_key=rollout_key, hour=hour_of(hour))
-    if ts_from is not None:
-        replies = replies.filter(ts__gte=ts_from)
-    if ts_to is not None:
-        replies = replies.filter(ts__lt=ts_to)
+    lo, hi = _range_of(hour, ts_from, ts_to)
+    if lo >= hi:
+        return {}
+    if is_postgres():
+        return _aggregate_pg(rollout_key, lo, hi)
+    return _aggregate_portable(rollout_key, lo, hi)
 
+
+# One statement, one pass over the range's replies (materialised once): their figures grouped by
+# (variant, latency bucket, error code), which Python folds into totals, the histogram and the
+# error counts; then the reactions (the latest event per reply, user and emoji; counted when it
+# is an add, a remove at the same instant winning) and the follow-ups of those replies.
+_AGGREGATE_SQL = """
+WITH r AS MATERIALIZED (
+  SELECT message_id, variant, latency_bucket, error, input_tokens, output_tokens, cached_tokens,
+         cost_usd, unpriced, cache_hit, latency_ms
+  FROM metrics_responseevent
+  WHERE rollout_key = %(key)s AND ts >= %(lo)s AND ts < %(hi)s
+)
+SELECT 'r', variant, latency_bucket::int, error, count(*), count(*) FILTER (WHERE unpriced),
+       count(*) FILTER (WHERE cache_hit), count(cache_hit), sum(input_tokens)::bigint,
+       sum(output_tokens)::bigint, sum(cached_tokens)::bigint, sum(cost_usd), sum(latency_ms)
+FROM r GROUP BY variant, latency_bucket, error
+UNION ALL
+SELECT 'x', variant, sentiment::int, NULL, count(*), 0, 0, 0, 0, 0, 0, 0, 0
+FROM (
+  SELECT DISTINCT ON (x.message_id, x.user_id, x.emoji) r.variant, x.action, x.sentiment
+  FROM metrics_reactionevent x JOIN r ON r.message_id = x.message_id
+  ORDER BY x.message_id, x.user_id, x.emoji, x.ts DESC, (x.action = 'remove') DESC, x.id DESC
+) AS latest
+WHERE action = 'add' GROUP BY variant, sentiment
+UNION ALL
+SELECT 'f', r.variant, NULL, NULL, count(*), count(*) FILTER (WHERE f.is_correction), 0, 0, 0, 0, 0, 0, 0
+FROM metrics_followupevent f JOIN r ON r.message_id = f.reply_to GROUP BY r.variant
+"""
+_SENTIMENT_FIELD = {1: "reactions_positive", -1: "reactions_negative"}
+
+
+def _aggregate_pg(rollout_key: str, lo: datetime, hi: datetime) -> dict[str, dict[str, Any]]:
+    with connection.cursor() as cursor:
+        cursor.execute(_AGGREGATE_SQL, {"key": rollout_key, "lo": lo, "hi": hi})
+        rows = cursor.fetchall()
+    result: dict[str, dict[str, Any]] = {}
+    for kind, variant, key, error, n, a, hits, known, n_in, n_out, n_cached, cost, latency in rows:
+        if kind == "r":
+            f = result.get(variant)
+            if f is None:
+                f = result[variant] = empty_figures()
+            f["responses"] += n
+            f["unpriced"] += a
+            f["cache_hits"] += hits
+            f["cache_known"] += known
+            f["input_tokens"] += n_in
+            f["output_tokens"] += n_out
+            f["cached_tokens"] += n_cached
+            f["cost_usd"] += Decimal(cost)
+            f["latency_sum"] += latency
+            hist = f["latency_hist"]
+            hist[key] = hist.get(key, 0) + n
+            if error is not None:
+                f["errors"] += n
+                f["errors_by_code"][error] = f["errors_by_code"].get(error, 0) + n
+    for kind, variant, key, _error, n, a, *_ in rows:
+        if kind == "r" or variant not in result:
+            continue
+        if kind == "x":
+            result[variant][_SENTIMENT_FIELD.get(key, "reactions_neutral")] += n
+        else:
+            result[variant]["followups"] = n
+            result[variant]["corrections"] = a
+    return result
+
+
+def _aggregate_portable(rollout_key: str, lo: datetime, hi: datetime) -> dict[str, dict[str, Any]]:
+    """The same as _aggregate_pg with the ORM and Python (SQLite has no DISTINCT ON)."""
+    replies = ResponseEvent.objects.filter(rollout_key=rollout_key, ts__gte=lo, ts__lt=hi)
     result: dict[str, dict[str, Any]] = {}
     for row in replies.values("variant").annotate(
         n=Count("id"),
@@ -185,58 +267,12 @@ def aggregate(
         replies.filter(error__isnull=False).values("variant", "error").annotate(n=Count("id"))
     ):
         result[row["variant"]]["errors_by_code"][row["error"]] = row["n"]
-
-    if is_postgres():
-        _feedback_pg(result, rollout_key, hour_of(hour), ts_from, ts_to)
-    else:
-        _feedback_portable(result, replies)
+    _feedback_portable(result, replies)
     return result
 
 
-_FEEDBACK_REPLIES = """
-    SELECT message_id, variant FROM metrics_responseevent
-    WHERE rollout_key = %(key)s AND hour = %(hour)s
-      AND (%(ts_from)s::timestamptz IS NULL OR ts >= %(ts_from)s)
-      AND (%(ts_to)s::timestamptz IS NULL OR ts < %(ts_to)s)
-"""
-
-
-def _feedback_pg(result, rollout_key: str, hour: datetime, ts_from, ts_to) -> None:
-    """Reactions (the latest event per reply, user and emoji; counted when it is an add) and
-    follow-ups of the bucket's replies, joined and counted in SQL."""
-    params = {"key": rollout_key, "hour": hour, "ts_from": ts_from, "ts_to": ts_to}
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"""
-            WITH r AS ({_FEEDBACK_REPLIES})
-            SELECT variant, sentiment, count(*) FROM (
-              SELECT DISTINCT ON (x.message_id, x.user_id, x.emoji) r.variant, x.action, x.sentiment
-              FROM metrics_reactionevent x JOIN r ON r.message_id = x.message_id
-              ORDER BY x.message_id, x.user_id, x.emoji, x.ts DESC, (x.action = 'remove') DESC, x.id DESC
-            ) AS latest WHERE action = 'add' GROUP BY variant, sentiment
-            """,
-            params,
-        )
-        for variant, sentiment, n in cursor.fetchall():
-            if variant in result:
-                name = {1: "reactions_positive", -1: "reactions_negative"}.get(sentiment, "reactions_neutral")
-                result[variant][name] += n
-        cursor.execute(
-            f"""
-            WITH r AS ({_FEEDBACK_REPLIES})
-            SELECT r.variant, count(*), count(*) FILTER (WHERE f.is_correction)
-            FROM metrics_followupevent f JOIN r ON r.message_id = f.reply_to GROUP BY r.variant
-            """,
-            params,
-        )
-        for variant, n, corrections in cursor.fetchall():
-            if variant in result:
-                result[variant]["followups"] = n
-                result[variant]["corrections"] = corrections
-
-
 def _feedback_portable(result, replies) -> None:
-    """The same as _feedback_pg with the ORM and Python (SQLite has no DISTINCT ON)."""
+    """The reactions and follow-ups part of _AGGREGATE_SQL, with the ORM and Python."""
     reply_variant = Subquery(
         ResponseEvent.objects.filter(message_id=OuterRef("message_id")).values("variant")[:1]
     )
@@ -322,7 +358,7 @@ def recompute_hour(rollout_key: str, hour: datetime, *, only_if_dirty: bool = Fa
 def _update_conversations(rollout_key: str, hour: datetime) -> None:
     """Recompute the conversations that have a reply in this bucket (engagement figures)."""
     ids = list(
-        ResponseEvent.objects.filter(rollout_key=rollout_key, hour=hour)
+        ResponseEvent.objects.filter(rollout_key=rollout_key, ts__gte=hour, ts__lt=hour + HOUR)
         .exclude(conversation_id="")
         .values_list("conversation_id", flat=True)
         .distinct()

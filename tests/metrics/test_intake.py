@@ -254,3 +254,34 @@ def test_totals__clean_hour_cut_anywhere__same_as_raw(start, end):
     with_rollups = rollups.totals_by_variant("prompts_v2", since, until)
     raw = rollups.aggregate("prompts_v2", T0, since, until)
     assert with_rollups == raw
+
+
+@pytest.mark.parametrize(("start", "end"), [(0, 60), (7, 60), (0, 31), (12, 48)])
+def test_aggregate__one_statement_sql__same_as_the_orm_path(start, end):
+    """PostgreSQL aggregates an hour in one SQL statement; the ORM path (SQLite's) must agree
+    on every figure, for whole and partial hours alike."""
+    from metrics.rollups import _aggregate_pg, _aggregate_portable
+
+    events = [
+        response(f"a{i}", ts=T0 + timedelta(minutes=i, seconds=7), variant="v2_full" if i % 3 else "v1",
+                 latency_ms=40.0 * (i + 1), error=("timeout", "rate_limited", None, None)[i % 4],
+                 cached_tokens=i % 50, cache_hit=(True, False, None)[i % 3],
+                 model="unknown/model" if i % 11 == 0 else "anthropic/claude-3.5-sonnet")
+        for i in range(60)
+    ]
+    feedback = []
+    for i, e in enumerate(events[::2]):
+        feedback.append(reaction(e["message_id"], ("👍", "👎", "🤔")[i % 3], user_id=f"u{i % 4}"))
+        if i % 5 == 0:  # taken back later
+            feedback.append(reaction(e["message_id"], ("👍", "👎", "🤔")[i % 3], "remove", user_id=f"u{i % 4}",
+                                     ts=T0 + timedelta(hours=2)))
+        if i % 3 == 0:
+            feedback.append(followup(e["message_id"], "actually, no" if i % 2 else "thanks"))
+    record_events(events + feedback)
+    lo, hi = T0 + timedelta(minutes=start), T0 + timedelta(minutes=end)
+    sql = _aggregate_pg("prompts_v2", lo, hi)
+    orm = _aggregate_portable("prompts_v2", lo, hi)
+    assert sql == orm
+    assert set(sql) == {"v1", "v2_full"}
+    assert sum(f["responses"] for f in sql.values()) == end - start
+    assert all(f["reactions_positive"] + f["reactions_negative"] + f["reactions_neutral"] for f in sql.values())
