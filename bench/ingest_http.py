@@ -93,14 +93,17 @@ def make_app():
                 rejected.append({"index": index, "error": str(exc)})
                 continue
             if event.type == "response":
-                model, row = ResponseEvent, intake._response_row(event, ref, datetime.now(UTC))
+                model, columns = ResponseEvent, intake.RESPONSE_COLUMNS
+                row = intake._response_row(event, ref, datetime.now(UTC))
             elif event.type == "reaction":
-                model, row = ReactionEvent, intake._reaction_row(event, ref, {}, datetime.now(UTC))
+                model, columns = ReactionEvent, intake.REACTION_COLUMNS
+                row = intake._reaction_row(event, ref, datetime.now(UTC))
             else:
-                model, row = FollowupEvent, intake._followup_row(event, ref, {}, datetime.now(UTC))
+                model, columns = FollowupEvent, intake.FOLLOWUP_COLUMNS
+                row = intake._followup_row(event, ref, datetime.now(UTC))
             try:
                 with transaction.atomic():
-                    model.objects.create(**row)
+                    model.objects.create(**dict(zip(columns, row, strict=True)))
                 accepted += 1
             except IntegrityError:
                 duplicates += 1

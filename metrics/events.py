@@ -31,7 +31,7 @@ class Invalid(Exception):
     """One sentence naming the field."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: a frozen dataclass's __init__ costs ~1 us more per event
 class Event:
     id: str
     type: str
@@ -45,8 +45,14 @@ def _show(value: Any) -> str:
     return text if len(text) <= 40 else text[:37] + "..."
 
 
+_MISSING = object()
+
+
 def _string(data: dict, name: str, *, required: bool = True, max_len: int = MAX_ID,
             nullable: bool = False) -> str | None:
+    value = data.get(name, _MISSING)
+    if type(value) is str and 0 < len(value) <= max_len and "\x00" not in value:
+        return value  # the usual case, checked first (ingest validates ~8 strings per event)
     if name not in data or (data[name] is None and nullable):
         if required and name not in data:
             raise Invalid(f"{name} is required.")
@@ -71,10 +77,15 @@ def _text(data: dict, name: str) -> str:
         return ""
     if not isinstance(value, str):
         raise Invalid(f"{name} must be a string or null; got {type(value).__name__}.")
-    return value.replace("\x00", "")[:TEXT_LIMIT]
+    if "\x00" in value:
+        value = value.replace("\x00", "")
+    return value if len(value) <= TEXT_LIMIT else value[:TEXT_LIMIT]
 
 
 def _integer(data: dict, name: str, *, required: bool = True) -> int | None:
+    value = data.get(name)
+    if type(value) is int and 0 <= value <= MAX_TOKENS:
+        return value  # the usual case
     if name not in data or data[name] is None:
         if required:
             raise Invalid(f"{name} is required (an integer >= 0).")

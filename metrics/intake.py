@@ -16,6 +16,7 @@ and a rollup run is scheduled after the commit (metrics.tasks).
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -66,37 +67,13 @@ def record_events(
 
     ref = reference.current()
     received = timezone.now()
-    response_rows = [_response_row(e, ref, received) for e in sorted(valid["response"], key=lambda e: e.id)]
-    reaction_events = sorted(valid["reaction"], key=lambda e: e.id)
-    followup_events = sorted(valid["followup"], key=lambda e: e.id)
+    responses = [_response_row(e, ref, received) for e in sorted(valid["response"], key=_event_id)]
+    reactions = [_reaction_row(e, ref, received) for e in sorted(valid["reaction"], key=_event_id)]
+    followups = [_followup_row(e, ref, received) for e in sorted(valid["followup"], key=_event_id)]
 
-    postgres = rollups.is_postgres()
     with transaction.atomic():
-        inserted_replies = (_insert_pg if postgres else _insert_portable)(
-            ResponseEvent, response_rows, ("rollout_key", "hour", "message_id")
-        )
-        new_message_ids = [row[2] for row in inserted_replies]
-        if new_message_ids:
-            _attribute_waiting(new_message_ids, postgres)
-
-        targets = {e.fields["message_id"] for e in reaction_events} | {
-            e.fields["reply_to"] for e in followup_events
-        }
-        replies = _find_replies(sorted(targets), postgres) if targets else {}
-
-        reaction_rows = [_reaction_row(e, ref, replies, received) for e in reaction_events]
-        followup_rows = [_followup_row(e, ref, replies, received) for e in followup_events]
-        inserted_reactions = (_insert_pg if postgres else _insert_portable)(
-            ReactionEvent, reaction_rows, ("message_id",)
-        )
-        inserted_followups = (_insert_pg if postgres else _insert_portable)(
-            FollowupEvent, followup_rows, ("reply_to",)
-        )
-
-        buckets = {(rk, hour) for rk, hour, _ in inserted_replies}
-        for (target,) in [*inserted_reactions, *inserted_followups]:
-            if target in replies:
-                buckets.add(replies[target])
+        store = _store_pg if rollups.is_postgres() else _store_portable
+        result.accepted, buckets = store(responses, reactions, followups)
         rollups.lock_buckets_shared(buckets)
         rollups.mark_dirty(buckets)
         if buckets and schedule:
@@ -104,75 +81,66 @@ def record_events(
 
             transaction.on_commit(schedule_rollups, robust=True)
 
-    result.accepted = len(inserted_replies) + len(inserted_reactions) + len(inserted_followups)
     result.duplicates += total - result.accepted
     return result
 
 
-def _response_row(event: Event, ref: reference.Reference, received: datetime) -> dict[str, Any]:
+def _event_id(event: Event) -> str:
+    return event.id
+
+
+# Rows are tuples in these column orders (built once, written to COPY as they are).
+RESPONSE_COLUMNS = (
+    "event_id", "ts", "hour", "rollout_key", "variant", "channel_id", "message_id",
+    "conversation_id", "model", "input_tokens", "output_tokens", "cached_tokens", "cache_hit",
+    "latency_ms", "latency_bucket", "error", "cost_usd", "unpriced", "user_text",
+    "response_text", "received_at",
+)  # fmt: skip
+REACTION_COLUMNS = (
+    "event_id", "ts", "channel_id", "message_id", "user_id", "emoji", "action", "sentiment",
+    "received_at",
+)  # fmt: skip
+FOLLOWUP_COLUMNS = (
+    "event_id", "ts", "channel_id", "message_id", "reply_to", "text", "is_correction",
+    "correction_source", "received_at",
+)  # fmt: skip
+
+
+def _response_row(event: Event, ref: reference.Reference, received: datetime) -> tuple:
     f = event.fields
-    cost, priced = ref.cost(f["model"], event.ts, f["input_tokens"], f["output_tokens"], f["cached_tokens"])
-    return {
-        "event_id": event.id,
-        "ts": event.ts,
-        "hour": rollups.hour_of(event.ts),
-        "rollout_key": f["rollout_key"],
-        "variant": f["variant"],
-        "channel_id": event.channel_id,
-        "message_id": f["message_id"],
-        "conversation_id": f["conversation_id"],
-        "model": f["model"],
-        "input_tokens": f["input_tokens"],
-        "output_tokens": f["output_tokens"],
-        "cached_tokens": f["cached_tokens"],
-        "cache_hit": f["cache_hit"],
-        "latency_ms": f["latency_ms"],
-        "latency_bucket": histogram.bucket_of(f["latency_ms"]),
-        "error": f["error"],
-        "cost_usd": cost,
-        "unpriced": not priced,
-        "user_text": f["user_text"],
-        "response_text": f["response_text"],
-        "received_at": received,
-    }
+    ts = event.ts
+    cost, priced = ref.cost(f["model"], ts, f["input_tokens"], f["output_tokens"], f["cached_tokens"])
+    return (
+        event.id, ts, ts.replace(minute=0, second=0, microsecond=0), f["rollout_key"],
+        f["variant"], event.channel_id, f["message_id"], f["conversation_id"], f["model"],
+        f["input_tokens"], f["output_tokens"], f["cached_tokens"], f["cache_hit"],
+        f["latency_ms"], histogram.bucket_of(f["latency_ms"]), f["error"], cost, not priced,
+        f["user_text"], f["response_text"], received,
+    )  # fmt: skip
 
 
-def _reaction_row(event: Event, ref, replies, received) -> dict[str, Any]:
+def _reaction_row(event: Event, ref: reference.Reference, received: datetime) -> tuple:
     f = event.fields
-    return {
-        "event_id": event.id,
-        "ts": event.ts,
-        "channel_id": event.channel_id,
-        "message_id": f["message_id"],
-        "user_id": f["user_id"],
-        "emoji": f["emoji"],
-        "action": f["action"],
-        "sentiment": ref.sentiment_of(f["emoji"]),
-        "attributed": f["message_id"] in replies,
-        "received_at": received,
-    }
+    return (
+        event.id, event.ts, event.channel_id, f["message_id"], f["user_id"], f["emoji"],
+        f["action"], ref.sentiment_of(f["emoji"]), received,
+    )  # fmt: skip
 
 
-def _followup_row(event: Event, ref, replies, received) -> dict[str, Any]:
+def _followup_row(event: Event, ref: reference.Reference, received: datetime) -> tuple:
     f = event.fields
     if f["is_correction"] is not None:
         is_correction, source = f["is_correction"], FollowupEvent.Source.CLIENT
     else:
         is_correction = ref.is_correction(f["text"])
         source = FollowupEvent.Source.PATTERN if is_correction else FollowupEvent.Source.NONE
-    return {
-        "event_id": event.id,
-        "ts": event.ts,
-        "channel_id": event.channel_id,
-        "message_id": f["message_id"],
-        "reply_to": f["reply_to"],
-        "text": f["text"],
-        "is_correction": is_correction,
-        "correction_source": str(source),
-        "attributed": f["reply_to"] in replies,
-        "received_at": received,
-    }
+    return (
+        event.id, event.ts, event.channel_id, f["message_id"], f["reply_to"], f["text"],
+        is_correction, str(source), received,
+    )  # fmt: skip
 
+
+# --- PostgreSQL: COPY into a staging table, then one statement per event type ------------------
 
 _PG_TYPES = {
     "CharField": "text",
@@ -186,36 +154,104 @@ _PG_TYPES = {
     "DecimalField": "numeric",
 }
 
+# The staged rows are taken out of the staging table (DELETE ... RETURNING, so it is empty again
+# for a caller whose transaction goes on) and inserted in event-id order: racing batches take
+# their row locks in one order and cannot deadlock. ON CONFLICT DO NOTHING makes any unique key
+# (the event id; a reply's message id) a duplicate. In the same statement, a new reply attributes
+# the reactions and follow-ups that were waiting for it; a new reaction or follow-up is
+# attributed when its reply is stored, and the statement returns the (rollout, hour) buckets it
+# touched, with how many rows it inserted for each (NULL bucket: still waiting).
+_INSERT_RESPONSES = """
+WITH staged AS (DELETE FROM {staging} RETURNING {columns}),
+new AS (
+  INSERT INTO metrics_responseevent ({columns}) SELECT {columns} FROM staged ORDER BY event_id
+  ON CONFLICT DO NOTHING RETURNING event_id, message_id
+),
+reactions AS (
+  UPDATE metrics_reactionevent x SET attributed = true FROM new
+  WHERE x.message_id = new.message_id AND NOT x.attributed
+),
+followups AS (
+  UPDATE metrics_followupevent f SET attributed = true FROM new
+  WHERE f.reply_to = new.message_id AND NOT f.attributed
+)
+SELECT event_id FROM new
+"""
+_INSERT_FEEDBACK = """
+WITH staged AS (DELETE FROM {staging} RETURNING {columns}),
+joined AS (
+  SELECT staged.*, r.rollout_key AS reply_rollout, r.hour AS reply_hour
+  FROM staged LEFT JOIN metrics_responseevent r ON r.message_id = staged.{target}
+),
+new AS (
+  INSERT INTO {table} ({columns}, attributed)
+  SELECT {columns}, reply_rollout IS NOT NULL FROM joined ORDER BY event_id
+  ON CONFLICT DO NOTHING RETURNING event_id
+)
+SELECT reply_rollout, extract(epoch FROM reply_hour)::bigint, count(*)
+FROM new JOIN joined USING (event_id) GROUP BY 1, 2
+"""
 
-def _insert_pg(model, rows: list[dict[str, Any]], returning: tuple[str, ...]) -> list[tuple]:
-    """The rows that were new, via COPY (binary) into a session temp table emptied at commit,
-    then ``INSERT ... SELECT ... ORDER BY event_id ON CONFLICT DO NOTHING RETURNING``. Any
-    unique constraint (the event id; a response's message id) makes a row a duplicate; the
-    ORDER BY makes racing batches take their row locks in one order (no deadlock)."""
-    if not rows:
-        return []
-    columns = list(rows[0])
-    fields = {f.attname: f for f in model._meta.concrete_fields}
-    types = [_PG_TYPES[fields[c].get_internal_type()] for c in columns]
+# Raw connections whose session has the staging tables (created in a committed transaction).
+_staged_tables: weakref.WeakKeyDictionary[Any, set[str]] = weakref.WeakKeyDictionary()
+
+
+def _store_pg(responses: list[tuple], reactions: list[tuple], followups: list[tuple]):
+    """(rows inserted, buckets touched), in the caller's transaction."""
+    accepted = 0
+    buckets: set[tuple[str, datetime]] = set()
+    with _raw_cursor() as cursor:
+        if responses:
+            staging = _stage(cursor, ResponseEvent, RESPONSE_COLUMNS, responses)
+            columns = ", ".join(RESPONSE_COLUMNS)
+            cursor.execute(_INSERT_RESPONSES.format(staging=staging, columns=columns))
+            new = cursor.fetchall()
+            if new:
+                bucket_of = {row[0]: (row[3], row[2]) for row in responses}
+                buckets.update(bucket_of[event_id] for (event_id,) in new)
+            accepted += len(new)
+        for model, column_names, rows, target in (
+            (ReactionEvent, REACTION_COLUMNS, reactions, "message_id"),
+            (FollowupEvent, FOLLOWUP_COLUMNS, followups, "reply_to"),
+        ):
+            if not rows:
+                continue
+            staging = _stage(cursor, model, column_names, rows)
+            cursor.execute(
+                _INSERT_FEEDBACK.format(
+                    staging=staging,
+                    table=model._meta.db_table,
+                    columns=", ".join(column_names),
+                    target=target,
+                )
+            )
+            for rollout_key, epoch, n in cursor.fetchall():
+                accepted += n
+                if rollout_key is not None:
+                    buckets.add((rollout_key, datetime.fromtimestamp(epoch, UTC)))
+    return accepted, buckets
+
+
+def _stage(cursor, model, column_names: tuple[str, ...], rows: list[tuple]) -> str:
+    """COPY (binary) the rows into the session's staging table for model; its name."""
     table = model._meta.db_table
     staging = f"staging_{table}"
-    column_list = ", ".join(columns)
-    with _raw_cursor() as cursor:
+    columns = ", ".join(column_names)
+    raw = cursor.connection
+    if staging not in _staged_tables.get(raw, ()):
         cursor.execute(
             f"CREATE TEMP TABLE IF NOT EXISTS {staging} ON COMMIT DELETE ROWS "
-            f"AS SELECT {column_list} FROM {table} WITH NO DATA"
+            f"AS SELECT {columns} FROM {table} WITH NO DATA"
         )
-        with cursor.copy(f"COPY {staging} ({column_list}) FROM STDIN (FORMAT BINARY)") as copy:
-            copy.set_types(types)
-            for row in rows:
-                copy.write_row([row[c] for c in columns])
-        cursor.execute(
-            f"INSERT INTO {table} ({column_list}) SELECT {column_list} FROM {staging} "
-            f"ORDER BY event_id ON CONFLICT DO NOTHING RETURNING {', '.join(returning)}"
-        )
-        inserted = cursor.fetchall()
-        cursor.execute(f"DELETE FROM {staging}")  # for a caller whose transaction goes on
-    return inserted
+        # a temp table created in a transaction that rolls back is gone: remember it at commit
+        transaction.on_commit(lambda: _staged_tables.setdefault(raw, set()).add(staging))
+    fields = {f.attname: f for f in model._meta.concrete_fields}
+    types = [_PG_TYPES[fields[c].get_internal_type()] for c in column_names]
+    with cursor.copy(f"COPY {staging} ({columns}) FROM STDIN (FORMAT BINARY)") as copy:
+        copy.set_types(types)
+        for row in rows:
+            copy.write_row(row)
+    return staging
 
 
 def _raw_cursor():
@@ -228,66 +264,63 @@ def _raw_cursor():
     return psycopg.Cursor(connection.connection)
 
 
-def _attribute_waiting(message_ids: list[str], postgres: bool) -> None:
-    """Reactions and follow-ups that were waiting for these replies are now attributed."""
-    if postgres:
-        with _raw_cursor() as cursor:
-            cursor.execute(
-                "UPDATE metrics_reactionevent SET attributed = true "
-                "WHERE message_id = ANY(%s::text[]) AND NOT attributed",
-                [message_ids],
-            )
-            cursor.execute(
-                "UPDATE metrics_followupevent SET attributed = true "
-                "WHERE reply_to = ANY(%s::text[]) AND NOT attributed",
-                [message_ids],
-            )
-        return
+# --- SQLite (the quick start): writers are serialised, so read-then-insert is race-free --------
+
+
+def _store_portable(responses: list[tuple], reactions: list[tuple], followups: list[tuple]):
+    """(rows inserted, buckets touched), in the caller's transaction."""
+    new_replies = _insert_portable(ResponseEvent, RESPONSE_COLUMNS, responses)
+    buckets = {(row[3], row[2]) for row in new_replies}
+    message_ids = [row[6] for row in new_replies]
     for start in range(0, len(message_ids), SQLITE_CHUNK):
         chunk = message_ids[start : start + SQLITE_CHUNK]
         ReactionEvent.objects.filter(message_id__in=chunk, attributed=False).update(attributed=True)
         FollowupEvent.objects.filter(reply_to__in=chunk, attributed=False).update(attributed=True)
 
-
-def _find_replies(message_ids: list[str], postgres: bool) -> dict[str, tuple[str, datetime]]:
-    """{message_id: (rollout_key, hour)} of the replies among message_ids that are stored."""
-    if postgres:
-        with _raw_cursor() as cursor:
-            cursor.execute(
-                "SELECT message_id, rollout_key, hour FROM metrics_responseevent "
-                "WHERE message_id = ANY(%s::text[])",
-                [message_ids],
-            )
-            return {m: (r, h) for m, r, h in cursor.fetchall()}
-    found: dict[str, tuple[str, datetime]] = {}
-    for start in range(0, len(message_ids), SQLITE_CHUNK):
+    targets = sorted({row[3] for row in reactions} | {row[4] for row in followups})
+    replies: dict[str, tuple[str, datetime]] = {}
+    for start in range(0, len(targets), SQLITE_CHUNK):
         for m, r, h in ResponseEvent.objects.filter(
-            message_id__in=message_ids[start : start + SQLITE_CHUNK]
+            message_id__in=targets[start : start + SQLITE_CHUNK]
         ).values_list("message_id", "rollout_key", "hour"):
-            found[m] = (r, h)
-    return found
+            replies[m] = (r, h)
+    accepted = len(new_replies)
+    for model, column_names, rows, target in (
+        (ReactionEvent, REACTION_COLUMNS, reactions, 3),
+        (FollowupEvent, FOLLOWUP_COLUMNS, followups, 4),
+    ):
+        rows = [(*row, row[target] in replies) for row in rows]
+        new = _insert_portable(model, (*column_names, "attributed"), rows)
+        accepted += len(new)
+        buckets.update(replies[row[target]] for row in new if row[target] in replies)
+    return accepted, buckets
 
 
-def _insert_portable(model, rows: list[dict[str, Any]], returning: tuple[str, ...]) -> list[tuple]:
-    """SQLite: writers are serialised (BEGIN IMMEDIATE), so reading the existing keys first and
-    inserting the rest inside one transaction is race-free."""
+def _insert_portable(model, column_names: tuple[str, ...], rows: list[tuple]) -> list[tuple]:
+    """The rows that were new: rows whose event id (or, for a reply, message id) is stored
+    already, or came earlier in the batch, are duplicates."""
     if not rows:
         return []
-    unique = ["event_id"] + (["message_id"] if model is ResponseEvent else [])
-    taken: dict[str, set[str]] = {name: set() for name in unique}
-    for name in unique:
-        values = [row[name] for row in rows]
+    unique = [column_names.index("event_id")]
+    if model is ResponseEvent:
+        unique.append(column_names.index("message_id"))
+    taken: dict[int, set[str]] = {i: set() for i in unique}
+    for i in unique:
+        name = column_names[i]
+        values = [row[i] for row in rows]
         for start in range(0, len(values), SQLITE_CHUNK):
-            taken[name].update(
+            taken[i].update(
                 model.objects.filter(**{f"{name}__in": values[start : start + SQLITE_CHUNK]})
                 .values_list(name, flat=True)
             )
     fresh = []
     for row in rows:
-        if any(row[name] in taken[name] for name in unique):
+        if any(row[i] in taken[i] for i in unique):
             continue
-        for name in unique:
-            taken[name].add(row[name])
+        for i in unique:
+            taken[i].add(row[i])
         fresh.append(row)
-    model.objects.bulk_create([model(**row) for row in fresh], batch_size=SQLITE_CHUNK)
-    return [tuple(row[name] for name in returning) for row in fresh]
+    model.objects.bulk_create(
+        [model(**dict(zip(column_names, row, strict=True))) for row in fresh], batch_size=SQLITE_CHUNK
+    )
+    return fresh

@@ -89,10 +89,11 @@ class ReactionEvent(models.Model):
         constraints = [models.UniqueConstraint(fields=["event_id"], name="reaction_event_id_unique")]
         indexes = [
             models.Index(fields=["message_id"], name="reaction_message"),
+            # the few waiting for their reply: looked up by each new reply at ingest
             models.Index(
-                fields=["received_at"],
+                fields=["message_id"],
                 condition=models.Q(attributed=False),
-                name="reaction_pending",
+                name="reaction_waiting",
             ),
         ]
 
@@ -124,9 +125,9 @@ class FollowupEvent(models.Model):
         indexes = [
             models.Index(fields=["reply_to"], name="followup_reply_to"),
             models.Index(
-                fields=["received_at"],
+                fields=["reply_to"],
                 condition=models.Q(attributed=False),
-                name="followup_pending",
+                name="followup_waiting",
             ),
         ]
 
