@@ -11,6 +11,7 @@ from django.utils import timezone
 
 from .models import (
     CorrectionPattern,
+    DailyRollup,
     DirtyHour,
     EmojiSentiment,
     FollowupEvent,
@@ -103,6 +104,14 @@ class HourlyRollupAdmin(ReadOnlyAdmin):
                     "reactions_positive", "reactions_negative", "corrections", "unpriced", "computed_at")
     list_filter = ("rollout_key", "variant")
     date_hierarchy = "hour"
+
+
+@admin.register(DailyRollup)
+class DailyRollupAdmin(ReadOnlyAdmin):
+    list_display = ("rollout_key", "variant", "day", "responses", "errors", "input_tokens", "cost_usd",
+                    "reactions_positive", "reactions_negative", "corrections", "unpriced", "computed_at")
+    list_filter = ("rollout_key", "variant")
+    date_hierarchy = "day"
 
 
 @admin.register(DirtyHour)

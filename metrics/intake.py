@@ -2,10 +2,13 @@
 
 Used by ``POST /api/v1/events`` and by ``manage.py simulate_traffic`` alike. Per event: a bad
 one is rejected with one sentence and does not sink the rest; an id already stored (per event
-type) is a duplicate and changes nothing, also when two retries of one batch race, because the
-insert is ``INSERT ... SELECT FROM unnest(...) ON CONFLICT DO NOTHING RETURNING`` on PostgreSQL
-(rows sorted by id, so racing batches lock in one order and cannot deadlock). SQLite, which the
-quick start uses, serialises writers and takes the portable path (read existing ids, then insert).
+type) is a duplicate and changes nothing, also when two retries of one batch race. On
+PostgreSQL each event type's rows are COPYed (binary) into a session staging table and moved
+into the real table by one statement, ``INSERT ... SELECT ... ORDER BY event_id ON CONFLICT DO
+NOTHING RETURNING`` (racing batches lock in one order and cannot deadlock), which also does the
+attribution and returns the buckets touched: three statements for a batch of any size. SQLite,
+which the quick start uses, serialises writers and takes the portable path (read existing ids,
+then insert).
 
 A response is priced at its ts (metrics.reference), its latency bucketed, its texts truncated.
 A reaction gets its sentiment and a follow-up its correction flag from the admin-editable maps.

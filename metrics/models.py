@@ -135,17 +135,16 @@ class FollowupEvent(models.Model):
         return f"followup {self.event_id} to {self.reply_to}"
 
 
-class HourlyRollup(models.Model):
-    """Exact figures of one rollout's variant over one UTC hour (by the replies' ts).
+class RollupFigures(models.Model):
+    """The exact figures of one rollout's variant over a bucket of time (by the replies' ts).
 
-    Reactions and follow-ups count in the hour of the reply they point to. ``latency_hist`` is a
-    sparse ``{bucket index: count}`` histogram over fixed log-spaced buckets (metrics.histogram),
-    so percentiles over any range of hours come from summing histograms.
+    Reactions and follow-ups count in the bucket of the reply they point to. ``latency_hist`` is
+    a sparse ``{bucket index: count}`` histogram over fixed log-spaced buckets (metrics.histogram),
+    so percentiles over any range of buckets come from summing histograms.
     """
 
     rollout_key = models.CharField(max_length=64)
     variant = models.CharField(max_length=64)
-    hour = models.DateTimeField()
     responses = models.BigIntegerField(default=0)
     errors = models.BigIntegerField(default=0)
     errors_by_code = models.JSONField(default=dict, blank=True)
@@ -166,6 +165,15 @@ class HourlyRollup(models.Model):
     computed_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
+        abstract = True
+
+
+class HourlyRollup(RollupFigures):
+    """One rollout's variant over one UTC hour: rebuilt from raw rows when the hour is dirty."""
+
+    hour = models.DateTimeField()
+
+    class Meta:
         ordering = ["rollout_key", "hour", "variant"]
         constraints = [
             models.UniqueConstraint(
@@ -175,6 +183,24 @@ class HourlyRollup(models.Model):
 
     def __str__(self) -> str:
         return f"{self.rollout_key}/{self.variant} {self.hour:%Y-%m-%d %H}:00"
+
+
+class DailyRollup(RollupFigures):
+    """One rollout's variant over one UTC day: the sum of that day's hourly rows, rebuilt in the
+    same transaction as any of them, so that long ranges sum ~30 rows a month, not ~720."""
+
+    day = models.DateTimeField(help_text="00:00 UTC of the day")
+
+    class Meta:
+        ordering = ["rollout_key", "day", "variant"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["rollout_key", "day", "variant"], name="daily_rollup_unique_bucket"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.rollout_key}/{self.variant} {self.day:%Y-%m-%d}"
 
 
 class DirtyHour(models.Model):

@@ -28,6 +28,7 @@ from django.utils import timezone
 from . import histogram
 from .models import (
     ConversationStat,
+    DailyRollup,
     DirtyHour,
     FollowupEvent,
     HourlyRollup,
@@ -38,6 +39,7 @@ from .models import (
 logger = logging.getLogger("selcontrol.metrics")
 
 HOUR = timedelta(hours=1)
+DAY = timedelta(days=1)
 PENDING_WINDOW = timedelta(days=30)  # unattributed reactions/follow-ups older than this are left
 COUNT_FIELDS = (
     "responses",
@@ -62,6 +64,10 @@ def is_postgres() -> bool:
 
 def hour_of(ts: datetime) -> datetime:
     return ts.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+
+
+def day_of(ts: datetime) -> datetime:
+    return ts.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
 
 
 def lock_key(rollout_key: str, hour: datetime) -> int:
@@ -351,8 +357,36 @@ def recompute_hour(rollout_key: str, hour: datetime, *, only_if_dirty: bool = Fa
         HourlyRollup.objects.filter(rollout_key=rollout_key, hour=hour).exclude(
             variant__in=list(figures)
         ).delete()
+        _recompute_day(rollout_key, day_of(hour))
         _update_conversations(rollout_key, hour)
     return True
+
+
+def _recompute_day(rollout_key: str, day: datetime) -> None:
+    """Rebuild a day's DailyRollup rows as the sum of its hourly rows, in the caller's
+    transaction. The day's own exclusive lock (taken after the hour's, never before it) orders
+    two workers recomputing hours of one day: the second sums after the first has committed."""
+    if is_postgres():
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [lock_key(f"{rollout_key}#day", day)])
+    totals: dict[str, dict[str, Any]] = defaultdict(empty_figures)
+    for row in HourlyRollup.objects.filter(rollout_key=rollout_key, hour__gte=day, hour__lt=day + DAY):
+        add_figures(totals[row.variant], figures_of_rollup(row))
+    now = timezone.now()
+    rows = [
+        DailyRollup(rollout_key=rollout_key, variant=variant, day=day, computed_at=now, **f)
+        for variant, f in totals.items()
+    ]
+    for row in rows:
+        row.latency_hist = {str(k): v for k, v in row.latency_hist.items()}
+    if rows:
+        DailyRollup.objects.bulk_create(
+            rows,
+            update_conflicts=True,
+            unique_fields=["rollout_key", "day", "variant"],
+            update_fields=[*COUNT_FIELDS, "cost_usd", "latency_sum", "latency_hist", "errors_by_code", "computed_at"],
+        )
+    DailyRollup.objects.filter(rollout_key=rollout_key, day=day).exclude(variant__in=list(totals)).delete()
 
 
 def _update_conversations(rollout_key: str, hour: datetime) -> None:
@@ -501,12 +535,11 @@ def mark_all_dirty(rollout_key: str | None = None) -> int:
     if rollout_key:
         replies = replies.filter(rollout_key=rollout_key)
     buckets = set(replies.values_list("rollout_key", "hour").distinct())
-    for key in {r for r, _ in buckets}:
-        # hours that have rollups but no more replies get cleaned up too
-        buckets |= {
-            (key, h)
-            for h in HourlyRollup.objects.filter(rollout_key=key).values_list("hour", flat=True)
-        }
+    # hours that have rollups but no more replies get cleaned up too
+    rolled_up = HourlyRollup.objects.all()
+    if rollout_key:
+        rolled_up = rolled_up.filter(rollout_key=rollout_key)
+    buckets |= set(rolled_up.values_list("rollout_key", "hour").distinct())
     with transaction.atomic():
         lock_buckets_shared(buckets)
         mark_dirty(buckets)
@@ -584,19 +617,49 @@ def _totals(rollout_key: str, since: datetime, until: datetime) -> dict[str, dic
         skip.add(first)
     if until > hour_of(until):
         skip.add(hour_of(until))
+    days, segments = _rollup_parts(first, until, skip)
     totals: dict[str, dict[str, Any]] = defaultdict(empty_figures)
     if is_postgres():
-        _sum_rollups_pg(totals, rollout_key, first, until, sorted(skip))
+        _sum_rollups_pg(totals, rollout_key, days, segments, sorted(skip))
     else:
-        rows = HourlyRollup.objects.filter(rollout_key=rollout_key, hour__gte=first, hour__lt=until)
-        for row in rows.exclude(hour__in=sorted(skip)):
+        for row in DailyRollup.objects.filter(rollout_key=rollout_key, day__in=days):
             add_figures(totals[row.variant], figures_of_rollup(row))
+        for start, end in segments:
+            rows = HourlyRollup.objects.filter(rollout_key=rollout_key, hour__gte=start, hour__lt=end)
+            for row in rows.exclude(hour__in=sorted(skip)):
+                add_figures(totals[row.variant], figures_of_rollup(row))
     for hour in sorted(skip):
         ts_from = since if hour < since else None
         ts_to = until if hour + HOUR > until else None
         for variant, figures in _edge_or_live(rollout_key, hour, ts_from, ts_to, dirty).items():
             add_figures(totals[variant], figures)
     return dict(totals)
+
+
+def _rollup_parts(
+    first: datetime, until: datetime, skip: set[datetime]
+) -> tuple[list[datetime], list[tuple[datetime, datetime]]]:
+    """How to read the clean whole hours of [first, until) from rollups: the days that lie
+    wholly inside with no hour to skip (their DailyRollup rows), and the hour ranges [a, b)
+    around them (HourlyRollup rows, minus the skipped hours)."""
+    skipped_days = {day_of(hour) for hour in skip}
+    days = []
+    day = day_of(first)
+    if day < first:
+        day += DAY
+    while day + DAY <= until:
+        if day not in skipped_days:
+            days.append(day)
+        day += DAY
+    segments = []
+    cursor = first
+    for day in days:
+        if day > cursor:
+            segments.append((cursor, day))
+        cursor = day + DAY
+    if cursor < until:
+        segments.append((cursor, until))
+    return days, segments
 
 
 def _edge_or_live(rollout_key, hour, ts_from, ts_to, dirty: set) -> dict[str, dict[str, Any]]:
@@ -630,16 +693,29 @@ def sub_figures(total: dict[str, Any], part: dict[str, Any]) -> dict[str, Any]:
     return total
 
 
-def _sum_rollups_pg(totals, rollout_key: str, first: datetime, until: datetime, skip: list[datetime]) -> None:
-    where = (
-        "rollout_key = %s AND hour >= %s AND hour < %s AND NOT (hour = ANY(%s::timestamptz[]))"
-    )
-    params = [rollout_key, first, until, skip]
-    sums = ", ".join(f"sum({name})" for name in COUNT_FIELDS)
+def _sum_rollups_pg(totals, rollout_key: str, days: list[datetime], segments, skip: list[datetime]) -> None:
+    """Sum the day rows and the hour rows of the ranges (skipped hours left out) in SQL,
+    histograms and error codes merged with jsonb_each_text."""
+    parts, params = [], []
+    if days:
+        parts.append("SELECT {columns} FROM metrics_dailyrollup WHERE rollout_key = %s AND day = ANY(%s::timestamptz[])")
+        params += [rollout_key, days]
+    if segments:
+        ranges = " OR ".join(["(hour >= %s AND hour < %s)"] * len(segments))
+        parts.append(
+            "SELECT {columns} FROM metrics_hourlyrollup WHERE rollout_key = %s "
+            f"AND NOT (hour = ANY(%s::timestamptz[])) AND ({ranges})"
+        )
+        params += [rollout_key, skip, *(t for segment in segments for t in segment)]
+    if not parts:
+        return
+    union = " UNION ALL ".join(parts)
+    names = [*COUNT_FIELDS, "cost_usd", "latency_sum"]
+    sums = ", ".join(f"sum({name})" for name in names)
     with connection.cursor() as cursor:
         cursor.execute(
-            f"SELECT variant, {sums}, sum(cost_usd), sum(latency_sum) FROM metrics_hourlyrollup "
-            f"WHERE {where} GROUP BY variant",
+            f"SELECT variant, {sums} FROM ({union.format(columns='variant, ' + ', '.join(names))}) AS r "
+            "GROUP BY variant",
             params,
         )
         for variant, *values in cursor.fetchall():
@@ -648,13 +724,14 @@ def _sum_rollups_pg(totals, rollout_key: str, first: datetime, until: datetime, 
                 figures[name] += int(value or 0)
             figures["cost_usd"] += Decimal(values[-2] or 0)
             figures["latency_sum"] += float(values[-1] or 0)
-        for column, key in (("latency_hist", "latency_hist"), ("errors_by_code", "errors_by_code")):
+        for column in ("latency_hist", "errors_by_code"):
             cursor.execute(
-                f"SELECT variant, e.key, sum(e.value::bigint) FROM metrics_hourlyrollup, "
-                f"jsonb_each_text({column}) AS e WHERE {where} GROUP BY variant, e.key",
+                f"SELECT variant, e.key, sum(e.value::bigint) "
+                f"FROM ({union.format(columns='variant, ' + column + ' AS j')}) AS r, "
+                "jsonb_each_text(r.j) AS e GROUP BY variant, e.key",
                 params,
             )
             for variant, k, n in cursor.fetchall():
-                bucket = totals[variant][key]
-                k = int(k) if key == "latency_hist" else k
+                bucket = totals[variant][column]
+                k = int(k) if column == "latency_hist" else k
                 bucket[k] = bucket.get(k, 0) + int(n)
