@@ -1,11 +1,13 @@
 """Sustained event ingest over HTTP, beside a naive one-INSERT-per-event baseline in the same run.
 
-Starts gunicorn (2 gthread workers x 2 threads) on a throw-away PostgreSQL database, then pushes
-1000-event batches (80% replies, 12% reactions, 8% follow-ups, short texts, timestamps within
-the last hour as a live bot sends them) from concurrent keep-alive client processes for a fixed time, to
+Starts gunicorn (3 gthread workers x 8 threads, as the Dockerfile runs it) on a throw-away
+PostgreSQL database, then pushes 1000-event batches (80% replies, 12% reactions, 8% follow-ups,
+short texts, timestamps within the last hour as a live bot sends them; every batch new events
+with new message ids) from concurrent keep-alive client processes for a fixed time, to
 
-- POST /api/v1/events: metrics.intake.record_events, one INSERT ... SELECT FROM unnest(...)
-  ON CONFLICT DO NOTHING per event type and batch, dirty buckets marked, a rollup run queued;
+- POST /api/v1/events: metrics.intake.record_events: binary COPY into a staging table and one
+  INSERT ... SELECT ... ON CONFLICT DO NOTHING per event type and batch (attribution included),
+  dirty buckets marked, a rollup run queued;
 - POST /bench/naive-events (mounted only in this benchmark's server): the same validation and
   pricing, then one ORM INSERT per event in its own savepoint (duplicates caught as
   IntegrityError), no rollup bookkeeping at all.
@@ -13,7 +15,7 @@ the last hour as a live bot sends them) from concurrent keep-alive client proces
 Reports events/s and batch latency (p50, p99) for both and their ratio. No Celery worker runs
 (rollup runs queue up in Redis and are discarded), so the figures are ingest alone.
 
-    .venv/bin/python bench/ingest_http.py [--seconds 20] [--clients 4]
+    .venv/bin/python bench/ingest_http.py [--seconds 20] [--clients 4] [--workers 3] [--threads 8]
 """
 
 from __future__ import annotations
@@ -202,6 +204,8 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=float, default=20)
     parser.add_argument("--clients", type=int, default=4)
+    parser.add_argument("--workers", type=int, default=3, help="gunicorn worker processes (Dockerfile: 3)")
+    parser.add_argument("--threads", type=int, default=8, help="threads per gunicorn worker (Dockerfile: 8)")
     args = parser.parse_args()
 
     psql(f"DROP DATABASE IF EXISTS {DB}")
@@ -214,7 +218,8 @@ def main() -> None:
     ).stdout.strip().splitlines()[-1]
     server = subprocess.Popen(
         [py, "-m", "gunicorn", "ingest_http:make_app()", "--pythonpath", str(ROOT / "bench"),
-         "--bind", f"127.0.0.1:{PORT}", "--workers", "2", "--threads", "2", "--worker-class", "gthread",
+         "--bind", f"127.0.0.1:{PORT}", "--workers", str(args.workers), "--threads", str(args.threads),
+         "--worker-class", "gthread",
          "--timeout", "120", "--log-level", "warning"],
         cwd=ROOT, env=env(),
     )
@@ -242,7 +247,7 @@ def main() -> None:
         psql(f"DROP DATABASE IF EXISTS {DB}")
         subprocess.run(["redis-cli", "-n", REDIS.rsplit("/", 1)[1], "FLUSHDB"], capture_output=True)
 
-    print(f"event ingest over HTTP: gunicorn 2 gthread workers x 2 threads, {args.clients} keep-alive "
+    print(f"event ingest over HTTP: gunicorn {args.workers} gthread workers x {args.threads} threads, {args.clients} keep-alive "
           f"clients, {BATCH}-event batches, {args.seconds:.0f} s each, {os.cpu_count()}-core machine")
     print(f"{'path':<24} {'events/s':>9} {'batches':>8} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7} {'not new':>8}")
     for name, r in (("/api/v1/events", fast), ("naive INSERT per event", naive)):

@@ -2,7 +2,7 @@
 
 Creates a throw-away PostgreSQL database, loads 60 days of a busy deployment straight into the
 raw tables with generate_series (8,000,000 replies, 1,200,000 reactions, 800,000 follow-ups =
-10,000,000 events; 20% of replies on v2_full with ~3.5x input tokens), builds the hourly rollups
+10,000,000 events; 20% of replies on v2_full with ~3.5x input tokens), builds the hourly and daily rollups
 with the real rollup code (metrics.rollups: mark every hour dirty, then catch_up), and times:
 
 - GET /api/v1/rollouts/prompts_v2/summary (token auth, Django's full stack, in-process client)
@@ -188,7 +188,9 @@ def main() -> None:
             pass
         build = time.perf_counter() - t
         rollup_rows = int(psql("SELECT count(*) FROM metrics_hourlyrollup", DB))
-        print(f"rollups: {hours} hours, {rollup_rows} rows, built in {build:.0f} s", flush=True)
+        daily_rows = int(psql("SELECT count(*) FROM metrics_dailyrollup", DB))
+        print(f"rollups: {hours} hours, {rollup_rows} hourly and {daily_rows} daily rows, "
+              f"built in {build:.0f} s", flush=True)
 
         _, token = services.create_api_token(name="bench", scopes=["config:read"], actor=services.Actor("bench"))
         client = Client(headers={"Authorization": f"Bearer {token}"})
@@ -237,7 +239,8 @@ def main() -> None:
         if not args.keep:
             psql(f"DROP DATABASE IF EXISTS {DB} WITH (FORCE)")
 
-    print(f"\nsummary over {events:,} stored events ({DAYS} days, {rollup_rows} hourly rollup rows); "
+    print(f"\nsummary over {events:,} stored events ({DAYS} days, {rollup_rows} hourly and {daily_rows} daily "
+          f"rollup rows); "
           f"rollups built in {build:.0f} s; {os.cpu_count()}-core machine")
     print(f"{'range':<10} {'replies':>10} {'summary p50':>12} {'p95':>8} {'max':>8} {'raw scan p50':>13} {'ratio':>7}")
     for label, n, s, r in results:
