@@ -163,7 +163,10 @@ _PG_TYPES = {
 # (the event id; a reply's message id) a duplicate. In the same statement, a new reply attributes
 # the reactions and follow-ups that were waiting for it; a new reaction or follow-up is
 # attributed when its reply is stored, and the statement returns the (rollout, hour) buckets it
-# touched, with how many rows it inserted for each (NULL bucket: still waiting).
+# touched, with how many rows it inserted for each (NULL bucket: still waiting). The lookups are
+# written as ``= ANY(ARRAY(...))`` and ``LATERAL`` so that they are index probes whatever the
+# planner's statistics say: a join left to the planner became a hash join over a sequential
+# scan of the whole reactions table on a table not yet analysed, growing with every batch.
 _INSERT_RESPONSES = """
 WITH staged AS (DELETE FROM {staging} RETURNING {columns}),
 new AS (
@@ -171,12 +174,12 @@ new AS (
   ON CONFLICT DO NOTHING RETURNING event_id, message_id
 ),
 reactions AS (
-  UPDATE metrics_reactionevent x SET attributed = true FROM new
-  WHERE x.message_id = new.message_id AND NOT x.attributed
+  UPDATE metrics_reactionevent SET attributed = true
+  WHERE NOT attributed AND message_id = ANY(ARRAY(SELECT message_id FROM new))
 ),
 followups AS (
-  UPDATE metrics_followupevent f SET attributed = true FROM new
-  WHERE f.reply_to = new.message_id AND NOT f.attributed
+  UPDATE metrics_followupevent SET attributed = true
+  WHERE NOT attributed AND reply_to = ANY(ARRAY(SELECT message_id FROM new))
 )
 SELECT event_id FROM new
 """
@@ -184,7 +187,9 @@ _INSERT_FEEDBACK = """
 WITH staged AS (DELETE FROM {staging} RETURNING {columns}),
 joined AS (
   SELECT staged.*, r.rollout_key AS reply_rollout, r.hour AS reply_hour
-  FROM staged LEFT JOIN metrics_responseevent r ON r.message_id = staged.{target}
+  FROM staged LEFT JOIN LATERAL (
+    SELECT rollout_key, hour FROM metrics_responseevent WHERE message_id = staged.{target}
+  ) AS r ON true
 ),
 new AS (
   INSERT INTO {table} ({columns}, attributed)
