@@ -156,6 +156,7 @@ def client(path: str, token: str, seconds: float, tag: str, out: mp.Queue) -> No
     conn = http.client.HTTPConnection("127.0.0.1", PORT, timeout=120)
     headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
     latencies, accepted, duplicates, errors, n = [], 0, 0, 0, 0
+    began, done = time.time(), []  # (wall-clock completion time, accepted) per batch
     end = time.perf_counter() + seconds
     while time.perf_counter() < end:
         body = batches[n % len(batches)]
@@ -175,7 +176,8 @@ def client(path: str, token: str, seconds: float, tag: str, out: mp.Queue) -> No
             answer = json.loads(data)
             accepted += answer["accepted"]
             duplicates += answer["duplicates"] + len(answer["rejected"])
-    out.put((latencies, accepted, duplicates, errors))
+            done.append((time.time(), answer["accepted"]))
+    out.put((latencies, accepted, duplicates, errors, began, done))
 
 
 def load(path: str, token: str, seconds: float, clients: int, phase: str) -> dict:
@@ -186,14 +188,24 @@ def load(path: str, token: str, seconds: float, clients: int, phase: str) -> dic
     results = [queue.get() for _ in procs]
     for p in procs:
         p.join()
-    latencies = sorted(x for lat, _, _, _ in results for x in lat)
-    accepted = sum(a for _, a, _, _ in results)
+    latencies = sorted(x for lat, *_ in results for x in lat)
+    accepted = sum(r[1] for r in results)
+    # events/s per 10-second window of the run (is it sustained, or fading as tables grow?)
+    began = max(r[4] for r in results)  # every client is running from here on ...
+    all_running = seconds - (began - min(r[4] for r in results))  # ... for this long
+    windows = [0] * max(1, int(all_running // 10))
+    for *_, done in results:
+        for at, n in done:
+            k = int((at - began) // 10)
+            if 0 <= k < len(windows):
+                windows[k] += n
     q = statistics.quantiles(latencies, n=100) if len(latencies) > 1 else [latencies[0]] * 99
     return {
         "batches": len(latencies),
         "accepted": accepted,
-        "errors": sum(e for _, _, _, e in results),
-        "not_new": sum(d for _, _, d, _ in results),
+        "errors": sum(r[3] for r in results),
+        "not_new": sum(r[2] for r in results),
+        "windows": [n / 10 for n in windows],
         "events_per_s": accepted / seconds,
         "p50_ms": q[49] * 1000,
         "p99_ms": q[98] * 1000,
@@ -253,6 +265,7 @@ def main() -> None:
     for name, r in (("/api/v1/events", fast), ("naive INSERT per event", naive)):
         print(f"{name:<24} {r['events_per_s']:>9.0f} {r['batches']:>8} {r['p50_ms']:>8.1f} {r['p99_ms']:>8.1f} "
               f"{r['errors']:>7} {r['not_new']:>8}")
+    print("/api/v1/events per 10 s window: " + ", ".join(f"{w:,.0f}" for w in fast["windows"]) + " events/s")
     print(f"/api/v1/events = {fast['events_per_s'] / naive['events_per_s']:.1f}x the naive baseline's events/s; "
           f"p99 batch latency {fast['p99_ms'] / naive['p99_ms']:.2f}x; rows stored: {rows}")
 
