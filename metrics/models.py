@@ -89,11 +89,17 @@ class ReactionEvent(models.Model):
         constraints = [models.UniqueConstraint(fields=["event_id"], name="reaction_event_id_unique")]
         indexes = [
             models.Index(fields=["message_id"], name="reaction_message"),
-            # the few waiting for their reply: looked up by each new reply at ingest
+            # the few waiting for their reply: looked up by each new reply at ingest, and by
+            # the rollup task (those received in the last 30 days whose reply has arrived)
             models.Index(
                 fields=["message_id"],
                 condition=models.Q(attributed=False),
                 name="reaction_waiting",
+            ),
+            models.Index(
+                fields=["received_at"],
+                condition=models.Q(attributed=False),
+                name="reaction_pending",
             ),
         ]
 
@@ -128,6 +134,11 @@ class FollowupEvent(models.Model):
                 fields=["reply_to"],
                 condition=models.Q(attributed=False),
                 name="followup_waiting",
+            ),
+            models.Index(
+                fields=["received_at"],
+                condition=models.Q(attributed=False),
+                name="followup_pending",
             ),
         ]
 

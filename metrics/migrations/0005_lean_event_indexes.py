@@ -13,14 +13,6 @@ class Migration(migrations.Migration):
 
     operations = [
         migrations.RemoveIndex(
-            model_name='followupevent',
-            name='followup_pending',
-        ),
-        migrations.RemoveIndex(
-            model_name='reactionevent',
-            name='reaction_pending',
-        ),
-        migrations.RemoveIndex(
             model_name='responseevent',
             name='resp_bucket',
         ),
