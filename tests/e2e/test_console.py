@@ -305,6 +305,10 @@ def test_session_expired__htmx_request__goes_to_login_page(page: Page, console: 
     from django.contrib.sessions.models import Session
 
     login(page, alice)
+    # the page's lazy fragments (fleet, projection) load once after it: let them finish first, or
+    # one of them meets the expired session and goes to the login page before the click does
+    page.wait_for_load_state("networkidle")
+    expect(page.get_by_role("button", name="Look up")).to_be_visible()
     Session.objects.all().delete()
     page.fill("#lookup-channel", "42")
     page.get_by_role("button", name="Look up").click()
