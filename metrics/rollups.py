@@ -332,31 +332,7 @@ def recompute_hour(rollout_key: str, hour: datetime, *, only_if_dirty: bool = Fa
         deleted, _ = DirtyHour.objects.filter(rollout_key=rollout_key, hour=hour).delete()
         if only_if_dirty and not deleted:
             return False
-        figures = aggregate(rollout_key, hour)
-        now = timezone.now()
-        rows = [
-            HourlyRollup(rollout_key=rollout_key, variant=variant, hour=hour, computed_at=now, **f)
-            for variant, f in figures.items()
-        ]
-        for row in rows:
-            row.latency_hist = {str(k): v for k, v in row.latency_hist.items()}
-        if rows:
-            HourlyRollup.objects.bulk_create(
-                rows,
-                update_conflicts=True,
-                unique_fields=["rollout_key", "hour", "variant"],
-                update_fields=[
-                    *COUNT_FIELDS,
-                    "cost_usd",
-                    "latency_sum",
-                    "latency_hist",
-                    "errors_by_code",
-                    "computed_at",
-                ],
-            )
-        HourlyRollup.objects.filter(rollout_key=rollout_key, hour=hour).exclude(
-            variant__in=list(figures)
-        ).delete()
+        _replace_rollups(HourlyRollup, "hour", rollout_key, hour, aggregate(rollout_key, hour))
         _recompute_day(rollout_key, day_of(hour))
         _update_conversations(rollout_key, hour)
     return True
@@ -372,21 +348,36 @@ def _recompute_day(rollout_key: str, day: datetime) -> None:
     totals: dict[str, dict[str, Any]] = defaultdict(empty_figures)
     for row in HourlyRollup.objects.filter(rollout_key=rollout_key, hour__gte=day, hour__lt=day + DAY):
         add_figures(totals[row.variant], figures_of_rollup(row))
+    _replace_rollups(DailyRollup, "day", rollout_key, day, totals)
+
+
+def _replace_rollups(model, bucket: str, rollout_key: str, start: datetime, figures) -> None:
+    """Make one bucket's rollup rows (HourlyRollup by "hour", DailyRollup by "day") exactly
+    these figures per variant: upsert them, delete the variants no longer present."""
     now = timezone.now()
     rows = [
-        DailyRollup(rollout_key=rollout_key, variant=variant, day=day, computed_at=now, **f)
-        for variant, f in totals.items()
+        model(rollout_key=rollout_key, variant=variant, computed_at=now, **{bucket: start}, **f)
+        for variant, f in figures.items()
     ]
     for row in rows:
         row.latency_hist = {str(k): v for k, v in row.latency_hist.items()}
     if rows:
-        DailyRollup.objects.bulk_create(
+        model.objects.bulk_create(
             rows,
             update_conflicts=True,
-            unique_fields=["rollout_key", "day", "variant"],
-            update_fields=[*COUNT_FIELDS, "cost_usd", "latency_sum", "latency_hist", "errors_by_code", "computed_at"],
+            unique_fields=["rollout_key", bucket, "variant"],
+            update_fields=[
+                *COUNT_FIELDS,
+                "cost_usd",
+                "latency_sum",
+                "latency_hist",
+                "errors_by_code",
+                "computed_at",
+            ],
         )
-    DailyRollup.objects.filter(rollout_key=rollout_key, day=day).exclude(variant__in=list(totals)).delete()
+    model.objects.filter(rollout_key=rollout_key, **{bucket: start}).exclude(
+        variant__in=list(figures)
+    ).delete()
 
 
 def _update_conversations(rollout_key: str, hour: datetime) -> None:
