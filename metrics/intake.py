@@ -19,7 +19,6 @@ and a rollup run is scheduled after the commit (metrics.tasks).
 
 from __future__ import annotations
 
-import weakref
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -200,8 +199,19 @@ SELECT reply_rollout, extract(epoch FROM reply_hour)::bigint, count(*)
 FROM new JOIN joined USING (event_id) GROUP BY 1, 2
 """
 
-# Raw connections whose session has the staging tables (created in a committed transaction).
-_staged_tables: weakref.WeakKeyDictionary[Any, set[str]] = weakref.WeakKeyDictionary()
+# The session's staging tables, all three in one round trip (each ~0.2 ms when they exist).
+# Checked per batch rather than remembered per connection: a table created in a transaction
+# that rolls back is gone, and no callback tells that apart from a commit reliably (tests that
+# run on_commit callbacks inside their own rolled-back transaction did, and flaked).
+_CREATE_STAGING = "; ".join(
+    f"CREATE TEMP TABLE IF NOT EXISTS staging_{model._meta.db_table} ON COMMIT DELETE ROWS "
+    f"AS SELECT {', '.join(columns)} FROM {model._meta.db_table} WITH NO DATA"
+    for model, columns in (
+        (ResponseEvent, RESPONSE_COLUMNS),
+        (ReactionEvent, REACTION_COLUMNS),
+        (FollowupEvent, FOLLOWUP_COLUMNS),
+    )
+)
 
 
 def _store_pg(responses: list[tuple], reactions: list[tuple], followups: list[tuple]):
@@ -209,6 +219,7 @@ def _store_pg(responses: list[tuple], reactions: list[tuple], followups: list[tu
     accepted = 0
     buckets: set[tuple[str, datetime]] = set()
     with _raw_cursor() as cursor:
+        cursor.execute(_CREATE_STAGING)
         if responses:
             staging = _stage(cursor, ResponseEvent, RESPONSE_COLUMNS, responses)
             columns = ", ".join(RESPONSE_COLUMNS)
@@ -245,14 +256,6 @@ def _stage(cursor, model, column_names: tuple[str, ...], rows: list[tuple]) -> s
     table = model._meta.db_table
     staging = f"staging_{table}"
     columns = ", ".join(column_names)
-    raw = cursor.connection
-    if staging not in _staged_tables.get(raw, ()):
-        cursor.execute(
-            f"CREATE TEMP TABLE IF NOT EXISTS {staging} ON COMMIT DELETE ROWS "
-            f"AS SELECT {columns} FROM {table} WITH NO DATA"
-        )
-        # a temp table created in a transaction that rolls back is gone: remember it at commit
-        transaction.on_commit(lambda: _staged_tables.setdefault(raw, set()).add(staging))
     fields = {f.attname: f for f in model._meta.concrete_fields}
     types = [_PG_TYPES[fields[c].get_internal_type()] for c in column_names]
     with cursor.copy(f"COPY {staging} ({columns}) FROM STDIN (FORMAT BINARY)") as copy:
