@@ -11,7 +11,7 @@ are buffered and sent in the background. See docs/client.md.
 from .aio import AsyncSelControl
 from .assignment import bucket, decide
 from .client import SelControl
-from .configstore import ConfigStore, legacy_env_document
+from .configstore import ConfigStore, legacy_env_document, legacy_settings_document
 from .events import followup_event, new_event_id, reaction_event, response_event
 
 __all__ = [
@@ -22,6 +22,7 @@ __all__ = [
     "decide",
     "followup_event",
     "legacy_env_document",
+    "legacy_settings_document",
     "new_event_id",
     "reaction_event",
     "response_event",

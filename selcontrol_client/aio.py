@@ -65,6 +65,7 @@ class AsyncSelControl(ClientBase):
         self._tasks = [
             asyncio.create_task(self._config_loop(), name="selcontrol-config"),
             asyncio.create_task(self._sender_loop(), name="selcontrol-events"),
+            asyncio.create_task(self._spool_watch(), name="selcontrol-spool"),
         ]
         if self.reporter is not None:
             self._report_wake = asyncio.Event()
@@ -117,33 +118,47 @@ class AsyncSelControl(ClientBase):
             self.events.flush_requested -= 1
 
     async def close(self, timeout: float = 10.0) -> dict[str, Any]:
-        """Flush for up to ``timeout`` seconds, stop the tasks, spool what is left; returns the
-        final :meth:`stats`. Safe to call twice."""
+        """Send what the server takes within ``timeout`` seconds (at once to disk when it is
+        failing), stop the tasks, and spool what is left; returns the final :meth:`stats`.
+        Events recorded afterwards (a reply that finishes during the bot's shutdown) go
+        straight to the spool and are sent at the next start. Safe to call twice."""
         try:
             if self._tasks and not self._stopping:
-                await self.flush(timeout)
+                if self.events.failures and self.events.spool is not None:
+                    await asyncio.to_thread(self.events.spool_buffer)  # no waiting on a dead server
+                await self.flush(timeout if not self.events.failures else min(timeout, 1.0))
             self._stopping = True
             if self._wake is not None:
                 self._wake.set()
             for task in self._tasks:
-                if task.get_name().endswith(("config", "report")):
+                if not task.get_name().endswith("events"):
                     task.cancel()
             for task in self._tasks:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
+                    # The sender ends after the request it has in flight (bounded by the HTTP
+                    # timeout); cancelled past that, it puts its batch back first.
                     await asyncio.wait_for(task, self.timeout + 1)
-            if self.events.buffered():
-                if self.events.spool is not None:
-                    await asyncio.to_thread(self.events.spool_buffer)
-                left = self.events.buffered()
-                if left:
-                    self.events.stats.add("dropped", left)
-                    self.events._buf.clear()
-                    logger.error("selcontrol: %s events could not be sent or spooled", left)
-            if self._http is not None:
-                await self._http.aclose()
+            await self._spool_leftovers()
         except Exception:  # noqa: BLE001
             logger.exception("selcontrol: error while closing")
+        finally:
+            self.events.closed = True
+            if self._http is not None:
+                with contextlib.suppress(Exception):
+                    await self._http.aclose()
+                self._http = None
         return self.stats()
+
+    async def _spool_leftovers(self) -> None:
+        if not self.events.buffered():
+            return
+        if self.events.spool is not None:
+            await asyncio.to_thread(self.events.spool_buffer)
+        left = self.events.buffered()
+        if left:
+            self.events.stats.add("dropped", left)
+            self.events._buf.clear()
+            logger.error("selcontrol: %s events could not be sent or spooled", left)
 
     # -- config sync ------------------------------------------------------------------------------
 
@@ -252,9 +267,14 @@ class AsyncSelControl(ClientBase):
                         continue
                     if core.buffered():
                         batch = core.take_batch()
-                        core.finish(
-                            batch, await self._post(batch), time.monotonic(), from_spool=None
-                        )
+                        try:
+                            outcome = await self._post(batch)
+                        except asyncio.CancelledError:
+                            # Cancelled mid-request (shutdown): the batch goes back to be spooled.
+                            retry = ev.Outcome("retry", message="cancelled")
+                            core.finish(batch, retry, time.monotonic(), from_spool=None)
+                            raise
+                        core.finish(batch, outcome, time.monotonic(), from_spool=None)
                         continue
                 delay = core.wait_time(time.monotonic(), self.flush_interval)
                 with contextlib.suppress(asyncio.TimeoutError):
@@ -265,6 +285,19 @@ class AsyncSelControl(ClientBase):
             except Exception:  # noqa: BLE001
                 logger.exception("selcontrol: event sender error")
                 await asyncio.sleep(1.0)
+
+    async def _spool_watch(self) -> None:
+        """Move events to disk when the spool deadline passes, also while the sender is busy
+        with a request that hangs (its in-flight batch stays with it)."""
+        core = self.events
+        step = max(0.05, min(0.5, core.spool_after / 4))
+        while not self._stopping:
+            await asyncio.sleep(step)
+            try:
+                if core.should_spool(time.monotonic()):
+                    await asyncio.to_thread(core.spool_buffer)
+            except Exception:  # noqa: BLE001
+                logger.exception("selcontrol: spool error")
 
     async def _post(self, batch: list[dict[str, Any]]) -> ev.Outcome:
         try:

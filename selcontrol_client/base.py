@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from . import events as ev
+from .aliases import MessageAliases
 from .configstore import DEFAULT_ROLLOUT, ConfigStore
 from .reporting import REPORT_PATH, Reporter  # noqa: F401  (REPORT_PATH re-exported)
 
@@ -26,6 +27,11 @@ USER_AGENT = "selcontrol-client/1"
 
 
 def default_cache_dir() -> Path:
+    """``SELCONTROL_CACHE_DIR``, else ``$XDG_CACHE_HOME/selcontrol`` (``~/.cache/selcontrol``).
+    In a container, point it at a volume: the spool must outlive the container."""
+    explicit = os.environ.get("SELCONTROL_CACHE_DIR")
+    if explicit:
+        return Path(explicit)
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return Path(base) / "selcontrol"
 
@@ -52,7 +58,10 @@ class ClientBase:
         ``~/.cache/selcontrol/config.json``; ``None`` to disable).
     spool_dir: where events wait on disk when the server is away (default
         ``~/.cache/selcontrol/spool``; ``None`` to disable, then events beyond the buffer are
-        dropped and counted).
+        dropped and counted). ``SELCONTROL_CACHE_DIR`` moves both defaults.
+    aliases_path: where the parts of multi-part replies are remembered (default: beside the
+        config cache, else beside the spool; ``None``: in memory only). See
+        :mod:`selcontrol_client.aliases`.
     push: hold a long-poll open (``GET /api/v1/config?wait=...``) so changes arrive within
         ~0.2 s; without it, or against a server that ignores ``wait``, an ETag poll every
         ``poll_interval`` seconds.
@@ -70,6 +79,7 @@ class ClientBase:
         bootstrap: str | os.PathLike | dict | None = None,
         config_cache: str | os.PathLike | None = DEFAULT,
         spool_dir: str | os.PathLike | None = DEFAULT,
+        aliases_path: str | os.PathLike | None = DEFAULT,
         push: bool = True,
         poll_interval: float = 1.0,
         long_poll_wait: float = 20.0,
@@ -91,6 +101,10 @@ class ClientBase:
             config_cache = default_cache_dir() / "config.json"
         if spool_dir is DEFAULT:
             spool_dir = default_cache_dir() / "spool"
+        if aliases_path is DEFAULT:
+            beside = config_cache or (Path(spool_dir) / "x" if spool_dir else None)
+            aliases_path = Path(beside).parent / "message_parts.jsonl" if beside else None
+        self.aliases = MessageAliases(aliases_path)
         self.base_url = base_url.rstrip("/") if base_url else None
         self.token = token
         self.rollout = rollout
@@ -179,10 +193,16 @@ class ClientBase:
     # -- events (never block, never raise) -------------------------------------------------------
 
     def record(self, event: dict[str, Any]) -> str | None:
-        """Queue a ready-made event (it needs an ``id``); returns the id."""
+        """Queue a ready-made event (it needs an ``id``); returns the id. Strings are cleaned
+        (lone surrogates, NUL) and a part of a multi-part reply is translated to the reply."""
         try:
             if not isinstance(event, dict) or not event.get("id"):
                 raise ValueError("an event is a dict with an 'id'")
+            event = ev.clean_value(event)
+            if event.get("type") == "reaction" and "message_id" in event:
+                event["message_id"] = self.aliases.resolve(event["message_id"])
+            elif event.get("type") == "followup" and "reply_to" in event:
+                event["reply_to"] = self.aliases.resolve(event["reply_to"])
             self.events.put(event)
             return str(event["id"])
         except Exception as exc:  # noqa: BLE001
@@ -201,22 +221,58 @@ class ClientBase:
                 exc,
             )
             return None
-        return self.record(event)
+        try:
+            self.events.put(event)
+        except Exception as exc:  # noqa: BLE001
+            self.events.stats.add("dropped")
+            logger.error("selcontrol: dropped an event that could not be queued (%s)", exc)
+            return None
+        return event["id"]
 
-    def record_response(self, **kwargs: Any) -> str | None:
+    def record_response(self, *, extra_message_ids: Any = (), **kwargs: Any) -> str | None:
         """A bot reply: channel_id, message_id, variant, model, input_tokens, output_tokens,
-        latency_ms, error=None, and the optional fields of the contract. Returns the event id."""
+        latency_ms, error=None, and the optional fields of the contract. Returns the event id.
+
+        ``extra_message_ids``: the other Discord messages of a reply sent in several parts
+        (``message_id`` is the first); reactions and follow-ups on any part count for the reply.
+        """
         kwargs.setdefault("rollout", self.rollout)
+        self.add_message_parts(kwargs.get("message_id"), extra_message_ids)
         return self._build(ev.response_event, kwargs)
 
+    def record_proactive(self, **kwargs: Any) -> str | None:
+        """A message the bot sends unprompted (Sel's inactivity ping) with a prompt version and
+        an LLM call: recorded as a reply without ``user_text``, so its cost, latency and the
+        reactions and follow-ups it gets count for its variant. Same arguments as
+        :meth:`record_response`."""
+        kwargs.pop("user_text", None)
+        return self.record_response(**kwargs)
+
+    def add_message_parts(self, message_id: Any, extra_message_ids: Any) -> None:
+        """Note parts of a reply sent after it was recorded (see :meth:`record_response`)."""
+        try:
+            if message_id is not None and extra_message_ids:
+                parts = (
+                    [extra_message_ids]
+                    if isinstance(extra_message_ids, str | int)
+                    else list(extra_message_ids)
+                )
+                self.aliases.add(ev.clean_string(str(message_id)), parts)
+        except Exception:  # noqa: BLE001
+            logger.exception("selcontrol: could not note the parts of reply %r", message_id)
+
     def record_reaction(self, **kwargs: Any) -> str | None:
-        """A user's emoji on a bot reply: channel_id, message_id (the bot's reply), emoji,
-        action ("add"/"remove"), user_id=None."""
+        """A user's emoji on a bot reply: channel_id, message_id (the bot's reply, or any part
+        of it), emoji, action ("add"/"remove"), user_id=None."""
+        if "message_id" in kwargs:
+            kwargs["message_id"] = self.aliases.resolve(kwargs["message_id"])
         return self._build(ev.reaction_event, kwargs)
 
     def record_followup(self, **kwargs: Any) -> str | None:
-        """A user's next message after a bot reply: channel_id, message_id, reply_to, text=None,
-        is_correction=None."""
+        """A user's next message after a bot reply: channel_id, message_id, reply_to (the
+        bot's reply, or any part of it), text=None, is_correction=None."""
+        if "reply_to" in kwargs:
+            kwargs["reply_to"] = self.aliases.resolve(kwargs["reply_to"])
         return self._build(ev.followup_event, kwargs)
 
     # -- visibility -------------------------------------------------------------------------------

@@ -71,7 +71,11 @@ class SelControl(ClientBase):
             limits=limits,
             timeout=httpx.Timeout(self.timeout),
         )
-        loops = [(self._config_loop, "config"), (self._sender_loop, "events")]
+        loops = [
+            (self._config_loop, "config"),
+            (self._sender_loop, "events"),
+            (self._spool_watch, "spool"),
+        ]
         if self.reporter is not None:
             self._http_report = httpx.Client(
                 base_url=self.base_url,
@@ -115,11 +119,15 @@ class SelControl(ClientBase):
             self.events.flush_requested -= 1
 
     def close(self, timeout: float = 10.0) -> dict[str, Any]:
-        """Flush for up to ``timeout`` seconds, stop the threads, and spool what is left.
-        Returns the final :meth:`stats`. Safe to call twice."""
+        """Send what the server takes within ``timeout`` seconds (at once to disk when it is
+        failing), stop the threads, and spool what is left; returns the final :meth:`stats`.
+        Events recorded afterwards go straight to the spool and are sent at the next start.
+        Safe to call twice."""
         try:
             if self._threads and not self._stop.is_set():
-                self.flush(timeout)
+                if self.events.failures and self.events.spool is not None:
+                    self.events.spool_buffer()  # no waiting on a dead server
+                self.flush(timeout if not self.events.failures else min(timeout, 1.0))
             self._stop.set()
             self._wake.set()
             self._report_wake.set()
@@ -131,6 +139,8 @@ class SelControl(ClientBase):
                     http.close()
         except Exception:  # noqa: BLE001
             logger.exception("selcontrol: error while closing")
+        finally:
+            self.events.closed = True
         return self.stats()
 
     def _spool_leftovers(self) -> None:
@@ -238,6 +248,18 @@ class SelControl(ClientBase):
             except Exception:  # noqa: BLE001 - the sender must survive anything
                 logger.exception("selcontrol: event sender error")
                 self._stop.wait(1.0)
+
+    def _spool_watch(self) -> None:
+        """Move events to disk when the spool deadline passes, also while the sender is busy
+        with a request that hangs."""
+        core = self.events
+        step = max(0.05, min(0.5, core.spool_after / 4))
+        while not self._stop.wait(step):
+            try:
+                if core.should_spool(time.monotonic()):
+                    core.spool_buffer()
+            except Exception:  # noqa: BLE001
+                logger.exception("selcontrol: spool error")
 
     def _post(self, batch: list[dict[str, Any]]) -> ev.Outcome:
         try:

@@ -253,33 +253,25 @@ class ConfigStore:
 
 
 _TRUE = {"1", "true", "t", "yes", "y", "on"}
+_FALSE = {"0", "false", "f", "no", "n", "off"}
+LEGACY_NAMES = (
+    "ENABLE_PROMPTS_V2",
+    "PROMPTS_V2_ROLLOUT_PERCENTAGE",
+    "PROMPTS_V2_SIMPLIFIED_ROLLOUT_PERCENTAGE",
+)
 
 
-def legacy_env_document(environ: dict[str, str] | None = None) -> dict[str, Any]:
-    """A config document (revision 0) equal to the bot's old environment-variable rule.
-
-    ``ENABLE_PROMPTS_V2`` (default true), ``PROMPTS_V2_ROLLOUT_PERCENTAGE`` (default 100) and
-    ``PROMPTS_V2_SIMPLIFIED_ROLLOUT_PERCENTAGE`` (default 0), with the Sel bot's own defaults.
-    Given as ``bootstrap=``, a bot that has never reached selcontrol keeps deciding exactly as it
-    did before the switch; revision 0 means any config from the server replaces it.
-    """
-    env = os.environ if environ is None else environ
-
-    def number(name: str, default: int) -> int:
-        try:
-            return max(0, min(100, int(str(env.get(name, default)).strip())))
-        except ValueError:
-            return default
-
-    enabled = str(env.get("ENABLE_PROMPTS_V2", "true")).strip().lower() in _TRUE
+def legacy_document(enabled: bool, percentage: int, simplified: int) -> dict[str, Any]:
+    """A config document (revision 0) that decides as the bot's old rule with these values.
+    Percentages outside 0..100 decide as their bound does in the bot's rule."""
     return {
         "revision": 0,
         "rollouts": [
             {
                 "key": DEFAULT_ROLLOUT,
-                "enabled": enabled,
-                "percentage": number("PROMPTS_V2_ROLLOUT_PERCENTAGE", 100),
-                "simplified_percentage": number("PROMPTS_V2_SIMPLIFIED_ROLLOUT_PERCENTAGE", 0),
+                "enabled": bool(enabled),
+                "percentage": max(0, min(100, int(percentage))),
+                "simplified_percentage": max(0, min(100, int(simplified))),
                 "strategy": assignment.STICKY,
                 "salt": "",
                 "variants": {
@@ -292,3 +284,83 @@ def legacy_env_document(environ: dict[str, str] | None = None) -> dict[str, Any]
             }
         ],
     }
+
+
+def legacy_settings_document(settings: Any) -> dict[str, Any]:
+    """The bootstrap document from the Sel bot's own ``Settings`` object: the values pydantic
+    already read from the environment and ``.env`` (``enable_prompts_v2``,
+    ``prompts_v2_rollout_percentage``, ``prompts_v2_simplified_rollout_percentage``), so the
+    client decides exactly as ``Settings.select_prompt_variant`` until the first sync."""
+    return legacy_document(
+        getattr(settings, "enable_prompts_v2", True),
+        getattr(settings, "prompts_v2_rollout_percentage", 100),
+        getattr(settings, "prompts_v2_simplified_rollout_percentage", 0),
+    )
+
+
+def read_env_file(path: str | os.PathLike) -> dict[str, str]:
+    """``KEY=VALUE`` lines of a ``.env`` file (comments, ``export``, quotes) as python-dotenv
+    reads them for these simple values; a missing file is empty."""
+    values: dict[str, str] = {}
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (FileNotFoundError, IsADirectoryError):
+        return values
+    except OSError as exc:
+        logger.warning("selcontrol: cannot read %s (%s)", path, exc)
+        return values
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line.startswith("#") or "=" not in line:
+            continue
+        if line.startswith("export "):
+            line = line[len("export ") :].lstrip()
+        key, value = line.split("=", 1)
+        value = value.strip()
+        if value[:1] in ("'", '"') and value.endswith(value[0]) and len(value) >= 2:
+            value = value[1:-1]
+        else:
+            value = value.split(" #", 1)[0].rstrip()
+        values[key.strip()] = value
+    return values
+
+
+def legacy_env_document(
+    environ: dict[str, str] | None = None, *, env_file: str | os.PathLike | None = None
+) -> dict[str, Any]:
+    """A config document (revision 0) equal to the bot's old environment-variable rule.
+
+    ``ENABLE_PROMPTS_V2`` (default true), ``PROMPTS_V2_ROLLOUT_PERCENTAGE`` (default 100) and
+    ``PROMPTS_V2_SIMPLIFIED_ROLLOUT_PERCENTAGE`` (default 0), read like the bot's pydantic
+    ``Settings`` reads them: the environment first, then ``env_file`` (the bot's ``.env``);
+    names in any case; an empty value counts as unset (the bot's ``env_ignore_empty``), so the
+    default applies. A value the bot would refuse at start also falls back to the default.
+    Given as ``bootstrap=``, a bot that has never reached selcontrol keeps deciding exactly as
+    it did before the switch; revision 0 means any config from the server replaces it. With the
+    bot's ``Settings`` at hand, :func:`legacy_settings_document` is the surer way.
+    """
+    sources = [os.environ if environ is None else environ]
+    if env_file is not None:
+        sources.append(read_env_file(env_file))
+
+    def raw(name: str) -> str | None:
+        for source in sources:
+            for key, value in source.items():
+                if key.upper() == name and str(value).strip() != "":
+                    return str(value).strip()
+        return None
+
+    def number(name: str, default: int) -> int:
+        value = raw(name)
+        try:
+            return default if value is None else int(value)
+        except ValueError:
+            return default
+
+    flag = (raw("ENABLE_PROMPTS_V2") or "true").lower()
+    enabled = flag in _TRUE or flag not in _FALSE
+    return legacy_document(
+        enabled,
+        number("PROMPTS_V2_ROLLOUT_PERCENTAGE", 100),
+        number("PROMPTS_V2_SIMPLIFIED_ROLLOUT_PERCENTAGE", 0),
+    )
