@@ -42,7 +42,7 @@ PROFILES = {
     "v2_simplified": Profile(1150, 220, 1480, 0.36, 0.013, 0.20, 0.135, 0.77, 0.34, 0.12),
 }
 ERRORS = [("timeout", 0.5), ("rate_limited", 0.3), ("provider_error", 0.2)]
-POSITIVE = ["👍", "👍", "👍", "❤️", "😀", "🔥", "😂", "🙏"]
+POSITIVE = ["👍", "👍", "👍", "❤️", "😀", "🔥", "👍🏽", "❤️"]  # the bot's four (skin tones count)
 NEGATIVE = ["👎", "👎", "😕", "😡", "❌", "🙄"]
 NEUTRAL = ["🤔", "👀"]
 CORRECTIONS = [

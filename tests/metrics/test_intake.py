@@ -61,13 +61,13 @@ def test_record_events__remove_by_other_user__leaves_first_users_add():
     assert totals()["v1"]["reactions_positive"] == 1
 
 
-def test_record_events__sentiment_map__positive_negative_neutral_and_unknown():
+def test_record_events__default_sentiment_map__the_bots_four_positive_every_other_negative():
     record_events(
         [response("r", message_id="m")]
         + [reaction("m", e, user_id=f"u{i}") for i, e in enumerate(["👍", "❤️", "❤", "😀", "🔥", "👎", "😡", "🤔", "🦄"])]
     )
     figures = totals()["v1"]
-    assert (figures["reactions_positive"], figures["reactions_negative"], figures["reactions_neutral"]) == (5, 2, 2)
+    assert (figures["reactions_positive"], figures["reactions_negative"], figures["reactions_neutral"]) == (5, 4, 0)
 
 
 def test_record_events__sentiment_changed_in_admin__applies_to_new_reactions():
