@@ -51,15 +51,25 @@ def test_default_sentiment__any_emoji__same_as_the_bots_rule(emoji):
 
 def test_default_sentiment__map__the_four_and_every_other_row_only():
     assert dict(EmojiSentiment.objects.values_list("emoji", "sentiment")) == {
-        "👍": 1, "❤️": 1, "😀": 1, "🔥": 1, OTHER_EMOJI: -1,
-    }  # fmt: skip
+        "👍": 1,
+        "❤️": 1,
+        "😀": 1,
+        "🔥": 1,
+        OTHER_EMOJI: -1,
+    }
 
 
 def test_other_emoji_row__set_to_neutral__unlisted_emoji_neutral_again():
     EmojiSentiment.objects.filter(emoji=OTHER_EMOJI).update(sentiment=0)
     EmojiSentiment.objects.create(emoji="👎", sentiment=-1)  # a deliberate edit in the admin
-    record_events([response("r", message_id="m"), reaction("m", "🤔", user_id="a"),
-                   reaction("m", "👎", user_id="b"), reaction("m", "👍🏽", user_id="c")])  # fmt: skip
+    record_events(
+        [
+            response("r", message_id="m"),
+            reaction("m", "🤔", user_id="a"),
+            reaction("m", "👎", user_id="b"),
+            reaction("m", "👍🏽", user_id="c"),
+        ]
+    )
     figures = totals()["v1"]
     assert (
         figures["reactions_positive"],
@@ -69,8 +79,17 @@ def test_other_emoji_row__set_to_neutral__unlisted_emoji_neutral_again():
 
 
 def test_bot_model_id__reply__priced_at_claude_3_5_sonnet_rates():
-    record_events([response("r", message_id="m", model="anthropic/claude-3-5-sonnet-20241022",
-                            input_tokens=1_000_000, output_tokens=100_000)])  # fmt: skip
+    record_events(
+        [
+            response(
+                "r",
+                message_id="m",
+                model="anthropic/claude-3-5-sonnet-20241022",
+                input_tokens=1_000_000,
+                output_tokens=100_000,
+            )
+        ]
+    )
     reply = ResponseEvent.objects.get()
     assert (reply.unpriced, reply.cost_usd) == (False, Decimal("4.5"))
 
@@ -93,24 +112,51 @@ def test_model_of_another_family__reply__unpriced():
 
 
 def test_model_key__spellings_of_one_model__one_key():
-    assert len({model_key(m) for m in ["anthropic/claude-3-5-sonnet-20241022", "anthropic/claude-3.5-sonnet",
-                                       "claude-3-5-sonnet", "anthropic/claude-3.5-sonnet:beta"]}) == 1  # fmt: skip
+    assert (
+        len(
+            {
+                model_key(m)
+                for m in [
+                    "anthropic/claude-3-5-sonnet-20241022",
+                    "anthropic/claude-3.5-sonnet",
+                    "claude-3-5-sonnet",
+                    "anthropic/claude-3.5-sonnet:beta",
+                ]
+            }
+        )
+        == 1
+    )
     assert model_key("anthropic/claude-3.7-sonnet") != model_key("anthropic/claude-3.5-sonnet")
 
 
 def test_alias__two_spellings_with_different_prices__prices_nothing():
     t = datetime(2024, 1, 1, tzinfo=UTC)
-    ref = Reference(prices={
-        "vendor/m-1": [Price(t, Decimal(1), Decimal(1), Decimal(0))],
-        "m-1-20240101": [Price(t, Decimal(2), Decimal(2), Decimal(0))],
-    })  # fmt: skip
+    ref = Reference(
+        prices={
+            "vendor/m-1": [Price(t, Decimal(1), Decimal(1), Decimal(0))],
+            "m-1-20240101": [Price(t, Decimal(2), Decimal(2), Decimal(0))],
+        }
+    )
     assert ref.price_at("vendor/m-1", t) is not None
     assert ref.price_at("other/m-1:beta", t) is None
 
 
 def test_exact_row__beside_an_alias__wins():
-    ModelPrice.objects.create(model="anthropic/claude-3.5-sonnet:beta", valid_from=datetime(2024, 1, 1, tzinfo=UTC),
-                              input_per_million=Decimal(7), output_per_million=Decimal(0))  # fmt: skip
-    record_events([response("r", message_id="m", model="anthropic/claude-3.5-sonnet:beta",
-                            input_tokens=1_000_000, output_tokens=0)])  # fmt: skip
+    ModelPrice.objects.create(
+        model="anthropic/claude-3.5-sonnet:beta",
+        valid_from=datetime(2024, 1, 1, tzinfo=UTC),
+        input_per_million=Decimal(7),
+        output_per_million=Decimal(0),
+    )
+    record_events(
+        [
+            response(
+                "r",
+                message_id="m",
+                model="anthropic/claude-3.5-sonnet:beta",
+                input_tokens=1_000_000,
+                output_tokens=0,
+            )
+        ]
+    )
     assert ResponseEvent.objects.get().cost_usd == Decimal("7")
