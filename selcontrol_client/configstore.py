@@ -352,8 +352,15 @@ def legacy_env_document(
 
     def number(name: str, default: int) -> int:
         value = raw(name)
+        if value is None:
+            return default
         try:
-            return default if value is None else int(value)
+            return int(value)
+        except ValueError:
+            pass
+        try:  # pydantic takes "50.0" as 50 too
+            number = float(value)
+            return int(number) if number.is_integer() and "." in value else default
         except ValueError:
             return default
 
