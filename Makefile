@@ -1,4 +1,4 @@
-.PHONY: run test lint format worker beat e2e bench migrate
+.PHONY: run test lint format worker beat e2e bench migrate sel-check
 
 run:  ## start the control plane on http://127.0.0.1:8000 with demo data
 	./scripts/run
@@ -26,3 +26,7 @@ bench:  ## all benchmarks; see bench/README.md
 
 migrate:
 	.venv/bin/python manage.py migrate
+
+sel-check:  ## the migration against a checkout of the Sel bot: make sel-check SEL=/path/to/SEL
+	@test -n "$(SEL)" || (echo "usage: make sel-check SEL=/path/to/SEL-checkout" && exit 2)
+	./scripts/bootstrap && .venv/bin/python scripts/sel_check.py --sel "$(SEL)"

@@ -565,7 +565,8 @@ class EventCore:
         starts = [self.down_since]
         if self.oldest_put is not None:
             starts.append(self.oldest_put)
-        return min(starts) + self.spool_after
+        # A little early, so that the write itself (and a watcher's step) ends within it.
+        return min(starts) + self.spool_after - min(0.25, self.spool_after / 5)
 
     def wait_time(self, now: float, flush_interval: float) -> float:
         """How long the sender may sleep before its next round: never past the spool deadline,
