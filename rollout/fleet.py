@@ -263,6 +263,8 @@ def health_of(instance: Instance) -> str:
     events = instance.events or {}
     if int(events.get("dropped", 0) or 0) > 0:
         return f"{events['dropped']} events dropped"
+    if int(events.get("quarantined", 0) or 0) > 0:
+        return f"{events['quarantined']} events the server failed on set aside (quarantine)"
     if int(events.get("spool_pending", 0) or 0) > 0:
         return f"{events['spool_pending']} events waiting on disk"
     return "ok"
