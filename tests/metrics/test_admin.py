@@ -19,11 +19,15 @@ def admin_client(client):
     return client
 
 
-def test_price_admin__first_row__guide_sonnet_price(admin_client):
+def test_price_admin__default_rows__guide_sonnet_price_and_the_bots_model_id(admin_client):
     page = admin_client.get("/admin/metrics/modelprice/")
     assert page.status_code == 200
-    row = ModelPrice.objects.get()
-    assert (row.model, row.input_per_million, row.output_per_million) == ("anthropic/claude-3.5-sonnet", 3, 15)
+    rows = ModelPrice.objects.order_by("valid_from")
+    assert [(r.model, r.input_per_million, r.output_per_million) for r in rows] == [
+        ("anthropic/claude-3.5-sonnet", 3, 15),
+        ("anthropic/claude-3-5-sonnet-20241022", 3, 15),
+    ]
+    assert "anthropic/claude-3-5-sonnet-20241022" in page.content.decode()
 
 
 def test_price_admin__unpriced_model_seen__warned_on_changelist(admin_client):
