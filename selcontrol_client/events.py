@@ -436,6 +436,11 @@ resent: isolation only splits batches, and quarantines an event alone only when 
 were accepted in the meantime)."""
 
 
+QUARANTINE_AFTER = 3
+"""500s for one event alone before it is set aside, with other events accepted since its first
+failure (a flaky server or a connection cut on the way fails an event once, not every time)."""
+
+
 class EventCore:
     """The buffer and the bookkeeping; the thread and asyncio clients do the I/O around it.
 
@@ -445,8 +450,9 @@ class EventCore:
     No event may hold up the others: a batch the server answers with a 4xx is halved until the
     refused event is alone (then counted ``rejected``); a batch answered with a 500 twice in a
     row is halved the same way, and an event that still gets a 500 alone is moved behind the
-    others; once other events were accepted since its first failure it is written to
-    ``<spool>/quarantine`` (counted ``quarantined``) instead of being retried for ever.
+    others; after QUARANTINE_AFTER such failures, with other events accepted since the first, it is
+    written to ``<spool>/quarantine`` (counted ``quarantined``) instead of being retried for
+    ever.
     """
 
     def __init__(
@@ -578,8 +584,9 @@ class EventCore:
             return 0.0
         else:
             wait = flush_interval
-        if deadline is not None:
-            wait = min(wait, max(0.0, deadline - now))
+        if deadline is not None and deadline > now:
+            # (a deadline already past is the spool watcher's: no busy loop if the disk refuses)
+            wait = min(wait, deadline - now)
         return wait
 
     def ready(self, now: float) -> bool:
@@ -617,8 +624,24 @@ class EventCore:
                 self._spooling = False
 
     def take_batch(self) -> list[dict[str, Any]]:
+        """The next batch: up to ``limit`` events, oldest first. An event the server already
+        failed on alone (a suspect) goes alone when it is first in line, and is otherwise left
+        out, so it never sinks a batch of others again."""
         with self._lock:
-            batch = [self._buf.popleft() for _ in range(min(self.limit, len(self._buf)))]
+            if not self.strikes:
+                batch = [self._buf.popleft() for _ in range(min(self.limit, len(self._buf)))]
+            else:
+                batch, held = [], []
+                while self._buf and len(batch) < self.limit:
+                    event = self._buf.popleft()
+                    if str(event.get("id")) in self.strikes:
+                        if not batch:
+                            batch = [event]
+                            break
+                        held.append(event)
+                    else:
+                        batch.append(event)
+                self._buf.extendleft(reversed(held))
             self._flight_oldest = self.oldest_put
             if not self._buf:
                 self.oldest_put = None
@@ -758,9 +781,8 @@ class EventCore:
         event = batch[0]
         key = str(event.get("id"))
         count, first = self.strikes.get(key, (0, now))
-        count += 1
-        self.strikes[key] = (count, first)
-        if count >= ISOLATE_AFTER and self.last_ok is not None and self.last_ok > first:
+        self.strikes[key] = (count + 1, first)
+        if count + 1 >= QUARANTINE_AFTER and self.last_ok is not None and self.last_ok > first:
             self._quarantine(event, outcome, from_spool)
             return True
         # Behind the others: they go first, and their success shows the server is up.
