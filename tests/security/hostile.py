@@ -60,15 +60,21 @@ CLASSICS = [
     "-0",
     "99999999999999999999999999",
 ]
+POISON = ["\x00"] * 3 + ["\ud800", "\udfff"] * 2 + ["\u202e", "\U0010ffff", "\r\n", "%00"]
 BIG_INTS = [2**31, 2**31 - 1, -(2**31), 2**63, 2**63 - 1, -(2**63) - 1, 2**64, 10**20, -1]
 
 
 def hostile_text(max_size: int = 40) -> st.SearchStrategy[str]:
     """Any characters (surrogates, NUL, controls, RTL), the classics, and huge strings."""
+    poisoned = st.tuples(
+        st.text(max_size=8), st.sampled_from(POISON), st.text(max_size=8)
+    ).map("".join)
+    classics = st.sampled_from(CLASSICS + EDGE_TIMES)
+    huge = st.sampled_from([2_001, 70_000, 300_000]).map(lambda n: "\u202e\U0001d54f" * (n // 2))
+    # one_of picks a branch evenly: repeating one weighs it.
     return st.one_of(
-        st.text(st.characters(), max_size=max_size),
-        st.sampled_from(CLASSICS + EDGE_TIMES),
-        st.integers(min_value=2_001, max_value=300_000).map(lambda n: "\u202e\U0001d54f" * (n // 2)),
+        st.text(st.characters(), max_size=max_size), poisoned, poisoned, poisoned, classics,
+        classics, huge,
     )
 
 

@@ -16,7 +16,7 @@ import os
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from metrics.models import FollowupEvent, ReactionEvent, ResponseEvent
@@ -97,6 +97,7 @@ def check_write(answer, before: dict[str, Any]) -> None:
 
 @FUZZ
 @given(key=keys, channel_id=channels, wait=field([0, 0.0]))
+@example(key="prompts_v2\x00", channel_id="1\x00", wait="1e20")  # issue 15, item 6
 def test_reads__hostile_path_and_query__never_5xx(api, key, channel_id, wait):
     before = snapshot()
     k = path_segment(key)
@@ -146,6 +147,11 @@ def test_rollback__hostile_reason__4xx_sentence_or_one_audited_change(api, key, 
     channel_id=channels,
     body=maybe({"variant": variants, "reason": reasons, "expires_at": times}),
     delete_reason=st.one_of(st.none(), hostile_text()),
+)
+@example(  # issue 15, item 1
+    key=KEY, channel_id=CHANNEL,
+    body={"variant": "v1", "reason": "x", "expires_at": "9999-12-31T23:59:59-14:00"},
+    delete_reason="x\x00",
 )
 def test_overrides__hostile_put_and_delete__4xx_sentence_or_one_audited_change(
     api, key, channel_id, body, delete_reason
@@ -197,6 +203,16 @@ def _event(kind: str) -> st.SearchStrategy[dict[str, Any]]:
         max_size=8,
     )
 )
+@example(  # issue 15, item 2: one bad event among good ones
+    events=[
+        {"id": "ok", "type": "reaction", "ts": "2026-03-02T10:00:00Z", "channel_id": "1",
+         "message_id": "m", "emoji": "x", "action": "add"},
+        {"id": "bad", "type": "reaction", "ts": "9999-12-31T23:59:59-14:00", "channel_id": "1",
+         "message_id": "m", "emoji": "x", "action": "add"},
+        {"id": "bad-2", "type": "reaction", "ts": "2026-03-02T10:00:00Z", "channel_id": "1",
+         "message_id": "\ud800", "emoji": "x", "action": "add"},
+    ]
+)
 def test_events__hostile_batch__each_event_stored_or_rejected_by_index(api, events):
     before = snapshot()
     answer = send(api, "post", "/api/v1/events", body={"events": events})
@@ -219,6 +235,7 @@ def test_events__hostile_body__never_5xx(api, body):
 
 @FUZZ
 @given(key=keys, since=st.one_of(st.none(), times), until=st.one_of(st.none(), times))
+@example(key=KEY, since="9999-12-31T23:59:59-14:00", until=None)  # issue 15, item 6
 def test_summary__hostile_since_until__never_5xx(api, key, since, until):
     before = snapshot()
     query = {k: v for k, v in (("since", since), ("until", until)) if v is not None}
