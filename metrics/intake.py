@@ -52,9 +52,14 @@ def record_events(
     result = IntakeResult()
     valid: dict[str, list[Event]] = {"response": [], "reaction": [], "followup": []}
     seen: dict[str, set[str]] = {kind: set() for kind in valid}
+    variants: dict[str, tuple[str, ...]] | None = None
     for index, raw in enumerate(events):
         try:
             event = validate_event(raw, now)
+            if event.type == "response":
+                if variants is None:
+                    variants = rollout_variants()
+                check_variant(event, variants)
         except Invalid as exc:
             result.rejected.append({"index": index, "id": event_id_of(raw), "error": str(exc)})
             continue
@@ -85,6 +90,29 @@ def record_events(
 
     result.duplicates += total - result.accepted
     return result
+
+
+def rollout_variants() -> dict[str, tuple[str, ...]]:
+    """Each rollout's variants by key (one query per batch)."""
+    from rollout.models import Rollout
+
+    return {
+        key: variants
+        for key, *variants in Rollout.objects.values_list(
+            "key", "control_variant", "treatment_variant", "simplified_variant"
+        )
+    }
+
+
+def check_variant(event: Event, variants: dict[str, tuple[str, ...]]) -> None:
+    """A reply must name a rollout that exists and one of its variants: anything else would
+    be a row no chart can place, and a string the bot controls in every CSV export."""
+    key, variant = event.fields["rollout_key"], event.fields["variant"]
+    allowed = variants.get(key)
+    if allowed is None:
+        raise Invalid(f"rollout {key!r} does not exist here; the rollouts are {', '.join(sorted(variants)) or 'none'}.")
+    if variant not in allowed:
+        raise Invalid(f"variant {variant[:40]!r} is not a variant of {key}; use one of {', '.join(allowed)}.")
 
 
 def _event_id(event: Event) -> str:

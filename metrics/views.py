@@ -56,11 +56,25 @@ def _parse_when(value: str, name: str, *, end: bool = False) -> datetime:
         if len(value) == 10:
             day = datetime.fromisoformat(value).date()
             moment = datetime.combine(day, time.max if end else time.min)
-            return moment.replace(tzinfo=UTC)
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        raise BadInput(f"{name} {value!r} is not a date (YYYY-MM-DD) or a date and time.") from None
-    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+            parsed = moment.replace(tzinfo=UTC)
+        else:
+            parsed = datetime.fromisoformat(value)
+            parsed = parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+    except (ValueError, OverflowError):
+        raise BadInput(f"{name} {value[:40]!r} is not a date (YYYY-MM-DD) or a date and time.") from None
+    return _within_data_years(parsed, name, value)
+
+
+def _within_data_years(moment: datetime, name: str, shown: str) -> datetime:
+    """Refuse dates no event can have (events are 2015 to a day ahead): a range at the edge of
+    the calendar has nothing to show and would overflow the hour arithmetic behind it."""
+    first, last = datetime(2015, 1, 1, tzinfo=UTC), timezone.now() + series.MAX_RANGE
+    if not first <= moment <= last:
+        raise BadInput(
+            f"{name} {shown[:40]!r} is outside the dates selcontrol can have data for "
+            f"({first:%Y-%m-%d} to {last:%Y-%m-%d})."
+        )
+    return moment
 
 
 def parse_params(request: HttpRequest, rollout: Rollout, now: datetime | None = None) -> Params:
@@ -294,11 +308,17 @@ def _csv_response(filename: str, columns: list[str], rows: list[dict[str, Any]])
     return response
 
 
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
 def _csv_value(value: Any) -> Any:
     if isinstance(value, datetime):
         return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     if isinstance(value, (tuple, list, dict)):
-        return json.dumps(value, cls=DjangoJSONEncoder)
+        value = json.dumps(value, cls=DjangoJSONEncoder)
+    if isinstance(value, str) and value.startswith(_FORMULA_START):
+        # A spreadsheet would run it as a formula (OWASP "CSV injection"): make it text.
+        return "'" + value
     return value
 
 

@@ -27,6 +27,13 @@ class ReadOnlyAdmin(admin.ModelAdmin):
         return False
 
 
+ADMIN_REASON = "edited in the admin"
+
+
+def _admin_actor(request) -> services.Actor:
+    return services.Actor.of_user(request.user, via="admin")
+
+
 class PhaseInline(admin.TabularInline):
     model = Phase
     extra = 0
@@ -50,11 +57,34 @@ class RolloutAdmin(admin.ModelAdmin):
     def has_delete_permission(self, request, obj=None):
         return False
 
+    def save_formset(self, request, form, formset, change):
+        """Phases through the service, so each change is audited (PHASE_EDIT)."""
+        if formset.model is not Phase:
+            return super().save_formset(request, form, formset, change)
+        phases = formset.save(commit=False)
+        for phase in formset.deleted_objects:
+            services.delete_phase(phase, actor=_admin_actor(request), reason=ADMIN_REASON)
+        for phase in phases:
+            services.save_phase(phase, actor=_admin_actor(request), reason=ADMIN_REASON)
+        formset.save_m2m()
+
 
 @admin.register(Phase)
 class PhaseAdmin(admin.ModelAdmin):
+    """Every save and delete goes through the service and is audited."""
+
     list_display = ("rollout", "order", "name", "percentage", "min_watch", "max_watch")
     list_filter = ("rollout",)
+
+    def save_model(self, request, obj, form, change):
+        services.save_phase(obj, actor=_admin_actor(request), reason=ADMIN_REASON)
+
+    def delete_model(self, request, obj):
+        services.delete_phase(obj, actor=_admin_actor(request), reason=ADMIN_REASON)
+
+    def delete_queryset(self, request, queryset):
+        for phase in queryset:
+            services.delete_phase(phase, actor=_admin_actor(request), reason=ADMIN_REASON)
 
 
 @admin.register(ChannelOverride)

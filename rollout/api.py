@@ -6,13 +6,14 @@ from __future__ import annotations
 import json
 import re
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 from ninja import Field, Query, Router, Schema, Status
-from pydantic import StrictBool, StrictInt
+from pydantic import BeforeValidator, StrictBool, StrictInt, WithJsonSchema
 
+from selcontrol.timestamps import parse_rfc3339
 from selcontrol_client import assignment
 
 from . import services
@@ -101,10 +102,23 @@ class ReasonIn(Schema):
     reason: str = Field(..., min_length=1, max_length=2000)
 
 
+def _rfc3339(value: object) -> object:
+    """Strict RFC 3339 within the storable range (pydantic alone takes ISO week dates, basic
+    forms and epoch numbers, and any year its datetime holds)."""
+    return None if value is None else parse_rfc3339(value, "expires_at")
+
+
+Rfc3339 = Annotated[
+    datetime,
+    BeforeValidator(_rfc3339),
+    WithJsonSchema({"type": "string", "format": "date-time"}),
+]
+
+
 class OverrideIn(Schema):
     variant: str = Field(..., min_length=1, max_length=64)
     reason: str = Field(..., min_length=1, max_length=2000)
-    expires_at: datetime | None = None
+    expires_at: Rfc3339 | None = None
 
 
 class OverrideOut(Schema):
@@ -281,11 +295,13 @@ def get_rollout(request: HttpRequest, key: str):
         404: ErrorOut,
         409: ConflictOut,
         422: ErrorOut,
+        428: ErrorOut,
     },
 )
 def patch_rollout(request: HttpRequest, key: str, payload: RolloutPatch):
     """Change any of enabled, percentage, simplified_percentage, strategy, with a reason.
-    With If-Match: <revision>, a stale write gets 409 and the current state."""
+    With If-Match: <revision>, a stale write gets 409 and the current state. Turning a rollout
+    whose kill switch is on back on (`enabled: true`) needs If-Match: without it, 428."""
     expected = _parse_if_match(request)
     changes = payload.model_dump(exclude_unset=True, exclude={"reason"})
     changes = {k: v for k, v in changes.items() if v is not None}
@@ -294,6 +310,7 @@ def patch_rollout(request: HttpRequest, key: str, payload: RolloutPatch):
         actor=_actor(request),
         reason=payload.reason,
         expected_revision=expected,
+        release_needs_revision=True,
         **changes,
     )
     return _state_response(rollout)

@@ -14,6 +14,7 @@ from django.core.validators import MaxValueValidator, RegexValidator
 from django.db import models
 from django.utils import timezone
 
+from selcontrol.timestamps import STORABLE_MAX, STORABLE_MIN
 from selcontrol_client import assignment
 
 CHANNEL_ID_RE = r"^[0-9A-Za-z_.:-]{1,64}$"
@@ -178,6 +179,12 @@ class ChannelOverride(models.Model):
             models.UniqueConstraint(
                 fields=["rollout", "channel_id"], name="override_unique_channel"
             ),
+            # Only times Python (and so every page and the config document) can read back.
+            models.CheckConstraint(
+                condition=models.Q(expires_at__isnull=True)
+                | models.Q(expires_at__range=(STORABLE_MIN, STORABLE_MAX)),
+                name="override_expires_at_readable",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -196,6 +203,7 @@ class AuditEntry(models.Model):
         KILL_SWITCH_ENGAGE = "kill_switch.engage", "Emergency rollback (kill switch on)"
         KILL_SWITCH_RELEASE = "kill_switch.release", "Re-enabled after rollback"
         PHASE_CHANGE = "phase.change", "Phase changed"
+        PHASE_EDIT = "phase.edit", "Phase plan edited"
         CHECKLIST = "checklist.update", "Checklist ticked or cleared"
         OVERRIDE_SET = "override.set", "Channel override set"
         OVERRIDE_REMOVE = "override.remove", "Channel override removed"

@@ -14,10 +14,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 
+from selcontrol.timestamps import BadTimestamp, check_storable
 from selcontrol_client import assignment
 
 from .models import (
@@ -67,6 +68,12 @@ class GateNotMet(ServiceError):
 
 class NotFound(ServiceError):
     status = 404
+
+
+class PreconditionRequired(ServiceError):
+    """A change that must name the revision it was decided on (releasing the kill switch)."""
+
+    status = 428
 
 
 @dataclass(frozen=True)
@@ -191,13 +198,29 @@ def update_rollout(
     actor: Actor,
     reason: str,
     expected_revision: int | None = None,
+    release_needs_revision: bool = False,
     **changes: Any,
 ) -> Rollout:
-    """Change any of enabled, percentage, simplified_percentage and strategy."""
+    """Change any of enabled, percentage, simplified_percentage and strategy.
+
+    With ``release_needs_revision`` (the API's PATCH), turning a disabled rollout on without an
+    expected revision is refused (428): a last-writer-wins write must not silently undo an
+    emergency rollback its sender never saw. The check is made under the row lock."""
     changes = validate_changes(changes)
     reason = _require_reason(reason)
     locked = _lock(rollout)
     _check_revision(locked, expected_revision)
+    if (
+        release_needs_revision
+        and expected_revision is None
+        and changes.get("enabled") is True
+        and not locked.enabled
+    ):
+        raise PreconditionRequired(
+            f"{locked.key} has its kill switch on; turning it back on needs the header "
+            f'If-Match: "{locked.revision}" (the revision you saw, from GET '
+            f"/api/v1/rollouts/{locked.key}), so that it cannot undo a rollback you have not seen."
+        )
     changes = {k: v for k, v in changes.items() if getattr(locked, k) != v}
     if not changes:
         return locked
@@ -257,6 +280,47 @@ def release_kill_switch(
     locked.save()
     _audit(locked, AuditEntry.Action.KILL_SWITCH_RELEASE, actor, reason, before, snapshot(locked))
     return locked
+
+
+PHASE_FIELDS = ("order", "name", "percentage", "min_watch", "max_watch")
+
+
+def _phase_snapshot(phase: Phase | None) -> dict[str, Any]:
+    if phase is None:
+        return {}
+    snap: dict[str, Any] = {f: getattr(phase, f) for f in PHASE_FIELDS}
+    for name in ("min_watch", "max_watch"):
+        snap[name] = snap[name].total_seconds() / 3600 if snap[name] is not None else None
+    return snap
+
+
+@transaction.atomic
+def save_phase(phase: Phase, *, actor: Actor, reason: str) -> Phase:
+    """Create or edit a step of the plan (the admin's phase forms), audited: its percentage is
+    what advancing to it will apply. Bumps the revision (the rollout's state lists its phases)."""
+    reason = _require_reason(reason)
+    locked = _lock(Rollout.objects.only("key").get(pk=phase.rollout_id))
+    before = _phase_snapshot(Phase.objects.filter(pk=phase.pk).first() if phase.pk else None)
+    after = _phase_snapshot(phase)
+    if before == after:
+        return phase
+    phase.save()
+    _bump(locked)
+    locked.save(update_fields=["revision", "updated_at"])
+    _audit(locked, AuditEntry.Action.PHASE_EDIT, actor, reason, before, after)
+    return phase
+
+
+@transaction.atomic
+def delete_phase(phase: Phase, *, actor: Actor, reason: str) -> None:
+    """Remove a step of the plan, audited."""
+    reason = _require_reason(reason)
+    locked = _lock(Rollout.objects.only("key").get(pk=phase.rollout_id))
+    before = _phase_snapshot(phase)
+    phase.delete()
+    _bump(locked)
+    locked.save(update_fields=["revision", "updated_at"])
+    _audit(locked, AuditEntry.Action.PHASE_EDIT, actor, reason, before, {})
 
 
 def phase_gate_problems(rollout: Rollout, target: Phase, now: datetime | None = None) -> list[str]:
@@ -367,6 +431,10 @@ def set_override(
     if expires_at is not None:
         if timezone.is_naive(expires_at):
             raise InvalidChange("expires_at needs a time zone, e.g. 2026-12-01T12:00:00Z.")
+        try:
+            expires_at = check_storable(expires_at, "expires_at")
+        except BadTimestamp as exc:
+            raise InvalidChange(str(exc)) from None
         if expires_at <= timezone.now():
             raise InvalidChange("expires_at is in the past; give a future time or none.")
     existing = ChannelOverride.objects.filter(rollout=locked, channel_id=channel_id).first()
@@ -444,16 +512,21 @@ def create_api_token(*, name: str, scopes: list[str], actor: Actor) -> tuple[Api
             f"Scopes must be some of {', '.join(sorted(valid))}"
             + (f"; {', '.join(bad)} is not one." if bad else ".")
         )
+    taken = InvalidChange(f"A token named {name!r} exists already; pick another name.")
     if ApiToken.objects.filter(name=name).exists():
-        raise InvalidChange(f"A token named {name!r} exists already; pick another name.")
+        raise taken
     raw = ApiToken.PREFIX + secrets.token_urlsafe(32)
-    token = ApiToken.objects.create(
-        name=name,
-        token_hash=ApiToken.hash(raw),
-        hint=raw[:7],
-        scopes=sorted(set(scopes)),
-        created_by=actor.name,
-    )
+    try:
+        with transaction.atomic():  # a savepoint: a racing create of the same name loses here
+            token = ApiToken.objects.create(
+                name=name,
+                token_hash=ApiToken.hash(raw),
+                hint=raw[:7],
+                scopes=sorted(set(scopes)),
+                created_by=actor.name,
+            )
+    except IntegrityError:
+        raise taken from None
     _audit(None, AuditEntry.Action.TOKEN_CREATE, actor, f"token {name}", {}, {"name": name, "scopes": token.scopes})
     return token, raw
 

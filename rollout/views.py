@@ -21,6 +21,7 @@ from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
+from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 
 from . import checklist, exposure, services
@@ -602,6 +603,7 @@ def tokens(request: HttpRequest) -> HttpResponse:
     return render(request, "rollout/tokens.html", _tokens_context())
 
 
+@never_cache  # the answer shows the new token once: no cache may keep it
 @operator_required
 @require_POST
 def create_token(request: HttpRequest) -> HttpResponse:

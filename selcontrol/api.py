@@ -6,8 +6,11 @@ field. The OpenAPI document is served at /api/v1/openapi.json and interactive do
 
 from __future__ import annotations
 
+import json
 import logging
 
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse
 from ninja import NinjaAPI
 from ninja.errors import (
@@ -16,13 +19,29 @@ from ninja.errors import (
     HttpError,
     ValidationError,
 )
+from ninja.parser import Parser
 
 from metrics.api import router as metrics_router
 from rollout.api import router as rollout_router
 from rollout.auth import ApiError
 from rollout.services import Conflict, ServiceError
 
+from .input_guard import find_unstorable_text
+
 logger = logging.getLogger("selcontrol.api")
+
+
+class TextParser(Parser):
+    """JSON bodies whose strings can all be stored: a NUL or a lone surrogate anywhere (valid
+    JSON, but PostgreSQL's text takes neither) is refused with 400 naming the field, before any
+    schema or service sees it."""
+
+    def parse_body(self, request: HttpRequest):
+        data = json.loads(request.body)
+        problem = find_unstorable_text(data)
+        if problem:
+            raise ApiError(400, problem)
+        return data
 
 api = NinjaAPI(
     title="selcontrol API",
@@ -34,6 +53,7 @@ api = NinjaAPI(
     urls_namespace="api",
     openapi_url="/openapi.json",
     docs_url="/docs",
+    parser=TextParser(),
 )
 api.add_router("/", rollout_router)
 api.add_router("/", metrics_router)
@@ -57,6 +77,8 @@ def _describe(error: dict) -> str:
         return "The request body is not valid JSON."
     if error.get("type") == "missing":
         return f"{field} is required." if field else "The request body is missing."
+    if error.get("type") == "value_error":  # our validators' sentences name the field already
+        return msg.removeprefix("Value error, ")
     return f"{field}: {msg}." if field else f"{msg}."
 
 
@@ -86,6 +108,8 @@ def on_api_error(request: HttpRequest, exc: ApiError) -> HttpResponse:
 
 @api.exception_handler(HttpError)
 def on_http_error(request: HttpRequest, exc: HttpError) -> HttpResponse:
+    if isinstance(exc.__cause__, ApiError):  # the parser's own sentence (see TextParser)
+        return error_response(request, exc.__cause__.status_code, exc.__cause__.message)
     message = str(exc.message)
     if exc.status_code == 400 and message.startswith("Cannot parse request body"):
         message = "The request body is not valid JSON; send a JSON object."
@@ -102,6 +126,14 @@ def on_conflict(request: HttpRequest, exc: Conflict) -> HttpResponse:
 @api.exception_handler(ServiceError)
 def on_service_error(request: HttpRequest, exc: ServiceError) -> HttpResponse:
     return error_response(request, exc.status, str(exc))
+
+
+@api.exception_handler(RequestDataTooBig)
+def on_body_too_big(request: HttpRequest, exc: RequestDataTooBig) -> HttpResponse:
+    limit_mib = settings.DATA_UPLOAD_MAX_MEMORY_SIZE / (1024 * 1024)
+    return error_response(
+        request, 413, f"The request body is larger than {limit_mib:g} MiB; send less."
+    )
 
 
 @api.exception_handler(Exception)

@@ -235,6 +235,10 @@ MIDDLEWARE.insert(
     MIDDLEWARE.index("whitenoise.middleware.WhiteNoiseMiddleware") + 1,
     "selcontrol.security.RateLimitMiddleware",
 )
+MIDDLEWARE.insert(  # NUL in the address: 400; the API's 404/405 as JSON
+    MIDDLEWARE.index("selcontrol.security.RateLimitMiddleware") + 1,
+    "selcontrol.input_guard.InputGuardMiddleware",
+)
 INSTALLED_APPS.append("ninja")  # /api/v1/docs from our own static files, not a CDN (CSP)
 
 LOG_FORMAT = env_str("LOG_FORMAT", "plain")

@@ -158,7 +158,12 @@ def test_state__shape(reader):
 
 
 def test_patch__changes_state_and_audits_with_token_name(operator_api):
-    response = operator_api.patch(STATE, {"enabled": True, "percentage": 5, "reason": "alpha"})
+    revision = operator_api.get(STATE).json()["revision"]
+    response = operator_api.patch(
+        STATE,
+        {"enabled": True, "percentage": 5, "reason": "alpha"},
+        headers={"If-Match": f'"{revision}"'},
+    )
     assert response.status_code == 200, response.content
     assert (response.json()["enabled"], response.json()["percentage"]) == (True, 5)
     entry = AuditEntry.objects.filter(rollout__key="prompts_v2").first()

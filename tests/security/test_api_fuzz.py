@@ -17,6 +17,7 @@ import schemathesis
 from django.core import signals
 from django.db import close_old_connections
 from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
@@ -28,6 +29,7 @@ from schemathesis.specs.openapi.checks import (
 from rollout.models import ApiToken
 from selcontrol.api import api
 from selcontrol.wsgi import application
+from tests.security.hostile import EDGE_TIMES, hostile_text
 
 CHECKS = [
     not_a_server_error,
@@ -44,11 +46,32 @@ MAX_EXAMPLES = int(os.environ.get("SELCONTROL_FUZZ_EXAMPLES", "25"))
 # conftest.py so the run stays green while the owner fixes them. (Not strict: schemathesis's
 # pytest plugin crashes the session on a strict XPASS.) A fixed one shows as XPASS in the
 # summary: remove its entry then. Never add an entry without telling the owner.
-KNOWN_FAILURES: dict[str, str] = {}
+KNOWN_FAILURES: dict[str, str] = {
+    # Found once date-time fields were drawn from the calendar's edges (issue 15, item 6); the
+    # endpoint is the fleet's (rollout/fleet_api.py), fixed on its owner's branch.
+    "POST /api/v1/instances/report": (
+        'started_at "9999-12-31T23:59:59-14:00" -> 500 (OverflowError): issue 15 item 6, '
+        "instances/report is fixed by its owner"
+    ),
+}
 
 DOCUMENT = json.loads(json.dumps(api.get_openapi_schema(), default=str))
 schema = schemathesis.openapi.from_dict(DOCUMENT)
 schema.app = application
+# Hostile input beyond the document's types (issue 15): strings of any code point, lone
+# surrogates and NUL included (the config file format only takes a codec name, so it is set
+# here), and date-time fields drawn from the calendar's edges and ISO 8601 forms that are not
+# RFC 3339 as well as valid times.
+schema.config.generation.codec = None
+schema.config.generation.allow_x00 = True
+schemathesis.openapi.format(
+    "date-time",
+    st.one_of(
+        st.sampled_from(EDGE_TIMES),
+        st.datetimes(timezones=st.timezones()).map(lambda d: d.isoformat()),
+        hostile_text(),
+    ),
+)
 
 
 @pytest.fixture
