@@ -19,6 +19,7 @@ import httpx
 from .conftest import ROOT, Stack
 
 NGINX_CONF = ROOT / "deploy" / "nginx.conf"
+NGINX = shutil.which("nginx") or "/usr/sbin/nginx"  # .ci/run installs Debian's nginx-light
 GUNICORN_COMMAND = [
     "gunicorn",
     "-c",
@@ -105,7 +106,7 @@ class Nginx:
             path.mkdir(exist_ok=True)
             path.chmod(0o777)
         self.proc = subprocess.Popen(
-            ["nginx", "-p", str(self.dir), "-c", str(self.conf), "-g", "daemon off;"],
+            [NGINX, "-p", str(self.dir), "-c", str(self.conf), "-g", "daemon off;"],
             stdout=self.log.open("ab"),
             stderr=subprocess.STDOUT,
             start_new_session=True,

@@ -12,14 +12,13 @@ from __future__ import annotations
 import socket
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 
 import httpx
 import pytest
-
-from tests.metrics.conftest import response
 
 from .conftest import PORT_BASE
 from .production import Nginx, ProductionServer
@@ -110,11 +109,31 @@ class LongPoller(threading.Thread):
                 etag = answer.headers.get("ETag", etag)
 
 
+def reply_event() -> dict:
+    """One reply, as the bot's client sends it (bench/slow_clients.py imports this module
+    without Django, so nothing here imports the app)."""
+    event_id = uuid.uuid4().hex
+    return {
+        "id": event_id,
+        "type": "response",
+        "ts": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
+        "channel_id": "112233445566778899",
+        "message_id": f"m-{event_id}",
+        "rollout": "prompts_v2",
+        "variant": "v1",
+        "model": "anthropic/claude-3.5-sonnet",
+        "input_tokens": 500,
+        "output_tokens": 200,
+        "latency_ms": 1200.0,
+        "error": None,
+    }
+
+
 def probe(url: str, token: str) -> dict[str, tuple[int, float]]:
     """One call each of decide, config and events: (status, seconds); status 0 = no answer
     within PROMPT seconds."""
     headers = {"Authorization": f"Bearer {token}"}
-    batch = {"events": [response(ts=datetime.now(UTC))]}
+    batch = {"events": [reply_event()]}
     calls = {
         "decide": ("GET", "/api/v1/rollouts/prompts_v2/decide", {"params": {"channel_id": "42"}}),
         "config": ("GET", "/api/v1/config", {}),
