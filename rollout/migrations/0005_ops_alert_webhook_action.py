@@ -4,15 +4,32 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('rollout', '0004_audit_actions_reviews_guardrails'),
+        ("rollout", "0004_audit_actions_reviews_guardrails"),
     ]
 
     operations = [
         migrations.AlterField(
-            model_name='auditentry',
-            name='action',
-            field=models.CharField(choices=[('rollout.update', 'Rollout settings changed'), ('kill_switch.engage', 'Emergency rollback (kill switch on)'), ('kill_switch.release', 'Re-enabled after rollback'), ('phase.change', 'Phase changed'), ('checklist.update', 'Checklist ticked or cleared'), ('override.set', 'Channel override set'), ('override.remove', 'Channel override removed'), ('token.create', 'API token created'), ('token.revoke', 'API token revoked'), ('review.sample', 'Review sample drawn'), ('guardrail.update', 'Guardrail rule changed'), ('deployment.decision', 'Post-deployment decision recorded'), ('alert.webhook', 'Alert webhook changed')], db_index=True, max_length=64),
+            model_name="auditentry",
+            name="action",
+            field=models.CharField(
+                choices=[
+                    ("rollout.update", "Rollout settings changed"),
+                    ("kill_switch.engage", "Emergency rollback (kill switch on)"),
+                    ("kill_switch.release", "Re-enabled after rollback"),
+                    ("phase.change", "Phase changed"),
+                    ("checklist.update", "Checklist ticked or cleared"),
+                    ("override.set", "Channel override set"),
+                    ("override.remove", "Channel override removed"),
+                    ("token.create", "API token created"),
+                    ("token.revoke", "API token revoked"),
+                    ("review.sample", "Review sample drawn"),
+                    ("guardrail.update", "Guardrail rule changed"),
+                    ("deployment.decision", "Post-deployment decision recorded"),
+                    ("alert.webhook", "Alert webhook changed"),
+                ],
+                db_index=True,
+                max_length=64,
+            ),
         ),
     ]
