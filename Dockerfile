@@ -21,7 +21,7 @@ RUN pip install --no-deps . \
 USER selcontrol
 EXPOSE 8000
 
-# gthread workers: long-poll config requests hold a thread, not a whole process.
-CMD ["gunicorn", "selcontrol.wsgi:application", "--bind", "0.0.0.0:8000", \
-     "--workers", "3", "--threads", "8", "--worker-class", "gthread", \
-     "--access-logfile", "-", "--timeout", "60"]
+# gunicorn's settings are selcontrol/gunicorn_conf.py (gthread workers sized for long-polls, no
+# access log with query strings); in production nginx (deploy/nginx.conf) runs in front of it:
+# see docker-compose.yml and docs/operations.md.
+CMD ["gunicorn", "-c", "python:selcontrol.gunicorn_conf", "selcontrol.wsgi:application"]

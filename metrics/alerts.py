@@ -9,6 +9,11 @@ each request bounded by SELCONTROL_ALERT_TIMEOUT seconds; a 4xx other than 408/4
 retried. The outcome (sent, failed with the last error, or not configured) is kept on the row and
 shown on the console. Where to send: the rollout's AlertSettings, else
 SELCONTROL_ALERT_WEBHOOK_URL (kind from SELCONTROL_ALERT_WEBHOOK_KIND, or guessed from the URL).
+
+Hostile input (issue 15): the URL is checked again before every attempt (``webhooks.check_url``:
+Discord/Slack hosts, public addresses only), and every text is escaped for its chat
+(``webhooks.discord_text`` / ``slack_text``) with mentions turned off, because alert texts carry
+host names and instance ids that bots report with their token.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from .guardrail_models import Alert, AlertSettings
+from .webhooks import WebhookRefused, check_url, defang_urls, discord_text, slack_text
 
 logger = logging.getLogger("selcontrol.guardrails")
 
@@ -60,28 +66,42 @@ def _link(alert: Alert) -> str:
     return f"{base}/rollouts/{alert.rollout.key}/" if base else ""
 
 
+def _discord_title(text: str) -> str:
+    """An embed title shows no markdown (a backslash would show), but must not link or mention."""
+    return defang_urls(text).replace("@", "@\u200b")
+
+
 def payload(alert: Alert, kind: str) -> dict[str, Any]:
-    """The JSON body for a Discord webhook (content + embed) or a Slack incoming webhook."""
+    """The JSON body for a Discord webhook (content + embed) or a Slack incoming webhook. Every
+    text from the alert is escaped for the chat and nothing in it can mention anyone."""
     action = alert.action_taken or "alert only"
     link = _link(alert)
     if kind == SLACK:
-        text = f":rotating_light: *{alert.title}*\n{alert.message}\n*Action:* {action}"
+        title, message = slack_text(alert.title), slack_text(alert.message)
+        text = f":rotating_light: *{title}*\n{message}\n*Action:* {slack_text(action)}"
         if link:
             text += f"\n<{link}|Open the console>"
         return {
-            "text": f"{alert.title}: {action}",
+            "text": f"{title}: {slack_text(action)}",
             "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": text[:2900]}}],
+            "unfurl_links": False,
+            "unfurl_media": False,
         }
     embed: dict[str, Any] = {
-        "title": alert.title[:256],
-        "description": alert.message[:4000],
+        "title": _discord_title(alert.title)[:256],
+        "description": discord_text(alert.message)[:4000],
         "color": RED if alert.action_taken and "alert only" not in action else ORANGE,
-        "fields": [{"name": "Action", "value": action[:1000]}],
+        "fields": [{"name": "Action", "value": discord_text(action)[:1000]}],
         "timestamp": alert.created_at.isoformat(),
     }
     if link:
         embed["url"] = link
-    return {"username": "selcontrol", "content": f"🚨 {alert.title}"[:2000], "embeds": [embed]}
+    return {
+        "username": "selcontrol",
+        "content": f"🚨 {discord_text(alert.title)}"[:2000],
+        "embeds": [embed],
+        "allowed_mentions": {"parse": []},
+    }
 
 
 def deliver(alert_id: int, *, sleep=time.sleep) -> str:
@@ -102,8 +122,13 @@ def deliver(alert_id: int, *, sleep=time.sleep) -> str:
     tried = 0
     with httpx.Client(timeout=timeout, follow_redirects=False) as client:
         for attempt in range(attempts):
-            tried += 1
             wait = backoff * (2**attempt)
+            try:
+                check_url(url)  # again at each attempt: the name may resolve elsewhere now
+            except WebhookRefused as exc:
+                error = str(exc)
+                break
+            tried += 1
             try:
                 response = client.post(url, json=body)
             except httpx.HTTPError as exc:

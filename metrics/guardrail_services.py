@@ -28,7 +28,14 @@ from rollout.models import AuditEntry, Phase, Rollout
 
 from . import alerts, histogram, selectors
 from . import guardrails as g
-from .guardrail_models import Alert, GuardrailRule, GuardrailState, GuardrailTransition
+from .guardrail_models import (
+    Alert,
+    AlertSettings,
+    GuardrailRule,
+    GuardrailState,
+    GuardrailTransition,
+)
+from .webhooks import check_url, mask_url
 
 logger = logging.getLogger("selcontrol.guardrails")
 
@@ -414,3 +421,35 @@ def reset_rule(rule: GuardrailRule, *, actor: services.Actor) -> GuardrailRule:
     )
     rule.refresh_from_db()
     return rule
+
+
+@transaction.atomic
+def set_alert_webhook(
+    rollout: Rollout, *, url: str, kind: str, actor: services.Actor, reason: str = ""
+) -> AlertSettings:
+    """Set where the rollout's alerts go (an empty URL: SELCONTROL_ALERT_WEBHOOK_URL). The URL
+    must pass ``webhooks.check_url`` (raises ``WebhookRefused`` with a sentence: no internal
+    address, Discord/Slack hosts by default); the rollout row is locked and the audit row, with
+    the URL's secret token masked, is written in the same transaction. Nothing changes, no row."""
+    url = url.strip()
+    if url:
+        check_url(url)
+    locked = Rollout.objects.select_for_update().get(pk=rollout.pk)
+    config = AlertSettings.objects.filter(rollout=locked).first() or AlertSettings(rollout=locked)
+    if config.pk is not None and (config.webhook_url, config.kind) == (url, kind):
+        return config
+    before = {"webhook_url": mask_url(config.webhook_url), "kind": config.kind} if config.pk else {}
+    config.webhook_url, config.kind = url, kind
+    config.updated_by, config.updated_at = actor.name, timezone.now()
+    config.save()
+    AuditEntry.objects.create(
+        rollout=locked,
+        action=AuditEntry.Action.ALERT_WEBHOOK,
+        actor=actor.name,
+        via=actor.via,
+        before=before,
+        after={"webhook_url": mask_url(url), "kind": kind},
+        reason=reason or ("alert webhook set" if url else "alert webhook cleared"),
+        revision=locked.revision,
+    )
+    return config

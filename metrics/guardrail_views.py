@@ -29,6 +29,7 @@ from .guardrail_models import (
     GuardrailRule,
     GuardrailTransition,
 )
+from .webhooks import WebhookRefused, check_url
 
 
 class RuleForm(forms.ModelForm):
@@ -61,6 +62,16 @@ class AlertSettingsForm(forms.ModelForm):
     class Meta:
         model = AlertSettings
         fields = ["webhook_url", "kind"]
+
+    def clean_webhook_url(self) -> str:
+        """Refuse internal addresses and hosts other than Discord's and Slack's (SSRF)."""
+        url = (self.cleaned_data.get("webhook_url") or "").strip()
+        if url:
+            try:
+                check_url(url)
+            except WebhookRefused as exc:
+                raise forms.ValidationError(str(exc)) from None
+        return url
 
 
 class DecisionForm(forms.Form):
@@ -170,9 +181,16 @@ def alert_settings(request: HttpRequest, key: str) -> HttpResponse:
     form = AlertSettingsForm(request.POST, instance=config)
     if not form.is_valid():
         return _rules_page(request, rollout, status=422, settings_form=form)
-    saved = form.save(commit=False)
-    saved.updated_by, saved.updated_at = request.user.get_username(), timezone.now()
-    saved.save()
+    try:
+        guardrail_services.set_alert_webhook(
+            rollout,
+            url=form.cleaned_data["webhook_url"],
+            kind=form.cleaned_data["kind"],
+            actor=_actor(request),
+        )
+    except WebhookRefused as exc:  # the name resolves elsewhere since the form checked it
+        form.add_error("webhook_url", str(exc))
+        return _rules_page(request, rollout, status=422, settings_form=form)
     messages.success(request, "Alert webhook saved.")
     return redirect("metrics:guardrails", key=rollout.key)
 

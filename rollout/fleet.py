@@ -397,49 +397,85 @@ def settle_changes(now: datetime | None = None, *, window: timedelta = timedelta
                 },
             )
             written += 1
-        for row in status.overdue:
-            _flag(entry, row, now)
+        if status.overdue:
+            _flag(entry, status.overdue, now)
     return written
 
 
-def _flag(entry: AuditEntry, row: InstanceRow, now: datetime) -> None:
-    """Record an instance that missed a change (once), and alert through the guardrails' channel."""
-    inst = row.instance
+ALERT_LISTS_INSTANCES = 5
+"""An alert about instances that missed a change names this many and counts the rest."""
+
+
+def _flag(entry: AuditEntry, rows: list[InstanceRow], now: datetime) -> None:
+    """Record the instances that missed a change (once each), and alert once per change.
+
+    Reports come with the bot's token, so anyone holding it can invent instance ids: one alert
+    per change names the first instances and counts the rest, however many there are; instances
+    flagged after it point at the same alert (issue 15). The change's audit row is locked while
+    deciding, so two reports settling at once send one alert, not two.
+    """
     with transaction.atomic():
-        flag, created = UnackedInstance.objects.get_or_create(
-            audit_entry=entry,
-            instance_id=inst.instance_id,
-            defaults={"host": inst.host, "revision": inst.revision, "flagged_at": now},
-        )
-        if not created or entry.rollout_id is None:
+        list(AuditEntry.objects.select_for_update().filter(pk=entry.pk).values_list("pk"))
+        flagged = []
+        for row in rows:
+            inst = row.instance
+            flag, created = UnackedInstance.objects.get_or_create(
+                audit_entry=entry,
+                instance_id=inst.instance_id,
+                defaults={"host": inst.host, "revision": inst.revision, "flagged_at": now},
+            )
+            if created:
+                flagged.append(flag)
+        if not flagged or entry.rollout_id is None:
             return
-        alert_id = _send_alert(entry, inst)
+        alert_id = (
+            UnackedInstance.objects.filter(audit_entry=entry, alert_id__isnull=False)
+            .values_list("alert_id", flat=True)
+            .first()
+        )
+        if alert_id is None:
+            alert_id = _send_alert(entry, [row.instance for row in rows])
         if alert_id is not None:
-            UnackedInstance.objects.filter(pk=flag.pk).update(alert_id=alert_id)
+            UnackedInstance.objects.filter(pk__in=[f.pk for f in flagged]).update(
+                alert_id=alert_id
+            )
 
 
-def _send_alert(entry: AuditEntry, inst: Instance) -> int | None:
-    """A guardrail alert (metrics.alerts: webhook after the commit), or None without that app."""
+def _send_alert(entry: AuditEntry, instances: list[Instance]) -> int | None:
+    """One guardrail alert (metrics.alerts: webhook after the commit) about the instances that
+    missed ``entry``, or None without that app. Host names were cleaned when reported
+    (``fleet_api.clean_host``) and the webhook payload escapes everything again."""
     try:
         from metrics.alerts import queue_delivery
         from metrics.guardrail_models import Alert
     except ImportError:  # pragma: no cover - metrics is always installed in this project
-        logger.warning("instance %s missed change %s; no alert channel", inst, entry.pk)
+        logger.warning("%s instance(s) missed change %s; no alert channel", len(instances), entry)
         return None
+    shown = instances[:ALERT_LISTS_INSTANCES]
+    names = ", ".join(
+        f"{inst.instance_id} ({inst.host}, pid {inst.pid}, revision {inst.revision})"
+        for inst in shown
+    )
+    more = len(instances) - len(shown)
+    if more:
+        names += f" and {more} more"
+    if len(instances) == 1:
+        title = f"Bot instance {instances[0].host}:{instances[0].pid} has not picked up the change"
+    else:
+        title = f"{len(instances)} bot instances have not picked up the change"
     alert = Alert.objects.create(
         rollout=entry.rollout,
-        title=f"Bot instance {inst.host}:{inst.pid} has not picked up the change",
+        title=title,
         message=(
             f"{entry.get_action_display()} by {entry.actor} at {entry.created_at:%H:%M:%S} UTC "
-            f"(config revision {entry.revision}) was not acknowledged by instance "
-            f"{inst.instance_id} within {ack_timeout():g} s; it still serves revision "
-            f"{inst.revision}. Restart it or check its connection to selcontrol."
+            f"(config revision {entry.revision}) was not acknowledged within "
+            f"{ack_timeout():g} s by {names}. Restart them or check their connection to "
+            "selcontrol; the fleet panel lists every instance."
         ),
         numbers={
-            "instance_id": inst.instance_id,
-            "host": inst.host,
-            "pid": inst.pid,
-            "revision": inst.revision,
+            "instances": len(instances),
+            "instance_ids": [inst.instance_id for inst in instances[:50]],
+            "hosts": sorted({inst.host for inst in instances})[:50],
             "expected_revision": entry.revision,
             "audit_entry": entry.pk,
         },

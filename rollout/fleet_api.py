@@ -8,6 +8,7 @@ lookups) should not be able to invent instances or decisions. The bot's token ha
 from __future__ import annotations
 
 import logging
+import re
 from datetime import UTC, datetime, timedelta
 
 from django.http import HttpRequest
@@ -24,7 +25,42 @@ router = Router(tags=["fleet"])
 INSTANCE_ID_RE = r"^[0-9A-Za-z_.:-]{1,100}$"
 KEY_RE = r"^[0-9A-Za-z_.:-]{1,64}$"
 MAX_COUNT = 10**15
+MAX_REVISION = 2**63 - 1  # PostgreSQL's bigint: a larger revision could not be stored
 EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
+HOST_UNSAFE_RE = re.compile(r"[^0-9A-Za-z._-]+")
+
+
+def clean_host(host: str) -> str:
+    """The host name as the fleet panel and alerts show it: letters, digits, '.', '_' and '-'
+    (what host names are made of); any other run of characters becomes one '-'. A report is
+    written with the bot's token, so its host must never carry a mention (``@everyone``),
+    markdown or a link into an alert (issue 15)."""
+    return HOST_UNSAFE_RE.sub("-", host).strip("-")[:255] or "unknown"
+
+
+def _strings(data: dict) -> list[tuple[str, str]]:
+    """(field, text) of every string in a report, the events' counter names included."""
+    found = [
+        (name, data[name])
+        for name in ("host", "client_version", "config_source", "last_sync_error")
+        if isinstance(data.get(name), str)
+    ]
+    found += [("events", name) for name in data["events"]]
+    for exposure in data["exposures"]:
+        found.append(("exposures.variant", exposure["variant"]))  # rollout: KEY_RE already
+    return found
+
+
+def _check_text(name: str, value: str) -> None:
+    """PostgreSQL stores neither NUL nor a lone surrogate: refuse them with a sentence (a 500
+    before; issue 15)."""
+    if "\x00" in value:
+        raise ApiError(400, f"{name} must not contain NUL characters.")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        message = f"{name} must be valid Unicode text; it holds a lone surrogate."
+        raise ApiError(400, message) from None
 
 
 class ErrorOut(Schema):
@@ -33,7 +69,9 @@ class ErrorOut(Schema):
 
 class ExposureIn(Schema):
     rollout: str = Field(..., pattern=KEY_RE)
-    revision: int = Field(..., ge=0, description="The rollout's rule revision the decisions used.")
+    revision: int = Field(
+        ..., ge=0, le=MAX_REVISION, description="The rollout's rule revision the decisions used."
+    )
     variant: str = Field(..., min_length=1, max_length=64)
     count: int = Field(
         ..., ge=0, le=MAX_COUNT, description="Cumulative since the instance started."
@@ -46,7 +84,9 @@ class ReportIn(Schema):
     pid: int = Field(..., ge=0, le=2**31 - 1)
     client_version: str = Field(..., min_length=1, max_length=64)
     started_at: datetime
-    revision: int = Field(..., ge=0, description="The global config revision the instance serves.")
+    revision: int = Field(
+        ..., ge=0, le=MAX_REVISION, description="The global config revision the instance serves."
+    )
     config_source: str = Field("", max_length=16)
     exposures: list[ExposureIn] = Field(default_factory=list, max_length=2000)
     events: dict[str, int] = Field(default_factory=dict, max_length=32)
@@ -95,7 +135,7 @@ class FleetOut(Schema):
 @router.post(
     "/instances/report",
     auth=EVENTS_WRITE,
-    response={200: ReportOut, 400: ErrorOut, 401: ErrorOut, 403: ErrorOut},
+    response={200: ReportOut, 400: ErrorOut, 401: ErrorOut, 403: ErrorOut, 413: ErrorOut},
 )
 def report(request: HttpRequest, payload: ReportIn):
     """One bot instance's report: who it is, the config revision it serves, its decisions per
@@ -104,12 +144,18 @@ def report(request: HttpRequest, payload: ReportIn):
     from .config import current_revision
 
     data = payload.model_dump()
+    for name, value in _strings(data):
+        _check_text(name, value)
     if data["started_at"].tzinfo is None:
         raise ApiError(400, "started_at must include a time zone (e.g. 2026-01-01T12:00:00Z).")
-    started = data["started_at"].astimezone(UTC)
-    if not EARLIEST <= started <= timezone.now() + timedelta(days=1):
+    try:
+        started = data["started_at"].astimezone(UTC)
+    except OverflowError:  # e.g. 9999-12-31T23:59:59-14:00 is in the year 10000 in UTC
+        started = None
+    if started is None or not EARLIEST <= started <= timezone.now() + timedelta(days=1):
         raise ApiError(400, "started_at is not a plausible start time for a running process.")
     data["started_at"] = started
+    data["host"] = clean_host(data["host"])
     if any(not k or len(k) > 64 for k in data["events"]):
         raise ApiError(400, "events: each counter name is 1-64 characters.")
     if any(not 0 <= v <= MAX_COUNT for v in data["events"].values()):

@@ -212,6 +212,7 @@ class AuditEntry(models.Model):
         REVIEW_SAMPLE = "review.sample", "Review sample drawn"
         GUARDRAIL_UPDATE = "guardrail.update", "Guardrail rule changed"
         DEPLOYMENT_DECISION = "deployment.decision", "Post-deployment decision recorded"
+        ALERT_WEBHOOK = "alert.webhook", "Alert webhook changed"
 
     rollout = models.ForeignKey(
         Rollout, null=True, blank=True, on_delete=models.PROTECT, related_name="audit_entries"

@@ -2,6 +2,9 @@
 
 /healthz answers 200 while the process serves requests (no dependencies checked).
 /readyz checks the database and, when one is configured, the Celery broker; 503 names what failed.
+It also shows the worker's and beat's heartbeats (selcontrol/heartbeat.py) without failing on
+them: a load balancer must not take the web processes out because a worker died.
+/readyz?deep=1 (for monitoring) also answers 503 when the worker or beat stopped working.
 """
 
 from __future__ import annotations
@@ -42,15 +45,29 @@ def _check_broker() -> str | None:
     return None
 
 
+def _heartbeats() -> dict[str, tuple[bool, str]]:
+    """The worker's and beat's heartbeats: (stale, sentence) each (selcontrol/heartbeat.py)."""
+    from . import heartbeat
+
+    if not heartbeat.watched():
+        return {name: (False, "not watched (tasks run in-process)") for name in heartbeat.PROCESSES}
+    return {name: (beat.stale, beat.describe()) for name, beat in heartbeat.status().items()}
+
+
 @never_cache
 @require_GET
 def readyz(request: HttpRequest) -> JsonResponse:
+    deep = request.GET.get("deep", "") not in ("", "0", "false")
     checks = {"database": _check_database(), "broker": _check_broker()}
     problems = {name: problem for name, problem in checks.items() if problem}
+    background = _heartbeats()
+    if deep:
+        problems.update({name: text for name, (stale, text) in background.items() if stale})
     body = {
         "status": "ready" if not problems else "not ready",
         "checks": {name: (problem or "ok") for name, problem in checks.items()},
     }
     if not settings.CELERY_BROKER_URL:
         body["checks"]["broker"] = "not configured (tasks run in-process)"
+    body["checks"].update({name: text for name, (_, text) in background.items()})
     return JsonResponse(body, status=503 if problems else 200)

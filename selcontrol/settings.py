@@ -150,6 +150,22 @@ CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TIMEZONE = "UTC"
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# Ride out broker (Redis) outages (issue 15; docs/operations.md, "Workers and beat"): retry the
+# connection for ever (the default gives up after 100 tries and the worker exits), give up on a
+# dead socket within seconds instead of hanging, and on a lost connection cancel running tasks
+# instead of acknowledging them later over the dead connection (acks_late: they are redelivered,
+# and every task is idempotent; Celery 6's default).
+CELERY_BROKER_CONNECTION_MAX_RETRIES = None
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "socket_connect_timeout": 5,
+    "socket_timeout": 10,
+    "socket_keepalive": True,
+    "health_check_interval": 10,
+}
+CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = True
+# Heartbeats of the worker and beat, read by /readyz and the console (selcontrol/heartbeat.py).
+CELERY_INCLUDE = ["selcontrol.heartbeat"]
+CELERY_BEAT_SCHEDULER = "selcontrol.heartbeat:HeartbeatScheduler"
 CELERY_BEAT_SCHEDULE: dict[str, dict] = {}  # each app adds its entries in its tasks module
 
 if REDIS_URL:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from django import template
 
+from selcontrol import heartbeat
+
 from .. import guardrail_services
 from .. import guardrails as g
 
@@ -31,8 +33,17 @@ def guardrail_status(context, rollout) -> dict:
         },
         "gate_problems": guardrail_services.gate_problems(rollout, rows),
         "alerts": guardrail_services.recent_alerts(rollout, 3),
+        "stopped": stopped_processes(),
         "request": context.get("request"),
     }
+
+
+def stopped_processes() -> list[heartbeat.Heartbeat]:
+    """The worker or beat when its heartbeat is stale: guardrails are then not evaluated, so no
+    automatic rollback and no alert (selcontrol/heartbeat.py)."""
+    if not heartbeat.watched():
+        return []
+    return [beat for beat in heartbeat.status().values() if beat.stale]
 
 
 @register.filter

@@ -20,7 +20,7 @@ from rollout import services
 from rollout.models import AuditEntry, Rollout
 
 from .test_concurrency import _start_worker, _wait, worker_env  # noqa: F401 - a fixture
-from .test_guardrail_alerts import Receiver
+from .test_guardrail_alerts import RECEIVER_ALLOWED, Receiver
 from .test_guardrail_rollback import V1, V2, Traffic
 
 
@@ -51,7 +51,7 @@ def test_beat_task__on_a_real_worker__rolls_back_then_alerts(worker_env, receive
     traffic = Traffic(rollout, {"v1": V1, "v2_full": replace(V2, error_rate=0.15)}, per_minute=100)
     for minute in range(18):
         record_events(traffic.events(start + timedelta(minutes=minute)))
-    worker = _start_worker(worker_env, tmp_path / "worker.log")
+    worker = _start_worker({**worker_env, **RECEIVER_ALLOWED}, tmp_path / "worker.log")
     try:
         evaluate_guardrails.delay()  # what the beat entry sends every minute
         _wait(lambda: not Rollout.objects.get(pk=rollout.pk).enabled, 60, "the kill switch")

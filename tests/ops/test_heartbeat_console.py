@@ -1,0 +1,43 @@
+"""The rollout page shows a stopped worker or beat (issue 15, item 9): without them guardrails are
+not evaluated, so no automatic rollback and no alert happen."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from selcontrol import heartbeat
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def watched(settings):
+    """A deployment with a broker: a worker and beat are expected."""
+    settings.CELERY_BROKER_URL = "redis://127.0.0.1:6379/1"
+    settings.CELERY_TASK_ALWAYS_EAGER = False
+
+
+def test_rollout_page__worker_heartbeat_ten_minutes_old__worker_stopped_with_its_age(
+    viewer_client, rollout, watched
+):
+    heartbeat.beat("worker", at=time.time() - 600)
+    heartbeat.beat("beat")
+    page = viewer_client.get(f"/rollouts/{rollout.key}/").content.decode()
+    assert "worker stopped</span>" in page and "beat stopped" not in page
+    assert "no automatic rollback and no alert" in page
+    age = heartbeat.status()["worker"].age
+    assert 600 <= age < 660 and f"last worked {age:.0f} s ago" in page
+
+
+def test_rollout_page__both_heartbeats_fresh__nothing_stopped(viewer_client, rollout, watched):
+    heartbeat.beat("worker")
+    heartbeat.beat("beat")
+    page = viewer_client.get(f"/rollouts/{rollout.key}/").content.decode()
+    assert "stopped</span>" not in page and "background-stopped" not in page
+
+
+def test_rollout_page__tasks_in_process__no_heartbeat_expected(viewer_client, rollout):
+    page = viewer_client.get(f"/rollouts/{rollout.key}/").content.decode()
+    assert "stopped</span>" not in page
