@@ -21,7 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, datetime
 
-from django.db.models import Count, Exists, F, OuterRef, Q, QuerySet
+from django.db.models import Count, QuerySet
 
 from rollout.roles import is_operator, is_reviewer
 
@@ -30,19 +30,13 @@ from .review_models import ReviewGrade, ReviewItem
 
 def open_to(user) -> QuerySet[ReviewItem]:
     """Items the queue may still give ``user``: fewer saved grades than needed, none by them.
-    Empty for users who cannot grade (viewers)."""
+    Empty for users who cannot grade (viewers). Correlated subqueries, no join: safe to group
+    and count over (metrics.reviews' own condition for the queue)."""
+    from .reviews import _still_open
+
     if not is_reviewer(user):
         return ReviewItem.objects.none()
-    mine = ReviewGrade.objects.filter(
-        item=OuterRef("pk"), reviewer=user, submitted_at__isnull=False
-    )
-    return (
-        ReviewItem.objects.annotate(
-            saved=Count("grades", filter=Q(grades__submitted_at__isnull=False))
-        )
-        .filter(saved__lt=F("grades_needed"))
-        .filter(~Exists(mine))
-    )
+    return ReviewItem.objects.filter(*_still_open(user))
 
 
 def visible_grades(grades: QuerySet[ReviewGrade], user) -> QuerySet[ReviewGrade]:

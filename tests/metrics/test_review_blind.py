@@ -321,3 +321,15 @@ def test_queue_order__many_samples__does_not_cluster_by_version():
         first_half.append(order[:25].count("v2_full") / 25)
     assert abs(sum(runs) / len(runs) - 26) < 0.8
     assert abs(sum(first_half) / len(first_half) - 0.5) < 0.03
+
+
+def test_dashboard__others_graded_part_of_the_sample__week_still_hidden_from_the_reviewer(
+    dave_client, bob, rollout, sample
+):
+    for _ in range(2):  # bob grades two of six: four are still open to dave
+        reviews.submit_grade(reviews.next_item(sample, bob), bob, GOOD)
+    response = dave_client.get(DASHBOARD_URLS[0].format(q=custom(WEEK)))
+    assert response.status_code == 403
+    assert "sample {} has 4 replies you may still grade".format(sample.pk) in (
+        response.content.decode()
+    )
