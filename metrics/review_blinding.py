@@ -21,7 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, datetime
 
-from django.db.models import Count, QuerySet
+from django.db.models import Count, Exists, OuterRef, Q, QuerySet
 
 from rollout.roles import is_operator, is_reviewer
 
@@ -40,51 +40,64 @@ def open_to(user) -> QuerySet[ReviewItem]:
 
 
 def visible_grades(grades: QuerySet[ReviewGrade], user) -> QuerySet[ReviewGrade]:
-    """``grades`` without those of items still open to ``user`` (rule 1)."""
+    """``grades`` without those of items still open to ``user`` (rule 1) and, for a reviewer,
+    without the others of a week they are grading (rule 2: a list of that week's graded replies
+    with their versions and send times is per-version figures of the week too); replies they
+    graded themselves stay."""
     if not is_reviewer(user):
         return grades
-    return grades.exclude(item__in=open_to(user).values("pk"))
+    grades = grades.exclude(item__in=open_to(user).values("pk"))
+    graded_by_user = Exists(
+        ReviewGrade.objects.filter(item=OuterRef("item"), reviewer=user, submitted_at__isnull=False)
+    )
+    hidden = Q()
+    for week in hidden_weeks(user):
+        hidden |= Q(
+            item__sample__rollout_key=week.rollout_key, item__sample__week_start=week.week_start
+        )
+    # replies the user graded stay: saving showed them the version already
+    return grades.exclude(hidden & ~graded_by_user) if hidden else grades
 
 
-def hidden_grade_count(user, rollout_key: str = "") -> int:
+def hidden_grade_count(user) -> int:
     """How many saved grades ``visible_grades`` leaves out for ``user``."""
     if not is_reviewer(user):
         return 0
-    grades = ReviewGrade.objects.filter(
-        submitted_at__isnull=False, item__in=open_to(user).values("pk")
-    )
-    if rollout_key:
-        grades = grades.filter(item__sample__rollout_key=rollout_key)
-    return grades.count()
+    saved = ReviewGrade.objects.filter(submitted_at__isnull=False)
+    return saved.count() - visible_grades(saved, user).count()
 
 
 @dataclass(frozen=True)
 class HiddenWeek:
+    rollout_key: str
     week_start: date
     sample_id: int
-    open_items: int  # replies of the sample still open to the user
+    open_items: int  # replies of the week's samples still open to the user
 
 
-def hidden_weeks(user, rollout_key: str) -> list[HiddenWeek]:
-    """Weeks of ``rollout_key`` whose per-version figures ``user`` may not see (rule 2),
-    oldest first. Empty for operators and viewers."""
+def hidden_weeks(user, rollout_key: str | None = None) -> list[HiddenWeek]:
+    """Weeks (of ``rollout_key``, or of every rollout) whose per-version figures ``user`` may
+    not see (rule 2), oldest first. Empty for operators and viewers."""
     if is_operator(user) or not is_reviewer(user):
         return []
+    items = open_to(user)
+    if rollout_key is not None:
+        items = items.filter(sample__rollout_key=rollout_key)
     rows = (
-        open_to(user)
-        .filter(sample__rollout_key=rollout_key)
-        .values("sample_id", "sample__week_start")
-        .annotate(n=Count("id", distinct=True))
+        items.values("sample_id", "sample__rollout_key", "sample__week_start")
+        .annotate(n=Count("id"))
         .order_by("sample__week_start", "sample_id")
     )
-    weeks: dict[date, HiddenWeek] = {}
+    weeks: dict[tuple[str, date], HiddenWeek] = {}
     for row in rows:
-        week = row["sample__week_start"]
-        if week in weeks:
-            prior = weeks[week]
-            weeks[week] = HiddenWeek(week, prior.sample_id, prior.open_items + row["n"])
-        else:
-            weeks[week] = HiddenWeek(week, row["sample_id"], row["n"])
+        key = (row["sample__rollout_key"], row["sample__week_start"])
+        prior = weeks.get(key)
+        weeks[key] = HiddenWeek(
+            key[0],
+            key[1],
+            prior.sample_id if prior else row["sample_id"],
+            (prior.open_items if prior else 0) + row["n"],
+        )
     return list(weeks.values())
 
 

@@ -368,7 +368,7 @@ def test_review_blind__second_grader__finds_no_version_no_time_no_first_grade(
     assert "dave was here" not in results and "v1" not in results and "v2_full" not in results
     assert "No graded replies match." in results
     assert (
-        "left out: you may still be asked to grade it, blind"
+        "1 graded reply left out while you review blind"
         in page.locator("#results-hidden").inner_text()
     )
     screenshot(page, "review-results-blind-desktop")

@@ -333,3 +333,19 @@ def test_dashboard__others_graded_part_of_the_sample__week_still_hidden_from_the
     assert "sample {} has 4 replies you may still grade".format(sample.pk) in (
         response.content.decode()
     )
+
+
+def test_results__reviewer_grading_a_week__sees_none_of_its_other_graded_replies(
+    dave_client, bob, dave, rollout, sample
+):
+    """Complete replies of the week (graded by bob) would show their versions and send times:
+    per-version figures of a week dave still grades. His own grade stays."""
+    graded_by_bob = [first_grade(sample, bob) for _ in range(2)]
+    mine = reviews.next_item(sample, dave)
+    reviews.submit_grade(mine, dave, {**GOOD, "note": "dave graded it"})
+    html = dave_client.get("/metrics/reviews/results/").content.decode()
+    for item in graded_by_bob:
+        assert item.response.response_text not in html
+    assert "dave graded it" in html and mine.response.response_text in html
+    assert "2 graded replies left out while you review blind" in html
+    assert "the rest of the week you are grading (2 Mar 2026)" in html
