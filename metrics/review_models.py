@@ -17,8 +17,14 @@ from django.utils import timezone
 
 class ReviewSample(models.Model):
     class Kind(models.TextChoices):
-        SCHEDULED = "scheduled", "Weekly (Celery beat)"
+        SCHEDULED = "scheduled", "Weekly"
         ON_DEMAND = "on_demand", "On demand"
+
+    class Origin(models.TextChoices):
+        BEAT = "beat", "Celery beat"
+        COMMAND = "command", "manage.py draw_review_sample"
+        CONSOLE = "console", "the console"
+        DEMO = "demo", "the demo seed"
 
     rollout_key = models.CharField(max_length=64)
     week_start = models.DateField(help_text="Monday (UTC) of the week the replies were sent")
@@ -26,6 +32,12 @@ class ReviewSample(models.Model):
     until = models.DateTimeField()
     cutoff = models.DateTimeField(help_text="Replies received after this are not candidates")
     kind = models.CharField(max_length=16, choices=Kind.choices)
+    origin = models.CharField(
+        max_length=16,
+        choices=Origin.choices,
+        default=Origin.CONSOLE,
+        help_text="What drew it: the beat entry, the management command, or a person",
+    )
     rule = models.CharField(max_length=64, help_text="Name and version of the sampling rule")
     seed = models.BigIntegerField()
     requested = models.PositiveIntegerField()
@@ -51,6 +63,12 @@ class ReviewSample(models.Model):
 
     def __str__(self) -> str:
         return f"review sample {self.pk} {self.rollout_key} week of {self.week_start}"
+
+    @property
+    def origin_label(self) -> str:
+        """How the sample came to be, by its real origin: "Weekly, drawn by Celery beat",
+        "On demand, drawn by manage.py draw_review_sample", "On demand, drawn in the console"."""
+        return f"{self.get_kind_display()}, drawn by {self.get_origin_display()}"
 
 
 class ReviewItem(models.Model):

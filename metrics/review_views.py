@@ -2,15 +2,17 @@
 
 Reviewers and operators draw samples and grade (rollout.roles.reviewer_required); viewers see
 the results list only (the "Reviews" link takes them there). The queue never puts the reply's
-variant (nor its channel id or model, which would give it away) in the page until the grade is
-saved; the saved fragment then shows it. Status codes of the grading posts: 200 saved,
-409 held by another reviewer or already fully graded, 422 incomplete rubric (the form comes
-back with the errors).
+variant (nor its channel id, model or send time, which would give it away) in the page until
+the grade is saved; the saved fragment then shows it, and the grade is final. Nothing else
+shows a reply's version or others' grades to a grader it is still open to
+(metrics.review_blinding). Status codes of the grading posts: 200 saved, 409 not the reviewer's
+reply (never given to them, held by another, already fully graded, or their grade is final:
+a sentence, not the reply), 422 incomplete rubric (the form comes back with the errors).
 """
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import timedelta
 
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
@@ -23,7 +25,7 @@ from django.views.decorators.http import require_GET, require_POST
 from rollout.roles import is_reviewer, reviewer_required
 from rollout.services import Actor
 
-from . import reviews
+from . import review_blinding, reviews
 from .review_models import ReviewGrade, ReviewItem, ReviewSample
 
 PAGE_SIZE = 50
@@ -110,7 +112,9 @@ def index(request: HttpRequest) -> HttpResponse:
     return _render_index(request, {}, {}, status=200)
 
 
-def _render_index(request, form: dict, errors: dict, status: int) -> HttpResponse:
+def _render_index(
+    request, form: dict, errors: dict, status: int, existing: ReviewSample | None = None
+) -> HttpResponse:
     samples = list(ReviewSample.objects.all()[:30])
     for sample in samples:
         sample.progress = reviews.sample_progress(sample)
@@ -127,6 +131,7 @@ def _render_index(request, form: dict, errors: dict, status: int) -> HttpRespons
             "samples": samples,
             "form": {**defaults, **form},
             "errors": errors,
+            "existing": existing,
             "rollouts": _rollout_keys(),
         },
         status=status,
@@ -140,14 +145,13 @@ def draw(request: HttpRequest) -> HttpResponse:
     form = {
         k: data.get(k, "").strip() for k in ("rollout", "week", "size", "double_percent", "reason")
     }
+    form["additional"] = bool(data.get("additional"))
     errors: dict[str, str] = {}
+    week = None
     try:
-        week = date.fromisoformat(form["week"])
-    except ValueError:
-        errors["week"] = "week must be a date (YYYY-MM-DD), the Monday the week starts."
-        week = None
-    if week is not None and week.weekday() != 0:
-        week = week - timedelta(days=week.weekday())  # any day of the week means that week
+        week = reviews.parse_week(form["week"])  # any day of the week means that week
+    except reviews.ReviewError as exc:
+        errors["week"] = str(exc)
     try:
         size = int(form["size"])
         if not 1 <= size <= 1000:
@@ -162,16 +166,25 @@ def draw(request: HttpRequest) -> HttpResponse:
         errors["double_percent"] = "double grading must be a percentage between 0 and 100."
     if form["rollout"] not in _rollout_keys():
         errors["rollout"] = "rollout must be one of the rollouts listed."
+    if "\x00" in form["reason"] or len(form["reason"]) > 500:
+        errors["reason"] = "The reason must be plain text of at most 500 characters."
     if errors:
         return _render_index(request, form, errors, status=422)
-    sample = reviews.draw_sample(
-        rollout_key=form["rollout"],
-        week_start=week,
-        size=size,
-        double_share=double / 100,
-        actor=Actor.of_user(request.user),
-        reason=form["reason"],
-    )
+    try:
+        sample = reviews.draw_sample(
+            rollout_key=form["rollout"],
+            week_start=week,
+            size=size,
+            double_share=double / 100,
+            actor=Actor.of_user(request.user),
+            reason=form["reason"],
+            origin=ReviewSample.Origin.CONSOLE,
+            additional=form["additional"],
+        )
+    except reviews.SampleExists as exc:
+        return _render_index(request, form, {"draw": str(exc)}, status=409, existing=exc.sample)
+    except reviews.ReviewError as exc:
+        return _render_index(request, form, {"draw": str(exc)}, status=exc.status)
     return redirect("metrics:review_sample", pk=sample.pk)
 
 
@@ -238,6 +251,16 @@ def queue(request: HttpRequest, pk: int) -> HttpResponse:
     return render(request, "metrics/review_queue.html", _item_context(request, item))
 
 
+def _refused(request: HttpRequest, item: ReviewItem, sentence: str) -> HttpResponse:
+    """409 with the sentence and a way on, and nothing of the reply: the poster may not be the
+    reviewer the queue gave it to."""
+    context = {"sample": item.sample, "sentence": sentence}
+    template = (
+        "metrics/partials/review_refused.html" if request.htmx else "metrics/review_refused.html"
+    )
+    return render(request, template, context, status=409)
+
+
 def _item(pk: int) -> ReviewItem:
     return get_object_or_404(ReviewItem.objects.select_related("response", "sample"), pk=pk)
 
@@ -249,6 +272,8 @@ def grade(request: HttpRequest, pk: int) -> HttpResponse:
     try:
         saved = reviews.submit_grade(item, request.user, request.POST)
     except reviews.ReviewError as exc:
+        if exc.status == 409:
+            return _refused(request, item, str(exc))
         errors = getattr(exc, "errors", None) or {}
         context = _item_context(request, item, values=request.POST.dict(), errors=errors)
         context["form_error"] = "" if errors else str(exc)
@@ -283,7 +308,8 @@ def draft(request: HttpRequest, pk: int) -> HttpResponse:
 @reviewer_required
 @require_POST
 def hold(request: HttpRequest, pk: int) -> HttpResponse:
-    if reviews.renew_hold(_item(pk), request.user):
+    token = request.POST.get("token", "").replace("\x00", "")
+    if reviews.renew_hold(_item(pk), request.user, token=token):
         return HttpResponse(status=204)
     return HttpResponse(
         "Another reviewer holds this reply now.", status=409, content_type="text/plain"
@@ -294,7 +320,8 @@ def hold(request: HttpRequest, pk: int) -> HttpResponse:
 @require_POST
 def release(request: HttpRequest, pk: int) -> HttpResponse:
     item = _item(pk)
-    reviews.release_hold(item, request.user, token=request.POST.get("token", ""))
+    token = request.POST.get("token", "").replace("\x00", "")
+    reviews.release_hold(item, request.user, token=token)
     if request.POST.get("leave"):
         return redirect("metrics:review_sample", pk=item.sample_id)
     return HttpResponse(status=204)
@@ -317,40 +344,80 @@ FILTERS = (
 )
 
 
+ORDERS = ("", "recent", "upvoted", "downvoted", "sel_low")
+TEXT_LIMIT = 200
+
+
+def clean_result_filters(raw: dict[str, str], *, variants: list[str]) -> tuple[dict, dict]:
+    """The results list's filters as graded_replies takes them, and one sentence per field that
+    cannot be used (that filter is then dropped): values from the lists offered, a week that
+    has started, a sample number, and text without NUL characters."""
+    query: dict = dict(raw)
+    errors: dict[str, str] = {}
+
+    def drop(name: str, sentence: str) -> None:
+        errors[name] = sentence
+        query[name] = ""
+
+    choices = {
+        "rollout": _rollout_keys(),
+        "variant": variants,
+        "hallucination": reviews.CHOICES["hallucination"],
+        "format": reviews.CHOICES["format"],
+        "uncertainty": reviews.CHOICES["uncertainty"],
+        "consistent": ["yes", "no"],
+    }
+    for name, allowed in choices.items():
+        if raw[name] and raw[name] not in allowed:
+            shown = raw[name].replace("\x00", "\\0")[:40]
+            listed = ", ".join(allowed) or "(none yet)"
+            drop(name, f"{name} must be one of {listed}; got {shown!r}.")
+    if raw["order"] not in ORDERS:
+        drop("order", "order must be recent, upvoted, downvoted or sel_low.")
+    for name, label in (("q", "The text to search"), ("reviewer", "reviewer")):
+        if "\x00" in raw[name]:
+            drop(name, f"{label} must not contain a NUL character (%00).")
+        elif len(raw[name]) > TEXT_LIMIT:
+            drop(name, f"{label} is {len(raw[name])} characters long; the limit is {TEXT_LIMIT}.")
+    if raw["week"]:
+        try:
+            query["week"] = reviews.parse_week(raw["week"])
+        except reviews.ReviewError as exc:
+            drop("week", str(exc))
+    if raw["sample"] and not (raw["sample"].isdigit() and int(raw["sample"]) < 2**31):
+        drop("sample", "sample must be a sample number.")
+    return query, errors
+
+
 @login_required
 @require_GET
 def results(request: HttpRequest) -> HttpResponse:
-    filters = {name: request.GET.get(name, "").strip() for name in FILTERS}
-    errors = {}
-    query = dict(filters)
-    if filters["week"]:
-        try:
-            query["week"] = reviews.week_start_of(date.fromisoformat(filters["week"]))
-        except ValueError:
-            errors["week"] = "week must be a date (YYYY-MM-DD)."
-            query["week"] = ""
-    if filters["sample"] and not filters["sample"].isdigit():
-        errors["sample"] = "sample must be a sample number."
-        query["sample"] = ""
-    page = Paginator(reviews.graded_replies(query), PAGE_SIZE).get_page(request.GET.get("page"))
     from .models import ResponseEvent
 
+    filters = {name: request.GET.get(name, "").strip() for name in FILTERS}
     variants = sorted(
         ResponseEvent.objects.filter(review_item__isnull=False)
         .values_list("variant", flat=True)
         .distinct()
     )
-    rollout_key = filters["rollout"] or _default_rollout()
+    query, errors = clean_result_filters(filters, variants=variants)
+    grades = review_blinding.visible_grades(reviews.graded_replies(query), request.user)
+    page = Paginator(grades, PAGE_SIZE).get_page(request.GET.get("page"))
+    rollout_key = query["rollout"] or _default_rollout()
     until = timezone.now()
     rates = reviews.weekly_review_rates(rollout_key, until - timedelta(weeks=RATE_WEEKS), until)
+    hidden_weeks = review_blinding.hidden_weeks(request.user, rollout_key)
+    hidden = {h.week_start for h in hidden_weeks}
     params = request.GET.copy()
     params.pop("page", None)
+    for name in errors:
+        params.pop(name, None)
     return render(
         request,
         "metrics/review_results.html",
         {
             "page": page,
-            "filters": filters,
+            "filters": {k: v.replace("\x00", "") for k, v in filters.items()},
             "errors": errors,
             "variants": variants,
             "choices": {
@@ -367,7 +434,10 @@ def results(request: HttpRequest) -> HttpResponse:
                     "ci_high": round(100 * r["hallucination_ci"][1]),
                 }
                 for r in reversed(rates)
+                if r["week"] not in hidden
             ],
+            "hidden_weeks": hidden_weeks,
+            "hidden_grades": review_blinding.hidden_grade_count(request.user),
             "rates_rollout": rollout_key,
             "now": timezone.now(),
         },

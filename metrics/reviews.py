@@ -10,8 +10,10 @@ Writes (services, keyword-only ``actor=``):
   a lease (``SELCONTROL_REVIEW_LEASE_SECONDS``) taken by a conditional UPDATE: only if the item
   is free or its lease ran out. Two reviewers asking at once never get the same item.
   ``renew_hold`` (the page's heartbeat) and ``release_hold`` (leaving the page) go with it.
-* ``save_draft`` keeps a half-done rubric; ``submit_grade`` saves the grade, idempotent per
-  (item, reviewer): saving again updates the same row.
+* ``save_draft`` keeps a half-done rubric; ``submit_grade`` saves the grade. Both only for the
+  item the queue gave the reviewer (they hold it), never for any other item id. A saved grade is
+  final: saving it shows the version, so a second save with other values is refused (409);
+  the same values again are an idempotent retry.
 
 Reads: ``weekly_review_rates`` and ``review_counts`` (the summary API and the dashboard),
 ``sample_progress``, ``sample_agreement`` (Cohen's kappa), ``graded_replies`` (results list).
@@ -57,6 +59,28 @@ class AlreadyGraded(ReviewError):
     status = 409
 
 
+class NotYours(ReviewError):
+    """The item is not the one the queue gave this reviewer (they do not hold it)."""
+
+    status = 409
+
+
+class GradeFinal(ReviewError):
+    """The reviewer saved a grade of the item and was shown its version: it cannot change."""
+
+    status = 409
+
+
+class SampleExists(ReviewError):
+    """The week already has a sample; a second one is drawn only when asked for explicitly."""
+
+    status = 409
+
+    def __init__(self, message: str, sample: ReviewSample) -> None:
+        super().__init__(message)
+        self.sample = sample
+
+
 def sample_size_default() -> int:
     return int(getattr(settings, "SELCONTROL_REVIEW_SAMPLE_SIZE", 50))
 
@@ -84,6 +108,32 @@ def week_bounds(week_start: date) -> tuple[datetime, datetime]:
 
 def previous_week(now: datetime | None = None) -> date:
     return week_start_of(now or timezone.now()) - timedelta(days=7)
+
+
+EARLIEST_WEEK = date(2000, 1, 3)  # a Monday; nothing the bot sent is older
+
+
+def parse_week(value: str, *, name: str = "week", now: datetime | None = None) -> date:
+    """The Monday of the week holding ``value`` (any day, YYYY-MM-DD). Raises ReviewError with
+    one sentence for what is not a date, a week before 2000, or a week that has not started
+    (no reply was sent in it; this also keeps every week's end a time the stack can hold)."""
+    text = str(value).strip()
+    if "\x00" in text:
+        raise ReviewError(f"{name} must be a date (YYYY-MM-DD); it contains a NUL character.")
+    try:
+        day = date.fromisoformat(text)
+    except ValueError:
+        raise ReviewError(
+            f"{name} must be a date (YYYY-MM-DD), any day of the week; got {text[:40]!r}."
+        ) from None
+    week = week_start_of(day)
+    if week < EARLIEST_WEEK:
+        raise ReviewError(f"{name} must be in 2000 or later; got {day.isoformat()}.")
+    if week > week_start_of(now or timezone.now()):
+        raise ReviewError(
+            f"The week of {week:%-d %b %Y} has not started yet: no reply was sent in it."
+        )
+    return week
 
 
 # --- drawing samples ---------------------------------------------------------------------------
@@ -131,30 +181,45 @@ def draw_sample(
     double_share: float | None = None,
     seed: int | None = None,
     kind: str = ReviewSample.Kind.ON_DEMAND,
+    origin: str = ReviewSample.Origin.CONSOLE,
+    additional: bool = False,
     now: datetime | None = None,
 ) -> ReviewSample:
-    """Draw and record a sample of the week starting ``week_start`` (a Monday, UTC)."""
+    """Draw and record a sample of the week starting ``week_start`` (a Monday, UTC).
+
+    One sample per rollout and week: a scheduled draw gets the week's existing sample back
+    (idempotent), an on-demand draw of a week that has one raises SampleExists (409) naming it,
+    unless ``additional`` is set (with a reason: it is audited); an additional sample never
+    repeats a reply of the earlier ones."""
     size = sample_size_default() if size is None else size
     double_share = double_share_default() if double_share is None else double_share
+    now = now or timezone.now()
     if week_start.weekday() != 0:
         raise ReviewError(
             f"week_start must be a Monday; {week_start.isoformat()} is a {week_start:%A}."
+        )
+    if week_start > week_start_of(now):
+        raise ReviewError(
+            f"The week of {week_start:%-d %b %Y} has not started yet: no reply was sent in it."
         )
     if not 1 <= size <= 1000:
         raise ReviewError(f"size must be between 1 and 1000; got {size}.")
     if not 0.0 <= double_share <= 1.0:
         raise ReviewError(f"double_share must be between 0 and 1; got {double_share}.")
-    now = now or timezone.now()
+    if additional and not reason.strip():
+        raise ReviewError(
+            "Say why you draw an additional sample of the week (the reason is kept in the audit "
+            "log)."
+        )
     since, until = week_bounds(week_start)
     seed = secrets.randbits(48) if seed is None else seed
     with transaction.atomic():
         _lock_draws(rollout_key)
-        if kind == ReviewSample.Kind.SCHEDULED:
-            existing = ReviewSample.objects.filter(
-                rollout_key=rollout_key, week_start=week_start, kind=kind
-            ).first()
-            if existing:
-                return existing
+        existing = _existing_sample(rollout_key, week_start, kind)
+        if existing is not None and kind == ReviewSample.Kind.SCHEDULED:
+            return existing
+        if existing is not None and not additional:
+            raise SampleExists(_exists_sentence(existing), existing)
         outcome = review_sampling.draw(
             _candidates(rollout_key, since, until, now, None), size, seed, double_share
         )
@@ -165,6 +230,7 @@ def draw_sample(
             until=until,
             cutoff=now,
             kind=kind,
+            origin=origin,
             rule=review_sampling.RULE,
             seed=seed,
             requested=size,
@@ -188,6 +254,30 @@ def draw_sample(
     return sample
 
 
+def _existing_sample(rollout_key: str, week_start: date, kind: str) -> ReviewSample | None:
+    """The week's sample a new draw would duplicate. For the weekly (scheduled) draw: the
+    scheduled one, else one drawn after the week had ended (it saw the whole week). For an
+    on-demand draw: any sample of the week, the first drawn."""
+    samples = ReviewSample.objects.filter(rollout_key=rollout_key, week_start=week_start)
+    if kind == ReviewSample.Kind.SCHEDULED:
+        _since, until = week_bounds(week_start)
+        return (
+            samples.filter(kind=kind).first()
+            or samples.filter(cutoff__gte=until).order_by("id").first()
+        )
+    return samples.order_by("id").first()
+
+
+def _exists_sentence(sample: ReviewSample) -> str:
+    progress = sample_progress(sample)
+    return (
+        f"The week of {sample.week_start:%-d %b %Y} already has sample {sample.pk} "
+        f"({sample.drawn} replies, {progress['graded']} graded), drawn by {sample.created_by} on "
+        f"{sample.created_at:%-d %b %Y}. Open it; draw an additional sample of that week (with a "
+        "reason) only if you need more replies."
+    )
+
+
 def _audit_draw(sample: ReviewSample, actor, reason: str) -> None:
     from rollout.models import AuditEntry, Rollout
 
@@ -201,6 +291,7 @@ def _audit_draw(sample: ReviewSample, actor, reason: str) -> None:
             "sample": sample.pk,
             "week_start": sample.week_start.isoformat(),
             "kind": sample.kind,
+            "origin": sample.origin,
             "rule": sample.rule,
             "seed": sample.seed,
             "requested": sample.requested,
@@ -250,6 +341,7 @@ def draw_scheduled_samples(*, now: datetime | None = None) -> list[ReviewSample]
                 rollout_key=key,
                 week_start=week,
                 kind=ReviewSample.Kind.SCHEDULED,
+                origin=ReviewSample.Origin.BEAT,
                 actor=Actor("celery-beat", via="system"),
                 reason="Weekly review sample",
                 now=now,
@@ -284,11 +376,11 @@ def _open_items(sample: ReviewSample, reviewer) -> QuerySet[ReviewItem]:
     return sample.items.filter(*_still_open(reviewer))
 
 
-def _claim(item_id: int, reviewer, now: datetime) -> str | None:
+def _claim(item_id: int, reviewer, now: datetime, *, token: str = "") -> str | None:
     """Hold the item if it still needs a grade from this reviewer and it is free, its lease ran
     out, or the reviewer holds it already: one conditional UPDATE, so of two reviewers asking at
     once exactly one gets it."""
-    token = secrets.token_hex(8)
+    token = token or secrets.token_hex(8)
     got = (
         ReviewItem.objects.filter(pk=item_id)
         .filter(Q(held_by__isnull=True) | Q(held_until__lte=now) | Q(held_by=reviewer))
@@ -298,10 +390,9 @@ def _claim(item_id: int, reviewer, now: datetime) -> str | None:
     return token if got else None
 
 
-def next_item(sample: ReviewSample, reviewer, *, now: datetime | None = None) -> ReviewItem | None:
-    """The item this reviewer holds in the sample (lease renewed), else the next free one, held
-    for them: ones they left a draft on first, then queue order. None when nothing is left."""
-    now = now or timezone.now()
+def _queue_candidates(sample: ReviewSample, reviewer, now: datetime) -> list[int]:
+    """Item ids in the order the queue offers them to this reviewer: the one they hold, then
+    free ones they left a draft on, then free ones in queue order (shuffled at the draw)."""
     open_items = _open_items(sample, reviewer)
     mine = open_items.filter(held_by=reviewer, held_until__gt=now).order_by("position").first()
     candidates = [mine.pk] if mine else []
@@ -312,7 +403,20 @@ def next_item(sample: ReviewSample, reviewer, *, now: datetime | None = None) ->
         .order_by("-drafted", "position")
         .values_list("pk", flat=True)[:50]
     )
-    for pk in candidates:
+    return candidates
+
+
+def next_item_id(sample: ReviewSample, reviewer, *, now: datetime | None = None) -> int | None:
+    """The id of the item the queue would give this reviewer now (None when nothing is left)."""
+    candidates = _queue_candidates(sample, reviewer, now or timezone.now())
+    return candidates[0] if candidates else None
+
+
+def next_item(sample: ReviewSample, reviewer, *, now: datetime | None = None) -> ReviewItem | None:
+    """The item this reviewer holds in the sample (lease renewed), else the next free one, held
+    for them: ones they left a draft on first, then queue order. None when nothing is left."""
+    now = now or timezone.now()
+    for pk in _queue_candidates(sample, reviewer, now):
         token = _claim(pk, reviewer, now)
         if token:
             # one hold at a time: let go of anything else this reviewer held in the sample
@@ -323,22 +427,19 @@ def next_item(sample: ReviewSample, reviewer, *, now: datetime | None = None) ->
     return None
 
 
-def renew_hold(item: ReviewItem, reviewer, *, now: datetime | None = None) -> bool:
-    """Extend the reviewer's lease (the open page's heartbeat); False if someone else holds it."""
+def renew_hold(item: ReviewItem, reviewer, *, token: str = "", now: datetime | None = None) -> bool:
+    """Extend the reviewer's lease (the open page's heartbeat); False if they do not hold it.
+
+    A hold is renewed, never taken here: an item id nobody gave this reviewer stays free. The
+    one exception is the page coming back (the browser's back-forward cache) after its release
+    beacon: the item is taken again, with the page's token, when it is free and is the very
+    item the queue would give this reviewer next."""
     now = now or timezone.now()
-    return bool(
-        ReviewItem.objects.filter(pk=item.pk, held_by=reviewer).update(held_until=now + lease())
-    ) or bool(_claim_if_free(item, reviewer, now))
-
-
-def _claim_if_free(item: ReviewItem, reviewer, now: datetime) -> str | None:
-    if (
-        ReviewItem.objects.filter(pk=item.pk)
-        .filter(Q(held_by__isnull=True) | Q(held_until__lte=now))
-        .exists()
-    ):
-        return _claim(item.pk, reviewer, now)
-    return None
+    if ReviewItem.objects.filter(pk=item.pk, held_by=reviewer).update(held_until=now + lease()):
+        return True
+    if not token or next_item_id(item.sample, reviewer, now=now) != item.pk:
+        return False
+    return bool(_claim(item.pk, reviewer, now, token=token))
 
 
 def release_hold(item: ReviewItem, reviewer, *, token: str = "") -> bool:
@@ -427,17 +528,14 @@ def grade_form_values(grade: ReviewGrade | None) -> dict[str, str]:
 def save_draft(
     item: ReviewItem, reviewer, data: Mapping[str, Any], *, now: datetime | None = None
 ) -> ReviewGrade | None:
-    """Keep a half-done rubric (reload shows it). Does nothing once the grade is saved, or when
-    another reviewer holds the item."""
+    """Keep a half-done rubric (reload shows it). Only for the item this reviewer holds (None
+    otherwise: another reviewer holds it, or the queue never gave it to them); does nothing
+    once their grade is saved."""
     now = now or timezone.now()
     values, _ = clean_grade(data, final=False)
     with transaction.atomic():
         locked = ReviewItem.objects.select_for_update().get(pk=item.pk)
-        if (
-            locked.held_by_id not in (None, reviewer.pk)
-            and locked.held_until
-            and locked.held_until > now
-        ):
+        if locked.held_by_id != reviewer.pk:
             return None
         grade, created = ReviewGrade.objects.get_or_create(
             item=locked,
@@ -463,44 +561,49 @@ class Saved:
 def submit_grade(
     item: ReviewItem, reviewer, data: Mapping[str, Any], *, now: datetime | None = None
 ) -> Saved:
-    """Save the reviewer's grade of the item. Idempotent per (item, reviewer): saving the same
-    again changes nothing, saving different values updates the one row. Raises ReviewError
-    (with ``errors``) on an incomplete rubric, HeldByOther or AlreadyGraded (409)."""
+    """Save the reviewer's grade of the item the queue gave them, and release it.
+
+    Blind review: the version is shown once the grade is saved, so a saved grade is final.
+    Raises NotYours (409) for an item this reviewer does not hold (an item id they were never
+    given, or one whose lease another reviewer took: HeldByOther), GradeFinal (409) for a
+    second save with other values (the same values again are an idempotent retry:
+    ``changed`` False), AlreadyGraded (409) when the item has all its grades, and ReviewError
+    (422, with ``errors``) on an incomplete rubric. Nothing is written unless it succeeds."""
     now = now or timezone.now()
     values, errors = clean_grade(data, final=True)
-    if errors:
-        exc = ReviewError(next(iter(errors.values())))
-        exc.errors = errors
-        raise exc
     with transaction.atomic():
         locked = ReviewItem.objects.select_for_update().get(pk=item.pk)
         grade = ReviewGrade.objects.filter(item=locked, reviewer=reviewer).first()
-        already_mine = grade is not None and grade.submitted_at is not None
-        if not already_mine:
-            if (
-                locked.held_by_id not in (None, reviewer.pk)
-                and locked.held_until
-                and locked.held_until > now
-            ):
+        if grade is not None and grade.submitted_at is not None:
+            if not errors and all(getattr(grade, k) == v for k, v in values.items()):
+                return Saved(grade=grade, changed=False)
+            raise GradeFinal(
+                f"Your grade of this reply was saved at {grade.submitted_at:%H:%M} UTC on "
+                f"{grade.submitted_at:%-d %b} and is final: saving it showed you the version, "
+                "so it cannot be changed."
+            )
+        if locked.held_by_id != reviewer.pk:
+            if locked.held_by_id is not None and locked.held_until and locked.held_until > now:
                 raise HeldByOther("Another reviewer holds this reply now; your draft is kept.")
-            saved = locked.grades.filter(submitted_at__isnull=False).count()
-            if saved >= locked.grades_needed:
-                raise AlreadyGraded("This reply has all the grades it needs already.")
+            raise NotYours(
+                "You can only grade the reply the queue gives you; open the sample's queue."
+            )
+        if errors:
+            exc = ReviewError(next(iter(errors.values())))
+            exc.errors = errors
+            raise exc
+        saved = locked.grades.filter(submitted_at__isnull=False).count()
+        if saved >= locked.grades_needed:
+            raise AlreadyGraded("This reply has all the grades it needs already.")
         if grade is None:
             grade = ReviewGrade(item=locked, reviewer=reviewer, created_at=now)
-        changed = not already_mine or any(getattr(grade, k) != v for k, v in values.items())
         for name, value in values.items():
             setattr(grade, name, value)
-        if changed:
-            grade.updated_at = now
-        if grade.submitted_at is None:
-            grade.submitted_at = now
+        grade.updated_at = now
+        grade.submitted_at = now
         grade.save()
-        if locked.held_by_id == reviewer.pk:
-            ReviewItem.objects.filter(pk=locked.pk).update(
-                held_by=None, held_until=None, hold_token=""
-            )
-    return Saved(grade=grade, changed=changed)
+        ReviewItem.objects.filter(pk=locked.pk).update(held_by=None, held_until=None, hold_token="")
+    return Saved(grade=grade, changed=True)
 
 
 # --- what a reviewer sees ----------------------------------------------------------------------

@@ -34,12 +34,13 @@ class Profile:
     positive_share: float  # of non-neutral reactions
     followup_rate: float
     correction_share: float  # of follow-ups
+    hallucination_rate: float = 0.0  # replies that state something wrong (demo texts)
 
 
 PROFILES = {
-    "v1": Profile(500, 190, 1350, 0.38, 0.012, 0.18, 0.13, 0.70, 0.34, 0.17),
-    "v2_full": Profile(1750, 240, 1600, 0.36, 0.014, 0.22, 0.14, 0.81, 0.34, 0.10),
-    "v2_simplified": Profile(1150, 220, 1480, 0.36, 0.013, 0.20, 0.135, 0.77, 0.34, 0.12),
+    "v1": Profile(500, 190, 1350, 0.38, 0.012, 0.18, 0.13, 0.70, 0.34, 0.17, 0.20),
+    "v2_full": Profile(1750, 240, 1600, 0.36, 0.014, 0.22, 0.14, 0.81, 0.34, 0.10, 0.07),
+    "v2_simplified": Profile(1150, 220, 1480, 0.36, 0.013, 0.20, 0.135, 0.77, 0.34, 0.12, 0.10),
 }
 ERRORS = [("timeout", 0.5), ("rate_limited", 0.3), ("provider_error", 0.2)]
 POSITIVE = ["👍", "👍", "👍", "❤️", "😀", "🔥", "👍🏽", "❤️"]  # the bot's four (skin tones count)
@@ -58,16 +59,64 @@ FOLLOWUPS = [
     "why though?", "interesting", "what's the source for that?", "ty sel", "and in rust?",
     "no worries, thanks", "perfect",
 ]
-QUESTIONS = [
-    ("who wrote dune?", "Frank Herbert wrote *Dune* (1965)."),
-    ("what's the capital of australia", "Canberra, not Sydney, a classic trick question."),
-    ("how do i reverse a list in python", "Use `items[::-1]` for a copy or `items.reverse()` in place."),
-    ("when did apollo 11 land", "July 20, 1969."),
-    ("explain async/await like i'm five", "You start a kettle, and instead of staring at it you go do other things until it whistles."),
-    ("what does HTTP 413 mean", "Payload Too Large: the server refuses a request body over its limit."),
-    ("best pizza topping?", "I'm not sure there is a *best*, but mushrooms have a strong case."),
-    ("is pluto a planet", "Since 2006 the IAU classifies it as a dwarf planet."),
+# What users ask and what Sel answers: 8 topics (the generator's draw picks one; the question, the
+# wording and whether the reply gets a fact wrong come from a generator of the reply's own, so
+# the rest of the traffic is the same whatever is written here). Each exchange: the question,
+# two right answers, and a wrong one with its severity (minor: a detail; major: the substance),
+# which the demo's review grades by (metrics.demo_reviews).
+TOPICS: list[list[tuple[str, tuple[str, str], tuple[str, str]]]] = [
+    [  # books and films
+        ("who wrote dune?", ("Frank Herbert wrote *Dune* (1965).", "That's Frank Herbert: *Dune* came out in 1965 and won the first Nebula Award."), ("Dune was written by Isaac Asimov in 1959.", "major")),
+        ("is the hobbit a prequel to lotr", ("Yes: *The Hobbit* (1937) is set about 60 years before *The Lord of the Rings*.", "It is. Bilbo finds the Ring in *The Hobbit*, decades before Frodo's story starts."), ("Yes, Tolkien wrote it in 1962, after the trilogy was finished.", "minor")),
+        ("how many harry potter books are there", ("Seven, from *Philosopher's Stone* (1997) to *Deathly Hallows* (2007).", "There are seven main books; the play *Cursed Child* is separate."), ("There are eight books; the last one came out in 2009.", "major")),
+    ],
+    [  # geography
+        ("what's the capital of australia", ("Canberra, not Sydney, a classic trick question.", "Canberra. It was built as a compromise between Sydney and Melbourne."), ("Sydney is the capital of Australia.", "major")),
+        ("longest river in europe?", ("The Volga, about 3,530 km, all of it in Russia.", "That's the Volga (roughly 3,500 km). The Danube is second."), ("The Danube, at about 4,200 km.", "major")),
+        ("what is the population of lyon", ("About 520,000 in the city itself, and around 2.3 million in the metro area.", "Roughly half a million in the city; the wider metro area is over 2 million."), ("About 520,000 in the city, and about 5 million in the metro area.", "minor")),
+    ],
+    [  # python
+        ("how do i reverse a list in python", ("Use `items[::-1]` for a copy or `items.reverse()` in place.", "`list(reversed(items))` gives a new list; `items.reverse()` changes it in place."), ("Call `items.reversed()`, it returns the list backwards.", "major")),
+        ("what does enumerate do", ("It pairs each item with its index: `for i, x in enumerate(items):`.", "`enumerate(items, start=1)` gives (1, first), (2, second), ..."), ("It counts the items in a list, like `len()` but lazily.", "major")),
+        ("when was python 3 released", ("Python 3.0 came out in December 2008.", "December 2008, with Python 2.7 kept alive until 2020."), ("Python 3.0 came out in 2010.", "minor")),
+    ],
+    [  # space
+        ("when did apollo 11 land", ("July 20, 1969.", "On July 20, 1969: Armstrong and Aldrin landed while Collins stayed in orbit."), ("July 20, 1971, with Armstrong, Aldrin and Collins all walking on the Moon.", "major")),
+        ("how far is the moon", ("About 384,400 km on average.", "Around 384,000 km; it varies by about 40,000 km over an orbit."), ("About 38,000 km on average.", "major")),
+        ("is pluto a planet", ("Since 2006 the IAU classifies it as a dwarf planet.", "Not officially: in 2006 it became a dwarf planet."), ("Since 2012 the IAU calls it a dwarf planet.", "minor")),
+    ],
+    [  # programming ideas
+        ("explain async/await like i'm five", ("You start a kettle, and instead of staring at it you go do other things until it whistles.", "You ask for a pizza and play until the doorbell rings, instead of waiting at the door."), ("async/await makes your code run on several CPU cores at once.", "major")),
+        ("what's a race condition", ("Two things touching the same data at once, and the result depends on who goes first.", "When the outcome depends on timing: two writers, one value, no lock."), ("It's when a loop runs faster than the CPU can keep up.", "major")),
+        ("tabs or spaces", ("PEP 8 says 4 spaces for Python; elsewhere, follow the project's style.", "Spaces for Python (PEP 8); the real rule is to never mix them."), ("PEP 8 requires tabs; spaces are only allowed in Python 2.", "major")),
+    ],
+    [  # the web
+        ("what does HTTP 413 mean", ("Payload Too Large: the server refuses a request body over its limit.", "413 is Payload Too Large: send a smaller body or raise the server's limit."), ("413 means the server is overloaded; retry later.", "major")),
+        ("difference between 401 and 403", ("401: we don't know who you are. 403: we know, and you may not.", "401 asks you to authenticate; 403 says your identity lacks permission."), ("They are the same; 403 is just the newer code.", "major")),
+        ("what port does https use", ("443 by default.", "Port 443, unless the URL says otherwise."), ("Port 8443 by default.", "minor")),
+    ],
+    [  # food
+        ("best pizza topping?", ("I'm not sure there is a *best*, but mushrooms have a strong case.", "Taste is personal; a good margherita is hard to beat though."), ("Pineapple: Italy voted it the national topping in 2015.", "major")),
+        ("how long to boil an egg", ("About 6-7 minutes for a jammy yolk, 9-10 for hard-boiled.", "Soft: 6 min, medium: 8, hard: 10, from boiling water."), ("About 25 minutes for a soft yolk.", "major")),
+        ("recommend a pasta dish for tonight", ("Cacio e pepe: pasta, pecorino, black pepper, done in 15 minutes.", "Aglio e olio: garlic, olive oil, chilli, parsley. Quick and cheap."), ("Carbonara, with cream and peas as in the original Roman recipe.", "minor")),
+    ],
+    [  # science
+        ("is it true goldfish have a 3 second memory", ("Nope, a myth: goldfish remember things for months.", "No: they can be trained and remember for months."), ("Yes, studies measured it at about three seconds.", "major")),
+        ("why is the sky blue", ("Rayleigh scattering: air scatters short blue wavelengths much more than red.", "Sunlight scatters off air molecules, and blue light scatters most."), ("Because it reflects the colour of the oceans.", "major")),
+        ("speed of light?", ("About 299,792 km per second in a vacuum.", "Roughly 300,000 km/s, exactly 299,792,458 m/s."), ("About 186,000 km per second.", "minor")),
+    ],
 ]
+HALLUCINATED = {wrong: severity for topic in TOPICS for _, _, (wrong, severity) in topic}
+
+
+def exchange(key: str, topic: int, hallucination_rate: float) -> tuple[str, str]:
+    """The user's message and Sel's reply of the reply ``key``: a question of the topic, one of
+    its right answers, or its wrong one at the version's hallucination rate."""
+    rng = random.Random(f"text:{key}")
+    question, answers, (wrong, _severity) = TOPICS[topic][rng.randrange(len(TOPICS[topic]))]
+    if rng.random() < hallucination_rate:
+        return question, wrong
+    return question, answers[rng.randrange(len(answers))]
 
 
 def _lognormal(rng: random.Random, median: float, sigma: float) -> float:
@@ -162,7 +211,8 @@ def _reply_and_feedback(plan, rng, profile: Profile, variant, channel, ts, key, 
     else:
         conversation = f"c-{key}"
     conversations[channel] = (conversation, ts)
-    question, answer = QUESTIONS[rng.randrange(len(QUESTIONS))]
+    topic = rng.randrange(len(TOPICS))
+    question, answer = exchange(key, topic, profile.hallucination_rate)
     message_id = f"m-{key}"
     events = []
     if ts <= until:

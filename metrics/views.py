@@ -25,11 +25,19 @@ from django.views.decorators.http import require_GET
 
 from rollout.models import Rollout
 
-from . import charts, series, stats
+from . import charts, review_blinding, series, stats
 
 
 class BadInput(Exception):
     """One sentence naming the field."""
+
+    status = 422
+
+
+class HiddenFromReviewer(BadInput):
+    """The range holds a week the reviewer is grading blind (metrics.review_blinding)."""
+
+    status = 403
 
 
 @dataclass
@@ -101,6 +109,8 @@ def parse_params(request: HttpRequest, rollout: Rollout, now: datetime | None = 
     granularity = g.get("granularity") or default_granularity
     if granularity not in series.GRANULARITIES:
         raise BadInput(f"granularity must be hour or day; got {granularity!r}.")
+    if notice := review_blinding.hidden_weeks_notice(request.user, rollout.key, since, until):
+        raise HiddenFromReviewer(notice)
     compare = g.get("compare", "")
     if compare and compare not in rollout.variants:
         raise BadInput(
@@ -287,7 +297,7 @@ def dashboard(request: HttpRequest, key: str) -> HttpResponse:
                 "ranges": RANGE_CHOICES,
                 "params": None,
             },
-            status=422,
+            status=exc.status,
         )
     context = _context(request, rollout, params)
     if request.htmx and not request.htmx.boosted:
@@ -348,7 +358,7 @@ def chart_data(request: HttpRequest, key: str, chart: str, fmt: str) -> HttpResp
     try:
         params = parse_params(request, rollout)
     except BadInput as exc:
-        return _error(str(exc))
+        return _error(str(exc), 400 if exc.status == 422 else exc.status)
     window = series.load_window(rollout, params.since, params.until, params.granularity)
     rows = series.chart_rows(window, chart)
     columns = ["period", "variant", *spec.columns]
@@ -417,7 +427,7 @@ def comparison_data(request: HttpRequest, key: str, fmt: str) -> HttpResponse:
     try:
         params = parse_params(request, rollout)
     except BadInput as exc:
-        return _error(str(exc))
+        return _error(str(exc), 400 if exc.status == 422 else exc.status)
     window = series.load_window(rollout, params.since, params.until, params.granularity)
     treatment = params.compare or rollout.treatment_variant
     rows = [

@@ -139,7 +139,9 @@
     heartbeat = window.setInterval(function () {
       var g = form();
       if (!g) { window.clearInterval(heartbeat); return; }
-      fetch(g.dataset.holdUrl, { method: "POST", credentials: "same-origin", headers: { "X-CSRFToken": csrf(g) } })
+      var body = new FormData();
+      body.append("token", g.dataset.token || "");
+      fetch(g.dataset.holdUrl, { method: "POST", body: body, credentials: "same-origin", headers: { "X-CSRFToken": csrf(g) } })
         .then(function (r) { if (r.status === 409) say("Another reviewer holds this reply now; your draft is kept."); })
         .catch(function () {});
     }, every);

@@ -80,7 +80,7 @@ def store_replies(n: int, *, start: int = 0) -> None:
     assert not result.rejected
 
 
-def draw(size: int, double_share: float = 0.0) -> ReviewSample:
+def draw(size: int, double_share: float = 0.0, *, additional: bool = False) -> ReviewSample:
     return reviews.draw_sample(
         rollout_key="prompts_v2",
         week_start=reviews.week_start_of(timezone.now()),
@@ -88,6 +88,8 @@ def draw(size: int, double_share: float = 0.0) -> ReviewSample:
         size=size,
         double_share=double_share,
         seed=2026,
+        additional=additional,
+        reason="e2e: another sample of the week" if additional else "",
     )
 
 
@@ -269,7 +271,7 @@ def test_review_pages__screenshots_of_sample_kappa_and_results(
     screenshot(phone_page, "review-results-phone")
     login(phone_page, bob)
     store_replies(2, start=100)
-    phone_page.goto(f"/metrics/reviews/samples/{draw(size=2).pk}/queue/")
+    phone_page.goto(f"/metrics/reviews/samples/{draw(size=2, additional=True).pk}/queue/")
     keys(phone_page, "h 1 f 1")
     screenshot(phone_page, "review-queue-phone")
 
@@ -286,3 +288,113 @@ def test_review_queue__page_left__releases_the_hold(page, console, bob):
             break
         page.wait_for_timeout(100)
     assert not ReviewItem.objects.filter(held_by=bob).exists()
+
+
+# --- issue 16 items 4 and 12, issue 15 item 3: what a person sees --------------------------------
+
+
+def no_sideways_scroll(page) -> bool:
+    return page.evaluate(
+        "() => document.documentElement.scrollWidth <= document.documentElement.clientWidth"
+    )
+
+
+def active_nav(page) -> list[str]:
+    return page.locator('.mainnav a[aria-current="page"]').all_inner_texts()
+
+
+def test_review_pages__phone__no_sideways_scroll_and_one_nav_item_active(
+    phone_page, console, bob, dave
+):
+    store_replies(12)
+    sample = draw(size=10, double_share=0.5)
+    for _ in range(6):
+        reviews.submit_grade(reviews.next_item(sample, dave), dave, {**GRADE, "note": "ok"})
+    login(phone_page, bob)
+    pages = {
+        "review-index-phone": "/metrics/reviews/",
+        "review-sample-phone": f"/metrics/reviews/samples/{sample.pk}/",
+        "review-results-reviewer-phone": "/metrics/reviews/results/",
+        "review-queue-blind-phone": f"/metrics/reviews/samples/{sample.pk}/queue/",
+    }
+    for name, url in pages.items():
+        phone_page.goto(url)
+        phone_page.wait_for_load_state("networkidle")
+        screenshot(phone_page, name)
+        assert no_sideways_scroll(phone_page), f"{url} scrolls sideways on a phone"
+        assert active_nav(phone_page) == ["Reviews"], url
+
+
+def test_review_pages__desktop__one_nav_item_active(page, console, bob):
+    store_replies(2)
+    sample = draw(size=2)
+    login(page, bob)
+    for url in (
+        "/metrics/reviews/",
+        f"/metrics/reviews/samples/{sample.pk}/",
+        "/metrics/reviews/results/",
+        f"/metrics/reviews/samples/{sample.pk}/queue/",
+    ):
+        page.goto(url)
+        assert active_nav(page) == ["Reviews"], url
+    page.goto("/metrics/prompts_v2/?range=24h")
+    assert active_nav(page) == ["Dashboard"]
+
+
+GRADE = {
+    "hallucination": "none",
+    "format": "followed",
+    "uncertainty": "appropriate",
+    "consistent": "yes",
+    "sounds_like_sel": "4",
+}
+
+
+def test_review_blind__second_grader__finds_no_version_no_time_no_first_grade(
+    page, console, bob, dave
+):
+    store_replies(6)
+    sample = draw(size=6, double_share=1.0)
+    item = reviews.next_item(sample, dave)
+    reviews.submit_grade(item, dave, {**GRADE, "note": "dave was here"})
+    words = item.response.response_text.split()[0:3]
+    login(page, bob)
+    page.goto(f"/metrics/reviews/samples/{sample.pk}/queue/")
+    main = page.locator("main").inner_text()
+    assert not re.search(r"\b\d{1,2}:\d{2}\b", main), "a time of day is in the queue"
+    assert "sent" not in main.lower() and "v2_full" not in page.content()
+    page.goto("/metrics/reviews/results/?q=" + "+".join(words))
+    results = page.locator("#review-results").inner_text()
+    assert "dave was here" not in results and "v1" not in results and "v2_full" not in results
+    assert "No graded replies match." in results
+    assert (
+        "1 graded reply left out while you review blind"
+        in page.locator("#results-hidden").inner_text()
+    )
+    screenshot(page, "review-results-blind-desktop")
+    page.goto("/metrics/prompts_v2/?range=7d")
+    alert = page.locator("[role=alert]").first.inner_text()
+    assert "hidden from you while you review it" in alert
+    assert page.locator(".chart-grid").count() == 0
+    screenshot(page, "review-dashboard-blind-desktop")
+    assert page.request.get("/metrics/prompts_v2/charts/reviews.json?range=7d").status == 403
+    assert page.request.get("/metrics/prompts_v2/charts/responses.csv?range=7d").status == 403
+
+
+def test_review_draw__same_week_again__says_which_sample_exists(page, console, bob):
+    store_replies(8)
+    first = draw(size=4)
+    login(page, bob)
+    page.goto("/metrics/reviews/")
+    page.fill("#draw-week", timezone.now().date().isoformat())
+    page.fill("#draw-size", "4")
+    page.click("text=Draw sample")
+    refused = page.locator("#draw-refused")
+    refused.wait_for()
+    assert f"already has sample {first.pk}" in refused.inner_text()
+    screenshot(page, "review-draw-refused-desktop")
+    assert ReviewSample.objects.count() == 1
+    page.click(f"text=Open sample {first.pk}")
+    page.wait_for_url(f"**/metrics/reviews/samples/{first.pk}/")
+    assert "Weekly" not in page.locator("#drawn-by").inner_text()
+    assert "On demand, drawn by" in page.locator("#drawn-by").inner_text()

@@ -15,7 +15,6 @@ from metrics import deployment_report, reviews, rollups
 from metrics.guardrail_models import DeploymentDecision
 from metrics.intake import record_events
 from metrics.models import ResponseEvent
-from metrics.review_models import ReviewItem
 from rollout import services
 from rollout.models import AuditEntry, Rollout
 
@@ -75,7 +74,7 @@ def build_deployment(
                     size=sample,
                     now=end,
                 )
-                for item in ReviewItem.objects.filter(sample=week).select_related("response"):
+                while (item := reviews.next_item(week, reviewer, now=end)) is not None:
                     v1 = item.response.variant == rollout.control_variant
                     bad = rng.random() < (0.15 if v1 else 0.05)
                     followed = rng.random() < (0.65 if v1 else 0.9)

@@ -64,10 +64,10 @@ def test_draw_sample__replies_without_text__are_not_candidates():
     assert sample.drawn == 3 and sample.shortfall == 7
 
 
-def test_draw_sample__second_draw__never_repeats_a_reply():
+def test_draw_sample__additional_draw__never_repeats_a_reply():
     store_week({"v1": 12, "v2_full": 12})
     first = draw(size=16)
-    second = draw(size=16)
+    second = draw(size=16, additional=True, reason="more replies")
     firsts = set(first.items.values_list("response_id", flat=True))
     seconds = set(second.items.values_list("response_id", flat=True))
     assert not firsts & seconds
@@ -77,7 +77,7 @@ def test_draw_sample__second_draw__never_repeats_a_reply():
 def test_reproduce__same_seed_and_cutoff__gives_the_same_items_in_order():
     store_week({"v1": 40, "v2_full": 40})
     earlier = draw(size=10)
-    sample = draw(size=20)
+    sample = draw(size=20, additional=True, reason="more replies")
     store_week({"v1": 10}, start=500)  # arrived after the draw: not candidates on reproduction
     assert reviews.reproduce(sample) == reviews.sample_response_ids(sample)
     assert reviews.reproduce(earlier) == reviews.sample_response_ids(earlier)
@@ -234,12 +234,15 @@ def test_submit_grade__held_by_another__is_409(bob, dave):
         reviews.submit_grade(item, dave, GOOD)
 
 
-def test_submit_grade__single_item_already_graded__is_409(bob, dave):
+def test_submit_grade__single_item_already_graded__is_409_and_keeps_the_grade(bob, dave):
     store_week({"v1": 1})
     item = reviews.next_item(draw(size=1), bob)
     reviews.submit_grade(item, bob, GOOD)
-    with pytest.raises(reviews.AlreadyGraded):
-        reviews.submit_grade(item, dave, GOOD)
+    with pytest.raises(reviews.NotYours):
+        reviews.submit_grade(item, dave, {**GOOD, "hallucination": "major", "hallucination_note": "x"})
+    assert list(ReviewGrade.objects.values_list("reviewer__username", "hallucination")) == [
+        ("bob", "none")
+    ]
 
 
 def test_save_draft__then_reload__shows_the_draft(bob):

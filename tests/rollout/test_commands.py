@@ -44,7 +44,13 @@ def test_seed_demo__idempotent_users_per_role(tmp_path, monkeypatch):
     monkeypatch.setenv("SELCONTROL_DEMO_TOKEN_FILE", str(tmp_path / "token"))
     call_command("seed_demo", stdout=io.StringIO())
     call_command("seed_demo", stdout=io.StringIO())
-    assert sorted(User.objects.values_list("username", flat=True)) == ["operator", "reviewer", "viewer"]
+    assert sorted(User.objects.values_list("username", flat=True)) == [
+        "operator",
+        "reviewer",
+        "reviewer2",
+        "reviewer3",
+        "viewer",
+    ]
     assert User.objects.get(username="operator").groups.get().name == "operators"
     raw = (tmp_path / "token").read_text().strip()
     assert ApiClient(raw).get("/api/v1/config").status_code == 200

@@ -3,11 +3,12 @@
 manage.py draw_review_sample                      # last week's, like the Monday beat entry
 manage.py draw_review_sample --week 2026-03-02 --size 50 --double 20 --seed 1234
 manage.py draw_review_sample --verify 7           # same seed + cut-off -> same replies?
+
+A week that has a sample already: the default (weekly) draw prints it and changes nothing; a
+draw with options refuses, naming it, unless --additional (with --reason) asks for more replies.
 """
 
 from __future__ import annotations
-
-from datetime import date
 
 from django.core.management.base import BaseCommand, CommandError
 
@@ -35,6 +36,11 @@ class Command(BaseCommand):
         )
         parser.add_argument("--reason", default="", help="Kept in the audit log")
         parser.add_argument(
+            "--additional",
+            action="store_true",
+            help="Draw another sample of a week that has one (needs --reason)",
+        )
+        parser.add_argument(
             "--verify", type=int, metavar="SAMPLE", help="Check a sample reproduces"
         )
 
@@ -55,16 +61,15 @@ class Command(BaseCommand):
                 )
             return
         try:
-            week = (
-                reviews.week_start_of(date.fromisoformat(options["week"]))
-                if options["week"]
-                else None
-            )
-        except ValueError:
-            raise CommandError(
-                f"--week must be a date (YYYY-MM-DD); got {options['week']!r}."
-            ) from None
-        scheduled = week is None and options["size"] is None and options["seed"] is None
+            week = reviews.parse_week(options["week"], name="--week") if options["week"] else None
+        except reviews.ReviewError as exc:
+            raise CommandError(str(exc)) from None
+        scheduled = (
+            week is None
+            and options["size"] is None
+            and options["seed"] is None
+            and not options["additional"]
+        )
         try:
             sample = reviews.draw_sample(
                 rollout_key=options["rollout"] or settings.SELCONTROL_DEFAULT_ROLLOUT,
@@ -73,6 +78,8 @@ class Command(BaseCommand):
                 double_share=None if options["double"] is None else options["double"] / 100,
                 seed=options["seed"],
                 kind=ReviewSample.Kind.SCHEDULED if scheduled else ReviewSample.Kind.ON_DEMAND,
+                origin=ReviewSample.Origin.COMMAND,
+                additional=options["additional"],
                 actor=Actor("manage.py", via="system"),
                 reason=options["reason"],
             )

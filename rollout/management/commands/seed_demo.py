@@ -1,4 +1,4 @@
-"""Demo state for the quick start: one user per role and tokens for a local bot.
+"""Demo state for the quick start: users of every role (three reviewers) and a local bot's token.
 
 Idempotent: running it again changes nothing that exists. Passwords come from
 SELCONTROL_DEMO_PASSWORD (default "selcontrol-demo"); never run this in production.
@@ -13,11 +13,19 @@ from django.core.management.base import BaseCommand
 from rollout import services
 from rollout.models import ApiToken
 
-USERS = [("operator", "operators", True), ("reviewer", "reviewers", False), ("viewer", "viewers", False)]
+USERS = [
+    ("operator", "operators", True),
+    ("reviewer", "reviewers", False),
+    # two more reviewers: the demo's review sample is partly graded by them, twice where it is
+    # double graded, so the agreement (kappa) has pairs to show (metrics/demo_reviews.py)
+    ("reviewer2", "reviewers", False),
+    ("reviewer3", "reviewers", False),
+    ("viewer", "viewers", False),
+]
 
 
 class Command(BaseCommand):
-    help = "Create demo users (operator, reviewer, viewer) for a local control plane."
+    help = "Create demo users (operator, reviewer, reviewer2, reviewer3, viewer) and a bot token."
 
     def handle(self, *args, **options):
         password = os.environ.get("SELCONTROL_DEMO_PASSWORD", "selcontrol-demo")
