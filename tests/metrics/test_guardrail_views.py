@@ -125,6 +125,6 @@ def test_command__evaluate_guardrails__prints_each_rule(rollout):
     with time_machine.travel(T0 + timedelta(minutes=5), tick=False):
         call_command("evaluate_guardrails", "--rollout", rollout.key, stdout=out)
     lines = out.getvalue().splitlines()
-    assert len(lines) == 6
+    assert len(lines) == 7  # the guide's six triggers and the crash guard
     assert lines[0].startswith("prompts_v2 errors: insufficient")
     assert "Watched from Canary on" in lines[4]
