@@ -558,13 +558,12 @@ class CrashScan:
     adjusted: float  # tail x replies (Bonferroni over the runs), capped at 1
 
 
-def _chernoff(e: int, j: int, p: float) -> float:
-    """An upper bound of P(Bin(j, p) >= e) for e > j p: exp(-j KL(e/j || p))."""
-    q = e / j
-    if q >= 1:
-        return p**j
-    kl = q * math.log(q / p) + (1 - q) * math.log((1 - q) / (1 - p))
-    return math.exp(-j * kl)
+def _binomial_term(e: int, j: int, p: float) -> float:
+    """P(Bin(j, p) = e): a lower bound of P(Bin(j, p) >= e)."""
+    return math.exp(
+        math.lgamma(j + 1) - math.lgamma(e + 1) - math.lgamma(j - e + 1)
+        + e * math.log(p) + (j - e) * math.log1p(-p)
+    )  # fmt: skip
 
 
 def crash_scan(
@@ -576,8 +575,8 @@ def crash_scan(
     errors) gets P(Bin(j, p0) >= e); runs with fewer than ``min_errors`` errors, or whose errors
     all come from one channel while v2 replied in several, are not counted (one channel's bad
     hour is not a crash of v2). The smallest tail wins. Runs at or below p0, and runs whose
-    Chernoff bound shows they cannot reach ``alpha`` once adjusted, are skipped (their exact
-    tail is not needed; ``tail`` stays 1 when no run could reach it)."""
+    tail cannot reach ``alpha`` once adjusted (its first term is already above it), are skipped
+    (their exact tail is not needed; ``tail`` stays 1 when no run could reach it)."""
     n = len(recent)
     errors = sum(e for _c, e in recent)
     best = CrashScan(n, errors, p0, 1.0, 0, 0, 0, 1.0)
@@ -599,8 +598,8 @@ def crash_scan(
                 several = len({c for c, _e in recent}) > 1
             if several:
                 continue
-        if _chernoff(e, j, p0) > limit and alpha < 1.0:
-            continue
+        if alpha < 1.0 and 0 < p0 < 1 and _binomial_term(e, j, p0) > limit:
+            continue  # its tail is at least that term: it cannot reach alpha
         tail = binomial_tail(e, j, p0)
         if tail < best.tail:
             best = CrashScan(n, errors, p0, tail, j, e, len(channels), min(1.0, tail * n))
