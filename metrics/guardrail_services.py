@@ -30,6 +30,7 @@ from . import alerts, histogram, rollups, selectors
 from . import guardrails as g
 from .guardrail_models import Alert, GuardrailRule, GuardrailState, GuardrailTransition
 from .models import ResponseEvent
+from .review_models import ReviewGrade
 
 logger = logging.getLogger("selcontrol.guardrails")
 
@@ -172,6 +173,42 @@ def channel_clusters(
     return out
 
 
+def reviewed_by_channel(
+    rollout_key: str, since: datetime, until: datetime
+) -> dict[str, dict[str, dict[str, int]]]:
+    """{variant: {channel: {graded, hallucinations, format_applicable, format_followed}}} over
+    the reviewed replies sent in [since, until), each by its first saved grade (as
+    metrics.reviews counts them): the per-channel totals of the review rates."""
+    rows = (
+        ReviewGrade.objects.filter(
+            submitted_at__isnull=False,
+            item__response__rollout_key=rollout_key,
+            item__response__ts__gte=since,
+            item__response__ts__lt=until,
+        )
+        .order_by("item_id", "submitted_at", "id")
+        .values_list(
+            "item_id", "hallucination", "format", "item__response__variant",
+            "item__response__channel_id",
+        )
+    )  # fmt: skip
+    seen: set[int] = set()
+    out: dict[str, dict[str, dict[str, int]]] = {}
+    for item_id, hallucination, fmt, variant, channel in rows:
+        if item_id in seen:
+            continue
+        seen.add(item_id)
+        f = out.setdefault(variant, {}).setdefault(
+            channel,
+            {"graded": 0, "hallucinations": 0, "format_applicable": 0, "format_followed": 0},
+        )
+        f["graded"] += 1
+        f["hallucinations"] += hallucination in ("minor", "major")
+        f["format_applicable"] += fmt != "na"
+        f["format_followed"] += fmt == "followed"
+    return out
+
+
 def arms(
     rollout: Rollout, since: datetime, until: datetime, *, reviews: bool = False
 ) -> dict[str, g.Arm]:
@@ -196,11 +233,18 @@ def arms(
         t["hists"].append(row["latency_hist"])
     review = selectors.review_counts(rollout.key, since, until) if reviews else {}
     by_channel = channel_clusters(rollout, since, until)
+    reviewed = reviewed_by_channel(rollout.key, since, until) if reviews else {}
     out = {}
     for variant in set(totals) | set(review):
         t = totals.get(variant, {"hists": []})
         r = review.get(variant, {})
         clusters, channel_latency = by_channel.get(variant, ({}, []))
+        if reviews:
+            graded = reviewed.get(variant, {}).values()
+            clusters = {
+                **clusters,
+                "hallucinations": g.Clusters.of((f["hallucinations"], f["graded"]) for f in graded),
+            }
         out[variant] = g.Arm(
             variant=variant,
             responses=t.get("responses", 0),
