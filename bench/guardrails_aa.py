@@ -197,7 +197,9 @@ def candidates(m, field, spec, clustered: bool) -> np.ndarray:
     hit = np.zeros(x1.shape, bool)
     for a in (1, 2):
         x2, n2 = f["Y"][:, a], m["N"][:, a]
-        v2 = arm_variance(x2, n2, m["C"][:, a], m["NN"][:, a], f["YY"][:, a], f["NY"][:, a], clustered)
+        v2 = arm_variance(
+            x2, n2, m["C"][:, a], m["NN"][:, a], f["YY"][:, a], f["NY"][:, a], clustered
+        )
         with np.errstate(divide="ignore", invalid="ignore"):
             theta = x2 / n2 - k * x1 / n1
             var = v2 + k * k * v1
@@ -250,7 +252,9 @@ def first_breach(m, spec, hits, r: int, clustered: bool, rng) -> int | None:
     for t in rng.integers(spec.min_samples // 4, minutes, 2):
         if hits[r, t]:
             continue
-        verdict = g.evaluate(spec, arms_at(m, r, int(t), clustered), control="v1", treatments=TREATMENTS)
+        verdict = g.evaluate(
+            spec, arms_at(m, r, int(t), clustered), control="v1", treatments=TREATMENTS
+        )
         Checks.looks += 1
         Checks.disagreements += verdict.status == g.BREACHED
     return None
@@ -290,7 +294,9 @@ def _crash_possible(run, minute, treated, errors, n2, e2, runs, minutes, spec) -
             m_star = np.searchsorted(cum_e[r], cum_e[r] - e, side="right")
             m_star = np.minimum(m_star, idx)
             j_lb = cum_n[r] - cum_n[r][m_star] + 1
-            ok = (e2[r] >= e) & (table[e][np.minimum(j_lb, table.shape[1] - 1)] * n2[r] <= spec.alpha)
+            ok = (e2[r] >= e) & (
+                table[e][np.minimum(j_lb, table.shape[1] - 1)] * n2[r] <= spec.alpha
+            )
             possible[r] |= ok
     return possible
 
@@ -304,7 +310,9 @@ def crash_breach(run_events, runs: int, minutes: int, spec=CRASH_SPEC) -> list[i
     treated = arm > 0
 
     def per_minute(mask):
-        return np.bincount(run[mask] * minutes + minute[mask], minlength=size).reshape(runs, minutes)
+        return np.bincount(run[mask] * minutes + minute[mask], minlength=size).reshape(
+            runs, minutes
+        )
 
     def rolling(a):
         c = np.cumsum(a, axis=1)
@@ -391,9 +399,13 @@ def aa(runs: int, seed: int, phases, models) -> None:
                 next((h for h in hs if h is not None), None)
                 for hs in zip(*new.values(), crash, strict=True)
             ]
-            any_old = [next((h for h in hs if h is not None), None) for hs in zip(*old.values(), strict=True)]
+            any_old = [
+                next((h for h in hs if h is not None), None)
+                for hs in zip(*old.values(), strict=True)
+            ]
             print(
-                f"{label:58} {'any rule':12} {rate(any_new)[0]:7.2%} {'':16} {rate(any_old)[0]:7.2%}"
+                f"{label:58} {'any rule':12} {rate(any_new)[0]:7.2%} {'':16} "
+                f"{rate(any_old)[0]:7.2%}"
                 f"   ({time.perf_counter() - started:.0f} s)",
                 flush=True,
             )
@@ -402,7 +414,10 @@ def aa(runs: int, seed: int, phases, models) -> None:
 def ab(runs: int, seed: int) -> None:
     print(f"\nDetection (channel model, real regressions on both v2 variants), {runs} phases each:")
     print("share caught within the phase, median and 90th percentile time to the breach\n")
-    print(f"{'scenario':50} {'rule':12} {'caught':>7} {'median':>8} {'p90':>8}  today: caught, median, p90")
+    print(
+        f"{'scenario':50} {'rule':12} {'caught':>7} {'median':>8} {'p90':>8}"
+        "  today: caught, median, p90"
+    )
     cases = [
         ("errors x2", {"errors": 2.0}, "errors"),
         ("errors x5", {"errors": 5.0}, "errors"),
@@ -412,9 +427,15 @@ def ab(runs: int, seed: int) -> None:
         for i, (name, effect, rule) in enumerate(cases):
             model = replace(CHANNEL_MODEL, effect=effect)
             new, old, crash = simulate(model, phase, runs, seed + 7 * i)
-            for key, hits in ((rule, new[rule]),) + ((("crash", crash),) if rule == "errors" else ()):
+            for key, hits in ((rule, new[rule]),) + (
+                (("crash", crash),) if rule == "errors" else ()
+            ):
                 today = old[rule] if key == rule else None
-                t = f"{rate(today)[0]:7.1%} {hours(today, 0.5):>8} {hours(today, 0.9):>8}" if today else ""
+                t = (
+                    f"{rate(today)[0]:7.1%} {hours(today, 0.5):>8} {hours(today, 0.9):>8}"
+                    if today
+                    else ""
+                )
                 print(
                     f"{phase.name + ', ' + name:50} {key:12} {rate(hits)[0]:7.1%} "
                     f"{hours(hits, 0.5):>8} {hours(hits, 0.9):>8}  {t}",
@@ -427,7 +448,9 @@ def crash_alpha(runs: int, seed: int) -> None:
     print(f"{'model':58} {'within 1 h':>10} {'2 h':>6} {'median':>8}  errors rule today (median)")
     for model in (
         replace(CHANNEL_MODEL, crash=0.5),
-        replace(CHANNEL_MODEL, crash=0.5, cycles=False, name="channels, flat traffic (~21 v2 replies/h)"),
+        replace(
+            CHANNEL_MODEL, crash=0.5, cycles=False, name="channels, flat traffic (~21 v2 replies/h)"
+        ),
         replace(CHANNEL_MODEL, crash=0.5, split=False, name="channels, no split"),
     ):
         new, old, crash = simulate(model, PHASES[0], runs, seed)
