@@ -345,3 +345,22 @@ def test_crash_scan__shortcuts__decide_as_the_brute_force_scan():
         recent = [(f"c{rng.randrange(4)}", rng.random() < rate) for _ in range(n)]
         verdict = g.evaluate_crash(CRASH, recent, (0, 0))
         assert (verdict.status == g.BREACHED) == _brute_force_breach(recent, 0.10, 3, 0.05)
+
+
+def test_channel_aggregate__portable_path__equals_the_postgresql_one(rollout, monkeypatch):
+    """SQLite (make run) computes the per-channel rows with the ORM and Python."""
+    canary = start_phase(rollout, 3)
+    traffic = Traffic(
+        canary, {"v1": replace(V1, positive_rate=0.2), "v2_full": V2}, per_minute=30, channels=25
+    )
+    record_events(traffic.events(T0), now=T0 + timedelta(minutes=1))
+    record_events(
+        [
+            {"id": "rm-1", "type": "reaction", "ts": "2026-03-02T10:05:00Z", "channel_id": "x",
+             "message_id": "s1-m1", "emoji": "👍", "action": "remove", "user_id": "u2"},
+        ]
+    )  # fmt: skip
+    sql = rollups.channel_aggregate("prompts_v2", T0)
+    monkeypatch.setattr(rollups, "is_postgres", lambda: False)
+    assert rollups.channel_aggregate("prompts_v2", T0) == sql
+    assert sum(f["responses"] for f in sql.values()) == 30
