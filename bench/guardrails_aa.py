@@ -1,160 +1,490 @@
-"""False alarms and detection speed of the guardrails' sequential test, over many simulated phases.
+"""False alarms and detection times of the guardrails when whole channels are assigned.
 
-Pure simulation of the test statistic (metrics.guardrails.msprt, the function the rules use),
-no database: each run is one phase with a look every minute, replies arriving per minute on
-both arms, the data floor before the first judgement and the running always-valid p-value,
-exactly as metrics.guardrail_services applies it. Scenarios:
+Simulates phases of a rollout at the guide's traffic (10,000 replies a day) with the structure
+real traffic has: 300 channels with Zipf-concentrated traffic (the weights of the project's
+traffic simulator), heterogeneous channel rates (10% of channels with 3x the error rate;
+lognormal spread of negative-reaction and correction rates), daily channel shocks (each
+channel's rates times a lognormal factor per day), the daily and weekly cycle of
+``metrics.simulation.hour_weight`` (phase start at a random minute of the week), whole channels
+assigned to a variant for the phase, and the simplified split (half the v2 channels get
+v2_simplified, so each v2 variant is tested at alpha/2). "Independent replies" is the same
+traffic with every channel at the same rates and no shocks.
 
-* A/A (v1 and v2 identical) over a whole phase: the share of runs with any breach is the
-  false-alarm rate; it must stay under alpha (0.05 per rule per phase; 0.025 per treatment
-  variant when the rollout has two, as prompts_v2 does).
-* The same A/A data judged by a naive fixed-sample one-sided z-test at 5% looked at every
-  minute: what the sequential test protects against.
-* A/B with a real regression: how many runs catch it, and how fast (minutes of phase time).
+Every alarm is decided by the product's own code: ``metrics.guardrails.evaluate`` (the rules'
+mSPRT, floors, Bonferroni split) with arms that carry per-channel totals exactly as
+``metrics.guardrail_services`` builds them, and ``metrics.guardrails.evaluate_crash`` for the
+crash guard. To keep 2 shared cores enough, the data are generated and reduced with numpy
+(per-channel sums of n, y, n^2, y^2, n*y per arm and minute: what ``Clusters`` holds), and a
+vectorised copy of the statistic only picks the looks where the product's code could breach
+(likelihood ratio within 10x of 1/alpha, floors met; for the crash guard: enough errors in the
+last hour); the product's code then decides at those looks, and a sample of the other looks is
+also given to it to check that it never breaches there (the "cross-check" line). "Today" is the
+same data judged by the rules before this change (arms without per-channel totals: every reply
+independent; no crash guard).
 
-    .venv/bin/python bench/guardrails_aa.py [--runs N] [--seed S]
+    .venv/bin/python bench/guardrails_aa.py [--runs N] [--ab-runs N] [--seed S] [--quick]
 """
 
 from __future__ import annotations
 
 import argparse
 import math
-import random
-import statistics
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+
+import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from metrics.guardrails import TAU, msprt  # noqa: E402
+from metrics import guardrails as g  # noqa: E402
 
-Z95_ONE_SIDED = 1.6448536269514722
+CHANNELS = 300
+PER_DAY = 10_000
+DAY = 1440
+BASE = {"errors": 0.012, "reactions_negative": 0.036, "corrections": 0.058}
+FIELDS = tuple(BASE)
+RULES = {
+    # key: (spec, numerator field); the guide's triggers as metrics.guardrail_services preloads
+    "errors": (g.RuleSpec(g.ERROR_RATE, 0.0, 200), "errors"),
+    "complaints": (g.RuleSpec(g.NEGATIVE_REACTIONS, 0.10, 200), "reactions_negative"),
+    "corrections": (g.RuleSpec(g.CORRECTIONS, 0.10, 200), "corrections"),
+}
+CRASH_SPEC = g.RuleSpec(g.CRASH, 0.10, 3)
+TREATMENTS = ["v2_full", "v2_simplified"]
+VARIANTS = ["v1", *TREATMENTS]
+PRESCREEN = math.log(10.0)  # looks within 10x of the breach line go to the product's code
 
 
 @dataclass(frozen=True)
-class Scenario:
+class Phase:
     name: str
-    p_control: float
-    p_treatment: float
-    per_minute: float  # replies per minute on each arm
-    minutes: int  # the phase's length
-    margin: float = 0.0
-    tau: float = TAU["error_rate"]
-    alpha: float = 0.025  # 0.05 split between v2_full and v2_simplified
-    floor: int = 200
+    percentage: float
+    days: float
 
 
-def simulate(s: Scenario, rng: random.Random, *, naive: bool = False) -> int | None:
-    """The minute of the first breach in one phase, or None."""
-    n1 = n2 = x1 = x2 = 0
-    carry1 = carry2 = 0.0
-    p_min = 1.0
-    for minute in range(1, s.minutes + 1):
-        carry1 += s.per_minute
-        carry2 += s.per_minute
-        a, b = int(carry1), int(carry2)
-        carry1 -= a
-        carry2 -= b
-        rnd = rng.random
-        x1 += sum(1 for _ in range(a) if rnd() < s.p_control)
-        x2 += sum(1 for _ in range(b) if rnd() < s.p_treatment)
-        n1 += a
-        n2 += b
-        if min(n1, n2) < s.floor:
+PHASES = [
+    Phase("Alpha 5% 24 h", 0.05, 1),
+    Phase("Beta 20% 3 days", 0.20, 3),
+    Phase("Beta 20% 7 days", 0.20, 7),
+    Phase("Canary 50% 7 days", 0.50, 7),
+]
+
+
+@dataclass(frozen=True)
+class Model:
+    name: str
+    channels: bool = True  # heterogeneous channel rates
+    shocks: bool = True  # daily channel shocks
+    split: bool = True  # the simplified split (two treatment variants)
+    cycles: bool = True
+    effect: dict | None = None  # {field: factor} on both v2 variants
+    crash: float | None = None  # v2's error rate from the phase start
+
+
+CHANNEL_MODEL = Model("channels (Zipf, 3x channels, shocks, cycles, split)")
+INDEPENDENT = Model("independent replies (cycles, split)", channels=False, shocks=False)
+
+
+def hour_weight(minute_of_week: np.ndarray) -> np.ndarray:
+    """metrics.simulation.hour_weight on minutes since Monday 00:00 UTC (fractional hours)."""
+    hour = (minute_of_week % DAY) / 60.0
+    weekend = (minute_of_week // DAY) % 7 >= 5
+    return (1 + 0.75 * np.cos((hour - 20) / 24 * 2 * np.pi)) * np.where(weekend, 1.2, 1.0)
+
+
+MEAN_WEIGHT = float(hour_weight(np.arange(7 * DAY)).mean())
+ZIPF = 1.0 / (np.arange(CHANNELS) + 1) ** 0.9  # as metrics.simulation.day_events
+ZIPF_CUM = np.cumsum(ZIPF / ZIPF.sum())
+
+
+def lognormal(rng, sigma, size):
+    return np.exp(rng.normal(-sigma * sigma / 2, sigma, size))
+
+
+def generate(model: Model, phase: Phase, runs: int, rng: np.random.Generator):
+    """Events of ``runs`` phases: arrays (run, minute, channel, arm, outcomes) in time order per
+    run, plus each run's channel-to-arm table."""
+    minutes = int(phase.days * DAY)
+    start = rng.integers(0, 7 * DAY, runs)
+    t = start[:, None] + np.arange(minutes)[None, :]
+    lam = PER_DAY / DAY * (hour_weight(t) / MEAN_WEIGHT if model.cycles else 1.0)
+    counts = rng.poisson(lam).ravel()
+    run = np.repeat(np.repeat(np.arange(runs), minutes), counts)
+    minute = np.repeat(np.tile(np.arange(minutes), runs), counts)
+    channel = np.minimum(np.searchsorted(ZIPF_CUM, rng.random(run.size)), CHANNELS - 1)
+    v2 = rng.random((runs, CHANNELS)) < phase.percentage
+    simplified = rng.random((runs, CHANNELS)) < (0.5 if model.split else 0.0)
+    arms = np.where(v2, np.where(simplified, 2, 1), 0)
+    arm = arms[run, channel]
+    day = (start[run] + minute) // DAY - start[run] // DAY
+    outcomes = {}
+    for name in FIELDS:
+        p = np.full(run.size, BASE[name])
+        if model.channels:
+            if name == "errors":
+                mult = np.where(rng.random((runs, CHANNELS)) < 0.10, 3.0, 1.0)
+            else:
+                mult = lognormal(rng, 0.5, (runs, CHANNELS))
+            p *= mult[run, channel]
+        if model.shocks:
+            shock = lognormal(rng, 0.5, (runs, CHANNELS, int(phase.days) + 2))
+            p *= shock[run, channel, day]
+        if model.effect and name in model.effect:
+            p = np.where(arm > 0, p * model.effect[name], p)
+        if model.crash is not None and name == "errors":
+            p = np.where(arm > 0, model.crash, p)
+        outcomes[name] = rng.random(run.size) < np.minimum(p, 1.0)
+    return run, minute, channel, arm, outcomes, arms
+
+
+def moments(run, minute, channel, arm, outcomes, runs: int, minutes: int):
+    """Cumulative per-arm sums at the end of every minute: N, C (channels), NN, and per field
+    Y, YY, NY over the channels (the Clusters of the product), shape [runs, 3, minutes]."""
+    key = run * CHANNELS + channel
+    order = np.argsort(key, kind="stable")  # per (run, channel), in time order
+    k = key[order]
+    first = np.ones(k.size, bool)
+    first[1:] = k[1:] != k[:-1]
+    start_idx = np.maximum.accumulate(np.where(first, np.arange(k.size), 0))
+    n_before = np.arange(k.size) - start_idx
+    cell = (run[order] * 3 + arm[order]) * minutes + minute[order]
+    size = runs * 3 * minutes
+
+    def summed(weights):
+        return np.cumsum(
+            np.bincount(cell, weights=weights, minlength=size).reshape(runs, 3, minutes), axis=2
+        )
+
+    out = {
+        "N": summed(None),
+        "C": summed(first.astype(float)),
+        "NN": summed(2.0 * n_before + 1),
+    }
+    for name, y in outcomes.items():
+        y = y[order].astype(float)
+        cum = np.cumsum(y)
+        y_before = cum - y - (cum - y)[start_idx]
+        out[name] = {
+            "Y": summed(y),
+            "YY": summed(2 * y_before * y + y),
+            "NY": summed(y_before + y * n_before + y),
+        }
+    return out
+
+
+def arm_variance(x, n, C, NN, YY, NY, clustered: bool):
+    """Vectorised copy of metrics.guardrails.arm_variance (for picking looks only)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        s = (x + 0.5) / (n + 1.0)
+        binomial = s * (1 - s) / n
+        if not clustered:
+            return binomial
+        r = x / n
+        robust = np.maximum(YY - 2 * r * NY + r * r * NN, 0) * C / (C - 1) / (n * n)
+        return np.where(C >= 2, np.maximum(binomial, robust), binomial)
+
+
+def candidates(m, field, spec, clustered: bool) -> np.ndarray:
+    """[runs, minutes] looks where the rule could breach for some treatment variant."""
+    alpha = spec.alpha / len(TREATMENTS)
+    k = 1 + spec.threshold
+    tau2 = g.TAU[spec.metric] ** 2
+    f = m[field]
+    x1, n1 = f["Y"][:, 0], m["N"][:, 0]
+    v1 = arm_variance(x1, n1, m["C"][:, 0], m["NN"][:, 0], f["YY"][:, 0], f["NY"][:, 0], clustered)
+    hit = np.zeros(x1.shape, bool)
+    for a in (1, 2):
+        x2, n2 = f["Y"][:, a], m["N"][:, a]
+        v2 = arm_variance(
+            x2, n2, m["C"][:, a], m["NN"][:, a], f["YY"][:, a], f["NY"][:, a], clustered
+        )
+        with np.errstate(divide="ignore", invalid="ignore"):
+            theta = x2 / n2 - k * x1 / n1
+            var = v2 + k * k * v1
+            log_lr = 0.5 * np.log(var / (var + tau2)) + tau2 * theta**2 / (2 * var * (var + tau2))
+        ok = (n1 >= spec.min_samples) & (n2 >= spec.min_samples) & (theta > 0)
+        if clustered:
+            ok &= (m["C"][:, 0] >= spec.min_channels) & (m["C"][:, a] >= spec.min_channels)
+        hit |= ok & (log_lr >= math.log(1 / alpha) - PRESCREEN)
+    return hit
+
+
+def arms_at(m, r: int, t: int, clustered: bool) -> dict[str, g.Arm]:
+    """The product's Arm per variant at minute t of run r, as guardrail_services builds them."""
+    out = {}
+    for a, variant in enumerate(VARIANTS):
+        n = int(m["N"][r, a, t])
+        if n == 0:
             continue
-        if naive:
-            p1, p2 = x1 / n1, x2 / n2
-            pooled = (x1 + x2) / (n1 + n2)
-            se = math.sqrt(max(pooled * (1 - pooled) * (1 / n1 + 1 / n2), 1e-12))
-            if p2 - (1 + s.margin) * p1 > Z95_ONE_SIDED * se:
-                return minute
+        counts = {name: int(m[name]["Y"][r, a, t]) for name in FIELDS}
+        clusters = {}
+        if clustered:
+            for name in FIELDS:
+                f = m[name]
+                clusters[name] = g.Clusters(
+                    int(m["C"][r, a, t]),
+                    float(n),
+                    float(f["Y"][r, a, t]),
+                    float(m["NN"][r, a, t]),
+                    float(f["YY"][r, a, t]),
+                    float(f["NY"][r, a, t]),
+                )
+        out[variant] = g.Arm(variant, responses=n, clusters=clusters, **counts)
+    return out
+
+
+class Checks:
+    looks = 0
+    disagreements = 0
+
+
+def first_breach(m, spec, hits, r: int, clustered: bool, rng) -> int | None:
+    """The product's decision at the picked looks of run r: the first breached minute."""
+    for t in np.flatnonzero(hits[r]):
+        arms = arms_at(m, r, int(t), clustered)
+        verdict = g.evaluate(spec, arms, control="v1", treatments=TREATMENTS)
+        if verdict.status == g.BREACHED:
+            return int(t) + 1
+    # cross-check: a few looks that were not picked must not breach in the product's code
+    minutes = hits.shape[1]
+    for t in rng.integers(spec.min_samples // 4, minutes, 2):
+        if hits[r, t]:
             continue
-        result = msprt(x1, n1, x2, n2, margin=s.margin, tau=s.tau, alpha=s.alpha)
-        p_min = min(p_min, result.p_value)
-        if result.rejected or (p_min <= s.alpha and result.estimate > 0):
-            return minute
+        verdict = g.evaluate(
+            spec, arms_at(m, r, int(t), clustered), control="v1", treatments=TREATMENTS
+        )
+        Checks.looks += 1
+        Checks.disagreements += verdict.status == g.BREACHED
     return None
 
 
-def run(s: Scenario, runs: int, seed: int, *, naive: bool = False) -> dict:
-    rng = random.Random(seed)
-    started = time.perf_counter()
-    hits = [simulate(s, rng, naive=naive) for _ in range(runs)]
-    found = [m for m in hits if m is not None]
-    rate = len(found) / runs
-    se = math.sqrt(rate * (1 - rate) / runs)
-    return {
-        "rate": rate,
-        "hi": rate + 1.96 * se,
-        "median": statistics.median(found) if found else None,
-        "p90": sorted(found)[int(0.9 * (len(found) - 1))] if found else None,
-        "seconds": time.perf_counter() - started,
-    }
+TAIL_ERRORS = 8  # runs with more errors than this are always handed to the product's code
+
+
+def _tail_table(p: float, size: int) -> np.ndarray:
+    """P(Bin(j, p) >= e) for e < TAIL_ERRORS, j < size (metrics.guardrails.binomial_tail)."""
+    table = np.ones((TAIL_ERRORS, size))
+    for e in range(1, TAIL_ERRORS):
+        table[e] = [g.binomial_tail(e, j, p) for j in range(size)]
+    return table
+
+
+def _crash_possible(run, minute, treated, errors, n2, e2, runs, minutes, spec) -> np.ndarray:
+    """[runs, minutes]: looks where evaluate_crash could breach. A run of the most recent
+    replies holding e errors reaches back at least to the minute of the e-th most recent error,
+    so it has at least j_lb = (v2 replies after that minute) + 1 replies, and its tail is at
+    least P(Bin(j_lb, threshold) >= e) (p0 is never below the threshold); a look is handed to
+    the product's code when that bound x the replies in the lookback can reach alpha for some
+    e from min_errors on (always when the lookback has TAIL_ERRORS errors or more)."""
+    size = runs * minutes
+    per_min_n = np.bincount(run[treated] * minutes + minute[treated], minlength=size)
+    per_min_e = np.bincount(
+        run[treated & errors] * minutes + minute[treated & errors], minlength=size
+    )
+    cum_n = np.cumsum(per_min_n.reshape(runs, minutes), axis=1)
+    cum_e = np.cumsum(per_min_e.reshape(runs, minutes), axis=1)
+    table = _tail_table(spec.threshold, int(n2.max()) + 2)
+    possible = e2 >= TAIL_ERRORS
+    idx = np.arange(minutes)
+    for e in range(spec.min_samples, TAIL_ERRORS):
+        for r in range(runs):
+            # the minute holding the e-th most recent error: first m with cum_e[m] > cum_e[t] - e
+            m_star = np.searchsorted(cum_e[r], cum_e[r] - e, side="right")
+            m_star = np.minimum(m_star, idx)
+            j_lb = cum_n[r] - cum_n[r][m_star] + 1
+            ok = (e2[r] >= e) & (
+                table[e][np.minimum(j_lb, table.shape[1] - 1)] * n2[r] <= spec.alpha
+            )
+            possible[r] |= ok
+    return possible
+
+
+def crash_breach(run_events, runs: int, minutes: int, spec=CRASH_SPEC) -> list[int | None]:
+    """The crash guard (pooled v2, last 60 minutes), decided by metrics.guardrails.evaluate_crash
+    at every minute where it could breach."""
+    run, minute, channel, arm, errors = run_events
+    lookback = g.CRASH_LOOKBACK_MINUTES
+    size = runs * minutes
+    treated = arm > 0
+
+    def per_minute(mask):
+        return np.bincount(run[mask] * minutes + minute[mask], minlength=size).reshape(
+            runs, minutes
+        )
+
+    def rolling(a):
+        c = np.cumsum(a, axis=1)
+        c[:, lookback:] -= c[:, :-lookback].copy()
+        return c
+
+    n2, e2 = rolling(per_minute(treated)), rolling(per_minute(treated & errors))
+    n1, e1 = rolling(per_minute(~treated)), rolling(per_minute(~treated & errors))
+    possible = _crash_possible(run, minute, treated, errors, n2, e2, runs, minutes, spec)
+    bounds = np.searchsorted(run, np.arange(runs + 1))
+    out: list[int | None] = []
+    for r in range(runs):
+        found = None
+        lo, hi = bounds[r], bounds[r + 1]
+        sel = treated[lo:hi]
+        mins = minute[lo:hi][sel]  # v2's replies of this run, in time order
+        replies = list(zip(channel[lo:hi][sel].tolist(), errors[lo:hi][sel].tolist(), strict=True))
+        for t in np.flatnonzero(possible[r]):
+            a = np.searchsorted(mins, t - lookback + 1)
+            b = np.searchsorted(mins, t, side="right")
+            recent = replies[a:b]
+            verdict = g.evaluate_crash(spec, recent, (int(e1[r, t]), int(n1[r, t])))
+            if verdict.status == g.BREACHED:
+                found = int(t) + 1
+                break
+        out.append(found)
+    return out
+
+
+def simulate(model: Model, phase: Phase, runs: int, seed: int, *, chunk: int = 20):
+    """Per run: the first breach minute per rule (new and today's), and the crash guard's."""
+    rng = np.random.default_rng(seed)
+    minutes = int(phase.days * DAY)
+    rules_new: dict[str, list] = {key: [] for key in RULES}
+    rules_old: dict[str, list] = {key: [] for key in RULES}
+    crash: list = []
+    for done in range(0, runs, chunk):
+        r_n = min(chunk, runs - done)
+        run, minute, channel, arm, outcomes, _arms = generate(model, phase, r_n, rng)
+        m = moments(run, minute, channel, arm, outcomes, r_n, minutes)
+        for key, (spec, field) in RULES.items():
+            for clustered, sink in ((True, rules_new), (False, rules_old)):
+                hits = candidates(m, field, spec, clustered)
+                sink[key] += [first_breach(m, spec, hits, r, clustered, rng) for r in range(r_n)]
+        crash += crash_breach((run, minute, channel, arm, outcomes["errors"]), r_n, minutes)
+    return rules_new, rules_old, crash
+
+
+def rate(hits: list) -> tuple[float, float, float]:
+    """Share of runs with a breach and its Wilson 95% interval."""
+    n = len(hits)
+    k = sum(h is not None for h in hits)
+    z = 1.959963984540054
+    p = k / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return p, max(0.0, centre - half), min(1.0, centre + half)
+
+
+def hours(hits: list, q: float) -> str:
+    found = sorted(h for h in hits if h is not None)
+    if len(found) < len(hits) * q:
+        return "-"
+    return f"{found[max(0, math.ceil(q * len(hits)) - 1)] / 60:.1f} h"
+
+
+def aa(runs: int, seed: int, phases, models) -> None:
+    print(f"A/A (v1 and v2 identical): share of phases with a false alarm per rule, {runs} phases")
+    print("each, Wilson 95% interval; alpha 0.05 per rule per phase (0.025 per v2 variant)\n")
+    head = f"{'model / phase':58} {'rule':12} {'now':>7} {'95% interval':>16} {'today':>7}"
+    print(head)
+    for model in models:
+        for i, phase in enumerate(phases):
+            started = time.perf_counter()
+            new, old, crash = simulate(model, phase, runs, seed + 101 * i)
+            label = f"{model.name[:34]} | {phase.name}"
+            for key in RULES:
+                p, lo, hi = rate(new[key])
+                today = rate(old[key])[0]
+                print(f"{label:58} {key:12} {p:7.2%} [{lo:6.2%}, {hi:6.2%}] {today:7.2%}")
+            p, lo, hi = rate(crash)
+            print(f"{label:58} {'crash':12} {p:7.2%} [{lo:6.2%}, {hi:6.2%}] {'-':>7}")
+            any_new = [
+                next((h for h in hs if h is not None), None)
+                for hs in zip(*new.values(), crash, strict=True)
+            ]
+            any_old = [
+                next((h for h in hs if h is not None), None)
+                for hs in zip(*old.values(), strict=True)
+            ]
+            print(
+                f"{label:58} {'any rule':12} {rate(any_new)[0]:7.2%} {'':16} "
+                f"{rate(any_old)[0]:7.2%}"
+                f"   ({time.perf_counter() - started:.0f} s)",
+                flush=True,
+            )
+
+
+def ab(runs: int, seed: int) -> None:
+    print(f"\nDetection (channel model, real regressions on both v2 variants), {runs} phases each:")
+    print("share caught within the phase, median and 90th percentile time to the breach\n")
+    print(
+        f"{'scenario':50} {'rule':12} {'caught':>7} {'median':>8} {'p90':>8}"
+        "  today: caught, median, p90"
+    )
+    cases = [
+        ("errors x2", {"errors": 2.0}, "errors"),
+        ("errors x5", {"errors": 5.0}, "errors"),
+        ("negative reactions +50%", {"reactions_negative": 1.5}, "complaints"),
+    ]
+    for phase in (PHASES[2], PHASES[3]):
+        for i, (name, effect, rule) in enumerate(cases):
+            model = replace(CHANNEL_MODEL, effect=effect)
+            new, old, crash = simulate(model, phase, runs, seed + 7 * i)
+            for key, hits in ((rule, new[rule]),) + (
+                (("crash", crash),) if rule == "errors" else ()
+            ):
+                today = old[rule] if key == rule else None
+                t = (
+                    f"{rate(today)[0]:7.1%} {hours(today, 0.5):>8} {hours(today, 0.9):>8}"
+                    if today
+                    else ""
+                )
+                print(
+                    f"{phase.name + ', ' + name:50} {key:12} {rate(hits)[0]:7.1%} "
+                    f"{hours(hits, 0.5):>8} {hours(hits, 0.9):>8}  {t}",
+                    flush=True,
+                )
+
+
+def crash_alpha(runs: int, seed: int) -> None:
+    print(f"\nCrash in Alpha: v2 errors 50% from the phase start, {runs} phases each")
+    print(f"{'model':58} {'within 1 h':>10} {'2 h':>6} {'median':>8}  errors rule today (median)")
+    for model in (
+        replace(CHANNEL_MODEL, crash=0.5),
+        replace(
+            CHANNEL_MODEL, crash=0.5, cycles=False, name="channels, flat traffic (~21 v2 replies/h)"
+        ),
+        replace(CHANNEL_MODEL, crash=0.5, split=False, name="channels, no split"),
+    ):
+        new, old, crash = simulate(model, PHASES[0], runs, seed)
+        within = [h is not None and h <= 60 for h in crash]
+        within2 = [h is not None and h <= 120 for h in crash]
+        med = sorted(h if h is not None else 10**9 for h in crash)[len(crash) // 2]
+        print(
+            f"{model.name[:58]:58} {sum(within) / runs:10.1%} {sum(within2) / runs:6.1%} "
+            f"{med:6d} min  {hours(old['errors'], 0.5)}",
+            flush=True,
+        )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=1000)
-    parser.add_argument("--seed", type=int, default=20261125)
+    parser.add_argument("--runs", type=int, default=1000, help="A/A phases per model and phase")
+    parser.add_argument("--ab-runs", type=int, default=300, help="phases per detection scenario")
+    parser.add_argument("--seed", type=int, default=20261129)
+    parser.add_argument("--quick", action="store_true", help="100 / 50 phases, for a smoke run")
+    parser.add_argument("--only", choices=["aa", "ab", "crash"], default=None)
     args = parser.parse_args()
-    day = 24 * 60
-    # The guide: 10,000 requests/day; Canary (50%) splits them evenly: ~3.5 replies/min per arm.
-    aa = [
-        Scenario("A/A errors 1.2%, Canary 7 days, 3.5/min/arm", 0.012, 0.012, 3.47, 7 * day),
-        Scenario("A/A errors 1.2%, 1 day, 40/min/arm (busy bot)", 0.012, 0.012, 40, day),
-        Scenario(
-            "A/A negative reactions 8%, +10% margin, 7 days",
-            0.08,
-            0.08,
-            3.47,
-            7 * day,
-            margin=0.10,
-            tau=TAU["negative_reaction_rate"],
-        ),
-        Scenario(
-            "A/A corrections 5%, alpha 0.05 (one v2 variant), 7 days",
-            0.05,
-            0.05,
-            3.47,
-            7 * day,
-            alpha=0.05,
-            tau=TAU["correction_rate"],
-        ),
-    ]
-    ab = [
-        Scenario("errors 1.2% -> 6% (crash-like), 3.5/min/arm", 0.012, 0.06, 3.47, 7 * day),
-        Scenario("errors 1.2% -> 2.4%, 3.5/min/arm", 0.012, 0.024, 3.47, 7 * day),
-        Scenario("errors 1.2% -> 6%, 40/min/arm", 0.012, 0.06, 40, day),
-        Scenario(
-            "negative reactions 8% -> 12%, margin 10%",
-            0.08,
-            0.12,
-            3.47,
-            7 * day,
-            margin=0.10,
-            tau=TAU["negative_reaction_rate"],
-        ),
-    ]
-    print(f"runs per scenario: {args.runs}, seed {args.seed}; a look every minute of the phase\n")
-    print(f"{'A/A scenario':58} {'alarms':>8} {'95% hi':>8} {'alpha':>6} {'s':>6}")
-    for s in aa:
-        r = run(s, args.runs, args.seed)
-        print(f"{s.name:58} {r['rate']:8.2%} {r['hi']:8.2%} {s.alpha:6.3f} {r['seconds']:6.1f}")
-    s = aa[0]
-    naive_runs = max(100, args.runs // 4)
-    r = run(s, naive_runs, args.seed, naive=True)
+    if args.quick:
+        args.runs, args.ab_runs = 100, 50
+    started = time.perf_counter()
+    if args.only in (None, "aa"):
+        aa(args.runs, args.seed, PHASES, [CHANNEL_MODEL, INDEPENDENT])
+    if args.only in (None, "crash"):
+        crash_alpha(args.ab_runs * 2, args.seed + 3)
+    if args.only in (None, "ab"):
+        ab(args.ab_runs, args.seed + 5)
     print(
-        f"{'naive z-test at 5% every minute, ' + s.name[4:30]:58} {r['rate']:8.2%} "
-        f"{r['hi']:8.2%} {0.05:6.3f} {r['seconds']:6.1f}  ({naive_runs} runs)"
+        f"\ncross-check: the product's code breached at {Checks.disagreements} of {Checks.looks} "
+        f"looks the vectorised copy did not pick; {time.perf_counter() - started:.0f} s in all"
     )
-    print(f"\n{'A/B scenario (real regression)':58} {'caught':>8} {'median':>8} {'p90':>8}")
-    for s in ab:
-        r = run(s, max(100, args.runs // 4), args.seed + 1)
-        med = f"{r['median']:.0f} min" if r["median"] else "-"
-        p90 = f"{r['p90']:.0f} min" if r["p90"] else "-"
-        print(f"{s.name:58} {r['rate']:8.1%} {med:>8} {p90:>8}")
 
 
 if __name__ == "__main__":

@@ -5,7 +5,8 @@ downloads, and the snapshot kept with a decision all come from it):
 
 * hallucination rate and format compliance, before (v1's reviewed replies in the 30 days
   before the rollout reached 100%) and after (v2's in the 30 days from then), each with a 95%
-  Wilson interval, and the change with Newcombe's interval (metrics.stats);
+  Wilson interval, and the change with Newcombe's interval (metrics.stats), channels as the
+  unit (counts divided by the design effect of the reviewed replies' channels);
 * cost: actual cost per reply before (v1) and after (v2), the increase against the guide's
   projection (~3.5x: $0.0015 -> $0.00525 a request), and the actual daily cost against the
   projected one at the same traffic;
@@ -30,6 +31,8 @@ from rollout.models import AuditEntry, Rollout
 
 from . import reviews, selectors, stats
 from .guardrail_models import DeploymentDecision
+from .guardrail_services import reviewed_by_channel
+from .guardrails import Clusters
 
 REVIEW_AFTER = timedelta(days=30)
 BEFORE = timedelta(days=30)
@@ -51,17 +54,34 @@ def reached_full_at(rollout: Rollout) -> datetime | None:
     return rollout.phase_started_at
 
 
-def _rate(k: int, n: int) -> dict[str, Any]:
+def _rate(k: int, n: int, clusters: Clusters | None = None) -> dict[str, Any]:
+    """A rate with its Wilson interval, channels as the unit: the counts are divided by the
+    design effect of the reviewed replies' channels (metrics.stats.design_effect)."""
     if not n:
         return {"k": k, "n": n, "rate": None, "ci": None}
-    lo, hi = stats.wilson(k, n)
-    return {"k": k, "n": n, "rate": round(k / n, 4), "ci": [round(lo, 4), round(hi, 4)]}
+    deff = stats.design_effect(k, n, clusters)
+    lo, hi = stats.wilson(k / deff, n / deff)
+    return {
+        "k": k,
+        "n": n,
+        "rate": round(k / n, 4),
+        "ci": [round(lo, 4), round(hi, 4)],
+        "channels": clusters.channels if clusters is not None else None,
+        "design_effect": round(deff, 3),
+    }
 
 
 def _change(before: dict, after: dict) -> dict[str, Any] | None:
+    """The change in points with Newcombe's interval on the design-effect-adjusted counts
+    (each period's channels taken as independent of the other's: cautious, since the same
+    channels in both periods would make the difference less variable)."""
     if not before["n"] or not after["n"]:
         return None
-    d, lo, hi = stats.newcombe_difference(after["k"], after["n"], before["k"], before["n"])
+    db, da = before.get("design_effect", 1.0), after.get("design_effect", 1.0)
+    _d, lo, hi = stats.newcombe_difference(
+        after["k"] / da, after["n"] / da, before["k"] / db, before["n"] / db
+    )
+    d = after["k"] / after["n"] - before["k"] / before["n"]
     return {"points": round(d, 4), "ci": [round(lo, 4), round(hi, 4)]}
 
 
@@ -75,7 +95,18 @@ def _review_figures(
             halluc += row["hallucinations"]
             fmt_ok += row["format_followed"]
             fmt_n += row["format_applicable"]
-    return {"hallucination": _rate(halluc, graded), "format": _rate(fmt_ok, fmt_n)}
+    by_channel = reviewed_by_channel(rollout.key, since, until)
+    channels = [f for v in variants for f in by_channel.get(v, {}).values()]
+    return {
+        "hallucination": _rate(
+            halluc, graded, Clusters.of((f["hallucinations"], f["graded"]) for f in channels)
+        ),
+        "format": _rate(
+            fmt_ok,
+            fmt_n,
+            Clusters.of((f["format_followed"], f["format_applicable"]) for f in channels),
+        ),
+    }
 
 
 def _cost(rollout: Rollout, variants: list[str], since: datetime, until: datetime) -> dict:

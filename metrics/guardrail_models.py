@@ -24,6 +24,7 @@ class GuardrailRule(models.Model):
         HALLUCINATIONS = g.HALLUCINATIONS, "Hallucination rate of v2 (reviews) above v1"
         LATENCY_P95 = g.LATENCY_P95, "p95 latency of v2 above v1 by a factor"
         DAILY_COST = g.DAILY_COST, "Daily cost at 100% v2 above a budget"
+        CRASH = g.CRASH, "Crash guard: error rate of v2's last hour of replies above a rate"
 
     class Action(models.TextChoices):
         ALERT = "alert", "Alert only"
@@ -50,11 +51,12 @@ class GuardrailRule(models.Model):
         default=0.0,
         validators=[MinValueValidator(0.0)],
         help_text="Rates: relative margin (0.10 = up more than 10%; 0 = above v1). "
-        "Latency: factor (1.5). Cost: dollars per day.",
+        "Latency: factor (1.5). Cost: dollars per day. Crash guard: absolute error rate (0.10).",
     )
     min_samples = models.PositiveIntegerField(
         default=200,
-        help_text="Replies per variant (reviews for hallucinations) before it may judge.",
+        help_text="Replies per variant (reviews for hallucinations) before it may judge; "
+        "for the crash guard, the errors needed.",
     )
     alpha = models.FloatField(
         default=g.DEFAULT_ALPHA,
@@ -95,6 +97,11 @@ class GuardrailRule(models.Model):
             return f"p95 latency of v2 above {self.threshold:g}x v1's"
         if self.metric == g.DAILY_COST:
             return f"daily cost at 100% v2 above ${self.threshold:,.2f}"
+        if self.metric == g.CRASH:
+            return (
+                f"error rate of v2's last {g.CRASH_LOOKBACK_MINUTES} minutes of replies above "
+                f"{self.threshold * 100:g}% (or v1's), from {self.min_samples} errors"
+            )
         if self.threshold:
             return f"{label} of v2 up more than {self.threshold * 100:g}% relative to v1"
         return f"{label} of v2 above v1's"

@@ -26,7 +26,7 @@ from django.utils import timezone
 from rollout import services
 from rollout.models import AuditEntry, Phase, Rollout
 
-from . import alerts, histogram, selectors
+from . import alerts, histogram, rollups, selectors
 from . import guardrails as g
 from .guardrail_models import (
     Alert,
@@ -35,6 +35,8 @@ from .guardrail_models import (
     GuardrailState,
     GuardrailTransition,
 )
+from .models import ResponseEvent
+from .review_models import ReviewGrade
 from .webhooks import check_url, mask_url
 
 logger = logging.getLogger("selcontrol.guardrails")
@@ -51,6 +53,16 @@ DEFAULT_RULES = [
         1,
         GuardrailRule.Action.KILL_SWITCH,
         "Alpha: any crashes or errors. Emergency rollback.",
+    ),
+    (
+        "crash",
+        g.CRASH,
+        0.10,
+        3,
+        1,
+        GuardrailRule.Action.KILL_SWITCH,
+        "Alpha and every later phase: any crashes. v2's error rate over its last hour of "
+        "replies against 10% (or v1's rate then). Emergency rollback.",
     ),
     (
         "complaints",
@@ -149,10 +161,66 @@ def window_start(rollout: Rollout, rule: GuardrailRule) -> datetime | None:
     return max(starts)
 
 
+RATE_FIELDS = ("errors", "reactions_negative", "corrections")
+
+
+def channel_clusters(
+    rollout: Rollout, since: datetime, until: datetime
+) -> dict[str, tuple[dict[str, g.Clusters], list[dict]]]:
+    """Per variant: the rates' Clusters (channels as the unit) and one latency histogram per
+    channel, from the per-channel rollups over [since, until)."""
+    out = {}
+    totals = rollups.channel_totals(rollout.key, since, until, latency=True)
+    for variant, channels in totals.items():
+        rows = [f for f in channels.values() if f["responses"] > 0]
+        clusters = {
+            name: g.Clusters.of((f[name], f["responses"]) for f in rows) for name in RATE_FIELDS
+        }
+        out[variant] = (clusters, [f["latency_hist"] for f in rows])
+    return out
+
+
+def reviewed_by_channel(
+    rollout_key: str, since: datetime, until: datetime
+) -> dict[str, dict[str, dict[str, int]]]:
+    """{variant: {channel: {graded, hallucinations, format_applicable, format_followed}}} over
+    the reviewed replies sent in [since, until), each by its first saved grade (as
+    metrics.reviews counts them): the per-channel totals of the review rates."""
+    rows = (
+        ReviewGrade.objects.filter(
+            submitted_at__isnull=False,
+            item__response__rollout_key=rollout_key,
+            item__response__ts__gte=since,
+            item__response__ts__lt=until,
+        )
+        .order_by("item_id", "submitted_at", "id")
+        .values_list(
+            "item_id", "hallucination", "format", "item__response__variant",
+            "item__response__channel_id",
+        )
+    )  # fmt: skip
+    seen: set[int] = set()
+    out: dict[str, dict[str, dict[str, int]]] = {}
+    for item_id, hallucination, fmt, variant, channel in rows:
+        if item_id in seen:
+            continue
+        seen.add(item_id)
+        f = out.setdefault(variant, {}).setdefault(
+            channel,
+            {"graded": 0, "hallucinations": 0, "format_applicable": 0, "format_followed": 0},
+        )
+        f["graded"] += 1
+        f["hallucinations"] += hallucination in ("minor", "major")
+        f["format_applicable"] += fmt != "na"
+        f["format_followed"] += fmt == "followed"
+    return out
+
+
 def arms(
     rollout: Rollout, since: datetime, until: datetime, *, reviews: bool = False
 ) -> dict[str, g.Arm]:
-    """Figures per variant over [since, until) from the rollups (and reviews when asked)."""
+    """Figures per variant over [since, until) from the rollups (and reviews when asked), with
+    the per-channel totals the rules' variance needs (channels are the unit of assignment)."""
     totals: dict[str, dict[str, Any]] = {}
     for row in selectors.hourly(rollout.key, since, until):
         t = totals.setdefault(
@@ -171,10 +239,19 @@ def arms(
         t["cost_usd"] += row["cost_usd"]
         t["hists"].append(row["latency_hist"])
     review = selectors.review_counts(rollout.key, since, until) if reviews else {}
+    by_channel = channel_clusters(rollout, since, until)
+    reviewed = reviewed_by_channel(rollout.key, since, until) if reviews else {}
     out = {}
     for variant in set(totals) | set(review):
         t = totals.get(variant, {"hists": []})
         r = review.get(variant, {})
+        clusters, channel_latency = by_channel.get(variant, ({}, []))
+        if reviews:
+            graded = reviewed.get(variant, {}).values()
+            clusters = {
+                **clusters,
+                "hallucinations": g.Clusters.of((f["hallucinations"], f["graded"]) for f in graded),
+            }
         out[variant] = g.Arm(
             variant=variant,
             responses=t.get("responses", 0),
@@ -185,8 +262,32 @@ def arms(
             latency_hist=histogram.merge(t["hists"]),
             graded=int(r.get("graded", 0)),
             hallucinations=int(r.get("hallucinations", 0)),
+            clusters=clusters,
+            channel_latency=tuple(channel_latency),
         )
     return out
+
+
+def recent_replies(
+    rollout: Rollout, since: datetime, until: datetime
+) -> tuple[list[tuple[str, bool]], tuple[int, int]]:
+    """The crash guard's data over [since, until): v2's replies (every treatment variant) as
+    (channel, is_error) oldest first, and v1's (errors, replies). Raw rows: an hour holds a few
+    hundred to a few thousand replies, read by the (rollout_key, ts) index."""
+    treatments = treatments_of(rollout)
+    rows = (
+        ResponseEvent.objects.filter(rollout_key=rollout.key, ts__gte=since, ts__lt=until)
+        .order_by("ts", "id")
+        .values_list("variant", "channel_id", "error")
+    )
+    recent, x1, n1 = [], 0, 0
+    for variant, channel, error in rows:
+        if variant in treatments:
+            recent.append((channel, error is not None))
+        elif variant == rollout.control_variant:
+            n1 += 1
+            x1 += error is not None
+    return recent, (x1, n1)
 
 
 def treatments_of(rollout: Rollout) -> list[str]:
@@ -206,6 +307,16 @@ def _verdict(
     memo: dict | None = None,
 ) -> g.Verdict:
     spec = rule.spec()
+    if rule.metric == g.CRASH:
+        since = max(start, now - timedelta(minutes=g.CRASH_LOOKBACK_MINUTES))
+        recent, control = recent_replies(rollout, since, now)
+        return g.evaluate_crash(
+            spec,
+            recent,
+            control,
+            lookback_minutes=round((now - since).total_seconds() / 60, 1),
+            control_variant=rollout.control_variant,
+        )
     since = max(start, now - COST_WINDOW) if rule.metric == g.DAILY_COST else start
     reviews = rule.metric == g.HALLUCINATIONS
     key = (rollout.pk, rollout.revision, since, now, reviews)
@@ -389,6 +500,34 @@ def gate_problems(
         elif state.status == g.INSUFFICIENT:
             problems.append(f"Guardrail {rule.key} has not enough data yet: {state.summary}")
     return problems
+
+
+def rule_bounds(
+    rollout: Rollout, *, now: datetime | None = None
+) -> dict[str, list[g.Bound]]:
+    """Per rule key: the always-valid (cluster-robust) confidence interval of each treatment
+    variant's difference over the rule's evidence window, and whether its floors are met
+    (``metrics.guardrails.always_valid_bounds``); [] for rules that are not comparisons (cost,
+    the crash guard) or not watched now. For the console's success criteria."""
+    now = now or timezone.now()
+    memo: dict = {}
+    out: dict[str, list[g.Bound]] = {}
+    for rule in GuardrailRule.objects.filter(rollout=rollout).select_related("from_phase"):
+        start = window_start(rollout, rule)
+        if start is None or not rule.applies_in(rollout.current_phase) or rule.metric not in g.TAU:
+            out[rule.key] = []
+            continue
+        reviews = rule.metric == g.HALLUCINATIONS
+        key = (start, reviews)
+        if key not in memo:
+            memo[key] = arms(rollout, start, now, reviews=reviews)
+        out[rule.key] = g.always_valid_bounds(
+            rule.spec(),
+            memo[key],
+            control=rollout.control_variant,
+            treatments=treatments_of(rollout),
+        )
+    return out
 
 
 def recent_alerts(rollout: Rollout, limit: int = 5) -> list[Alert]:

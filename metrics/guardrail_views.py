@@ -45,6 +45,7 @@ class RuleForm(forms.ModelForm):
         self.fields["threshold"].help_text = {
             "latency_p95": "factor over v1's p95 (1.5 = 50% slower)",
             "daily_cost": "budget in dollars per day",
+            "crash": "error rate of v2's last hour that counts as a crash: 0.10 = 10%",
         }.get(self.instance.metric, "relative margin: 0.10 = up more than 10%; 0 = above v1")
 
     def clean_threshold(self) -> float:
@@ -55,6 +56,10 @@ class RuleForm(forms.ModelForm):
             raise forms.ValidationError("The latency factor must be at least 1 (1.5 = 50% slower).")
         if self.instance.metric == "daily_cost" and value <= 0:
             raise forms.ValidationError("The daily budget must be more than $0.")
+        if self.instance.metric == "crash" and not 0 < value < 1:
+            raise forms.ValidationError(
+                "The crash guard's error rate must be between 0 and 1 (0.10 = 10%)."
+            )
         return value
 
 

@@ -214,6 +214,43 @@ class DailyRollup(RollupFigures):
         return f"{self.rollout_key}/{self.variant} {self.day:%Y-%m-%d}"
 
 
+class ChannelHourlyRollup(models.Model):
+    """One channel's replies of one rollout's variant over one UTC hour.
+
+    Whole channels are assigned to a variant, so channels, not replies, are the unit of
+    variance for the guardrails' tests and the dashboard's intervals of rates; they read these
+    per-channel totals (summed over the window in SQL) instead of the raw events. Rebuilt by
+    ``metrics.rollups.recompute_hour`` in the same transaction as the hour's HourlyRollup rows,
+    with the same counting rules (reactions and follow-ups in their reply's hour).
+    """
+
+    rollout_key = models.CharField(max_length=64)
+    hour = models.DateTimeField()
+    variant = models.CharField(max_length=64)
+    channel_id = models.CharField(max_length=64)
+    responses = models.IntegerField(default=0)
+    errors = models.IntegerField(default=0)
+    timeouts = models.IntegerField(default=0)
+    cache_hits = models.IntegerField(default=0)
+    cache_known = models.IntegerField(default=0)
+    reactions_positive = models.IntegerField(default=0)
+    reactions_negative = models.IntegerField(default=0)
+    followups = models.IntegerField(default=0)
+    corrections = models.IntegerField(default=0)
+    latency_hist = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["rollout_key", "hour", "variant", "channel_id"],
+                name="channel_rollup_unique_bucket",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.rollout_key}/{self.variant}/{self.channel_id} {self.hour:%Y-%m-%d %H}:00"
+
+
 class DirtyHour(models.Model):
     """A (rollout, hour) whose raw events changed since its rollup was computed."""
 

@@ -27,6 +27,7 @@ from django.utils import timezone
 
 from . import histogram
 from .models import (
+    ChannelHourlyRollup,
     ConversationStat,
     DailyRollup,
     DirtyHour,
@@ -333,6 +334,7 @@ def recompute_hour(rollout_key: str, hour: datetime, *, only_if_dirty: bool = Fa
         if only_if_dirty and not deleted:
             return False
         _replace_rollups(HourlyRollup, "hour", rollout_key, hour, aggregate(rollout_key, hour))
+        _replace_channel_rollups(rollout_key, hour, channel_aggregate(rollout_key, hour))
         _recompute_day(rollout_key, day_of(hour))
         _update_conversations(rollout_key, hour)
     return True
@@ -726,3 +728,217 @@ def _sum_rollups_pg(totals, rollout_key: str, days: list[datetime], segments, sk
                 bucket = totals[variant][column]
                 k = int(k) if column == "latency_hist" else k
                 bucket[k] = bucket.get(k, 0) + int(n)
+
+
+# --- per-channel totals ---------------------------------------------------------------------
+# Whole channels are assigned to a variant, so the guardrails' tests and the dashboard's
+# intervals of rates take channels as the unit of variance: they need each channel's totals
+# over a window, kept per (rollout, hour, variant, channel) with the same counting rules.
+
+CHANNEL_FIELDS = (
+    "responses",
+    "errors",
+    "timeouts",
+    "cache_hits",
+    "cache_known",
+    "reactions_positive",
+    "reactions_negative",
+    "followups",
+    "corrections",
+)
+
+_CHANNEL_SQL = """
+WITH r AS MATERIALIZED (
+  SELECT message_id, variant, channel_id, latency_bucket, error, cache_hit
+  FROM metrics_responseevent
+  WHERE rollout_key = %(key)s AND ts >= %(lo)s AND ts < %(hi)s
+)
+SELECT 'r', variant, channel_id, latency_bucket::int, count(*),
+       count(*) FILTER (WHERE error IS NOT NULL), count(*) FILTER (WHERE error = 'timeout'),
+       count(*) FILTER (WHERE cache_hit), count(cache_hit)
+FROM r GROUP BY variant, channel_id, latency_bucket
+UNION ALL
+SELECT 'x', variant, channel_id, sentiment::int, count(*), 0, 0, 0, 0
+FROM (
+  SELECT DISTINCT ON (x.message_id, x.user_id, x.emoji) r.variant, r.channel_id, x.action,
+         x.sentiment
+  FROM metrics_reactionevent x JOIN r ON r.message_id = x.message_id
+  ORDER BY x.message_id, x.user_id, x.emoji, x.ts DESC, (x.action = 'remove') DESC, x.id DESC
+) AS latest
+WHERE action = 'add' AND sentiment <> 0 GROUP BY variant, channel_id, sentiment
+UNION ALL
+SELECT 'f', r.variant, r.channel_id, NULL, count(*), count(*) FILTER (WHERE f.is_correction),
+       0, 0, 0
+FROM metrics_followupevent f JOIN r ON r.message_id = f.reply_to GROUP BY r.variant, r.channel_id
+"""
+
+
+def empty_channel() -> dict[str, Any]:
+    return {**{name: 0 for name in CHANNEL_FIELDS}, "latency_hist": {}}
+
+
+def channel_aggregate(
+    rollout_key: str,
+    hour: datetime,
+    ts_from: datetime | None = None,
+    ts_to: datetime | None = None,
+) -> dict[tuple[str, str], dict[str, Any]]:
+    """The exact figures per (variant, channel) of one bucket from raw rows (optionally only
+    the replies with ``ts_from <= ts < ts_to``), counted as ``aggregate`` counts them."""
+    lo, hi = _range_of(hour, ts_from, ts_to)
+    if lo >= hi:
+        return {}
+    if is_postgres():
+        with connection.cursor() as cursor:
+            cursor.execute(_CHANNEL_SQL, {"key": rollout_key, "lo": lo, "hi": hi})
+            rows = cursor.fetchall()
+    else:
+        rows = _channel_rows_portable(rollout_key, lo, hi)
+    out: dict[tuple[str, str], dict[str, Any]] = {}
+    for kind, variant, channel, key, n, a, b, hits, known in rows:
+        f = out.get((variant, channel))
+        if f is None:
+            f = out[(variant, channel)] = empty_channel()
+        if kind == "r":
+            f["responses"] += n
+            f["errors"] += a
+            f["timeouts"] += b
+            f["cache_hits"] += hits
+            f["cache_known"] += known
+            f["latency_hist"][key] = f["latency_hist"].get(key, 0) + n
+        elif kind == "x":
+            f["reactions_positive" if key > 0 else "reactions_negative"] += n
+        else:
+            f["followups"] += n
+            f["corrections"] += a
+    return out
+
+
+def _channel_rows_portable(rollout_key: str, lo: datetime, hi: datetime) -> list[tuple]:
+    """The rows of _CHANNEL_SQL with the ORM and Python (SQLite has no DISTINCT ON)."""
+    replies = ResponseEvent.objects.filter(rollout_key=rollout_key, ts__gte=lo, ts__lt=hi)
+    owner: dict[str, tuple[str, str]] = {}
+    rows: list[tuple] = []
+    for message_id, variant, channel, bucket, error, hit in replies.values_list(
+        "message_id", "variant", "channel_id", "latency_bucket", "error", "cache_hit"
+    ):
+        owner[message_id] = (variant, channel)
+        rows.append(
+            ("r", variant, channel, int(bucket), 1, error is not None, error == "timeout",
+             hit is True, hit is not None)
+        )  # fmt: skip
+    if not owner:
+        return rows
+    latest: dict[tuple, tuple] = {}
+    for message_id, user_id, emoji, action, sentiment, ts, pk in ReactionEvent.objects.filter(
+        message_id__in=list(owner)
+    ).values_list("message_id", "user_id", "emoji", "action", "sentiment", "ts", "id"):
+        order = (ts, action == ReactionEvent.Action.REMOVE, pk)
+        key = (message_id, user_id, emoji)
+        if key not in latest or order > latest[key][0]:
+            latest[key] = (order, message_id, action, sentiment)
+    for _order, message_id, action, sentiment in latest.values():
+        if action == ReactionEvent.Action.ADD and sentiment:
+            rows.append(("x", *owner[message_id], int(sentiment), 1, 0, 0, 0, 0))
+    for reply_to, is_correction in FollowupEvent.objects.filter(
+        reply_to__in=list(owner)
+    ).values_list("reply_to", "is_correction"):
+        rows.append(("f", *owner[reply_to], None, 1, bool(is_correction), 0, 0, 0))
+    return rows
+
+
+def _replace_channel_rollups(rollout_key: str, hour: datetime, figures) -> None:
+    """Make one hour's per-channel rows exactly these figures (caller holds the hour's lock)."""
+    ChannelHourlyRollup.objects.filter(rollout_key=rollout_key, hour=hour).delete()
+    ChannelHourlyRollup.objects.bulk_create(
+        [
+            ChannelHourlyRollup(
+                rollout_key=rollout_key,
+                hour=hour,
+                variant=variant,
+                channel_id=channel,
+                **{name: f[name] for name in CHANNEL_FIELDS},
+                latency_hist={str(k): v for k, v in f["latency_hist"].items()},
+            )
+            for (variant, channel), f in figures.items()
+        ],
+        batch_size=1000,
+    )
+
+
+def channel_totals(
+    rollout_key: str, since: datetime, until: datetime, *, latency: bool = False
+) -> dict[str, dict[str, dict[str, Any]]]:
+    """{variant: {channel: figures}} for replies with since <= ts < until: the per-channel rows
+    for clean whole hours (summed in SQL), raw rows for dirty hours and the partial hours at
+    both ends, as ``totals_by_variant`` does. ``latency``: also merge the channels' latency
+    histograms (otherwise they are left empty). One REPEATABLE READ snapshot on PostgreSQL."""
+    if is_postgres() and not connection.in_atomic_block:
+        with transaction.atomic():
+            with connection.cursor() as cursor:
+                cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            return _channel_totals(rollout_key, since, until, latency)
+    return _channel_totals(rollout_key, since, until, latency)
+
+
+def _channel_totals(rollout_key, since, until, latency: bool):
+    first = hour_of(since)
+    skip = live_hours(rollout_key, since, until)
+    if since > first:
+        skip.add(first)
+    if until > hour_of(until):
+        skip.add(hour_of(until))
+    out: dict[str, dict[str, dict[str, Any]]] = defaultdict(dict)
+
+    def add(variant: str, channel: str, part: dict[str, Any]) -> None:
+        f = out[variant].get(channel)
+        if f is None:
+            f = out[variant][channel] = empty_channel()
+        for name in CHANNEL_FIELDS:
+            f[name] += part[name]
+        if latency:
+            hist = f["latency_hist"]
+            for k, n in part["latency_hist"].items():
+                hist[int(k)] = hist.get(int(k), 0) + int(n)
+
+    rows = ChannelHourlyRollup.objects.filter(
+        rollout_key=rollout_key, hour__gte=first, hour__lt=until
+    ).exclude(hour__in=sorted(skip))
+    sums = rows.values("variant", "channel_id").annotate(
+        **{f"s_{name}": Sum(name) for name in CHANNEL_FIELDS}
+    )
+    for row in sums:
+        add(
+            row["variant"],
+            row["channel_id"],
+            {**{name: int(row[f"s_{name}"] or 0) for name in CHANNEL_FIELDS}, "latency_hist": {}},
+        )
+    if latency:
+        _merge_channel_hists(out, rows)
+    for hour in sorted(skip):
+        ts_from = since if hour < since else None
+        ts_to = until if hour + HOUR > until else None
+        parts = channel_aggregate(rollout_key, hour, ts_from, ts_to)
+        for (variant, channel), part in parts.items():
+            add(variant, channel, part)
+    return {v: dict(channels) for v, channels in out.items()}
+
+
+def _merge_channel_hists(out, rows) -> None:
+    """Add the rows' latency histograms per (variant, channel): in SQL on PostgreSQL."""
+    if is_postgres():
+        sql, params = rows.values("variant", "channel_id", "latency_hist").query.sql_with_params()
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"SELECT r.variant, r.channel_id, e.key, sum(e.value::bigint) FROM ({sql}) AS r, "
+                "jsonb_each_text(r.latency_hist) AS e GROUP BY r.variant, r.channel_id, e.key",
+                params,
+            )
+            for variant, channel, k, n in cursor.fetchall():
+                hist = out[variant][channel]["latency_hist"]
+                hist[int(k)] = hist.get(int(k), 0) + int(n)
+        return
+    for variant, channel, hist_part in rows.values_list("variant", "channel_id", "latency_hist"):
+        hist = out[variant][channel]["latency_hist"]
+        for k, n in hist_part.items():
+            hist[int(k)] = hist.get(int(k), 0) + int(n)

@@ -27,6 +27,7 @@ from django.utils import timezone
 from rollout.models import AuditEntry, Rollout
 
 from . import histogram, rollups, selectors, stats
+from .guardrails import Clusters
 from .models import HourlyRollup
 
 HOUR = timedelta(hours=1)
@@ -488,11 +489,47 @@ def _review_rows(window: Window) -> list[dict[str, Any]]:
 # --- comparison table ------------------------------------------------------------------------
 
 
+def _ceil_hour(ts: datetime) -> datetime:
+    hour = rollups.hour_of(ts)
+    return hour if hour == ts else hour + timedelta(hours=1)
+
+
+def channel_clusters(window: Window, control: str, treatment: str):
+    """{rate: (control Clusters, treatment Clusters)} from the per-channel rollups over the
+    window's hours (the hours the window's figures cover): channels are the unit of variance
+    of the rates' intervals (metrics.stats, module docstring)."""
+    cache = window.__dict__.setdefault("_channel_totals", {})
+    if "totals" not in cache:
+        cache["totals"] = rollups.channel_totals(
+            window.rollout.key, _ceil_hour(window.since), _ceil_hour(window.until)
+        )
+    by_variant = cache["totals"]
+    rates = {
+        "error_rate": ("errors", "responses"),
+        "timeout_rate": ("timeouts", "responses"),
+        "correction_rate": ("corrections", "responses"),
+        "cache_hit_rate": ("cache_hits", "cache_known"),
+        "positive_share": ("reactions_positive", None),
+    }
+    out = {}
+    for metric, (num, den) in rates.items():
+
+        def pairs(variant, num=num, den=den):
+            for f in by_variant.get(variant, {}).values():
+                trials = f[den] if den else f["reactions_positive"] + f["reactions_negative"]
+                yield f[num], trials
+
+        out[metric] = (Clusters.of(pairs(control)), Clusters.of(pairs(treatment)))
+    return out
+
+
 def comparison(window: Window, control: str, treatment: str) -> list[stats.Comparison]:
-    """One row per metric: treatment against control over the window."""
+    """One row per metric: treatment against control over the window. Rates take channels as
+    the unit of variance (``channel_clusters``)."""
     totals = window.totals()
     empty = rollups.empty_figures()
     c, t = totals.get(control, empty), totals.get(treatment, empty)
+    by_channel = channel_clusters(window, control, treatment)
     rows = [
         stats.compare_rates(
             "error_rate",
@@ -500,6 +537,7 @@ def comparison(window: Window, control: str, treatment: str) -> list[stats.Compa
             stats.LOWER,
             (c["errors"], c["responses"]),
             (t["errors"], t["responses"]),
+            clusters=by_channel["error_rate"],
         ),
         stats.compare_rates(
             "timeout_rate",
@@ -507,6 +545,7 @@ def comparison(window: Window, control: str, treatment: str) -> list[stats.Compa
             stats.LOWER,
             (c["errors_by_code"].get("timeout", 0), c["responses"]),
             (t["errors_by_code"].get("timeout", 0), t["responses"]),
+            clusters=by_channel["timeout_rate"],
         ),
     ]
     for q, name in ((0.5, "p50"), (0.95, "p95"), (0.99, "p99")):
@@ -539,9 +578,11 @@ def comparison(window: Window, control: str, treatment: str) -> list[stats.Compa
             stats.HIGHER,
             (pos_c, pos_c + neg_c),
             (pos_t, pos_t + neg_t),
+            clusters=by_channel["positive_share"],
         )
     )
-    rows[-1].sample = "reactions"
+    if rows[-1].sample != "channels":
+        rows[-1].sample = "reactions"
     rows.append(
         stats.compare_rates(
             "correction_rate",
@@ -549,6 +590,7 @@ def comparison(window: Window, control: str, treatment: str) -> list[stats.Compa
             stats.LOWER,
             (c["corrections"], c["responses"]),
             (t["corrections"], t["responses"]),
+            clusters=by_channel["correction_rate"],
         )
     )
     rows.append(
@@ -568,9 +610,11 @@ def comparison(window: Window, control: str, treatment: str) -> list[stats.Compa
             stats.HIGHER,
             (c["cache_hits"], c["cache_known"]),
             (t["cache_hits"], t["cache_known"]),
+            clusters=by_channel["cache_hit_rate"],
         )
     )
-    rows[-1].sample = "replies reporting cache_hit"
+    if rows[-1].sample != "channels":
+        rows[-1].sample = "replies reporting cache_hit"
     rc = window.reviews["totals"].get(control, {})
     rt = window.reviews["totals"].get(treatment, {})
     for metric, label, direction, events, trials in REVIEW_METRICS:

@@ -19,6 +19,14 @@ Every comparison is *treatment versus control* and gives a relative change (trea
   Mann-Whitney U test on the binned values, with the tie correction, is also given: the
   probability that a treatment reply is faster than a control reply.
 
+Channels as the unit: prompt versions are assigned by whole channel, so replies of one channel
+are not independent and the two variants hold different channels. When a comparison of rates
+is given the per-channel totals of both variants (``clusters``), each variant's design effect
+(its cluster-robust, delta-method variance of the ratio estimator over channels, divided by the
+binomial variance; never below 1; ``metrics.guardrails.Clusters``) divides its counts before
+the Wilson, Newcombe and Katz intervals are computed (Kish's effective sample size; Donner and
+Klar's adjustment for cluster-randomised trials), and "more would settle it" counts channels.
+
 Verdict: "better" or "worse" when the interval excludes no change, by which direction is good
 for the metric; otherwise "not yet known", with "about N more replies would settle it": the
 replies (at the current split between the variants) after which an effect of the size now
@@ -249,6 +257,43 @@ def _missing(c: Comparison, sample_word: str) -> Comparison:
     return c
 
 
+def design_effect(k: float, n: float, clusters) -> float:
+    """Var(rate) with channels as the unit over the binomial variance (at least 1); 1 without
+    per-channel totals, with fewer than two channels, or at a rate of 0 or 1."""
+    if clusters is None or n <= 0 or k <= 0 or k >= n:
+        return 1.0
+    robust = clusters.ratio_variance()
+    if robust is None:
+        return 1.0
+    p = k / n
+    return max(1.0, robust / (p * (1 - p) / n) * small_sample_factor(clusters))
+
+
+def t_quantile(z: float, df: float) -> float:
+    """The Student t quantile matching the normal quantile z at df degrees of freedom
+    (Cornish-Fisher expansion, Abramowitz and Stegun 26.7.5; within 1% from df = 3)."""
+    if df <= 0:
+        return math.inf
+    z3, z5, z7 = z**3, z**5, z**7
+    return (
+        z
+        + (z3 + z) / (4 * df)
+        + (5 * z5 + 16 * z3 + 3 * z) / (96 * df**2)
+        + (3 * z7 + 19 * z5 + 17 * z3 - 15 * z) / (384 * df**3)
+    )
+
+
+def small_sample_factor(clusters, z: float = Z95) -> float:
+    """(t / z)^2 with df = the effective number of channels - 1, where the effective number is
+    (sum n)^2 / sum n^2 (Kish): a few busy channels carry the variance with few degrees of
+    freedom, so the normal quantile would give too narrow an interval."""
+    if not clusters.nn:
+        return 1.0
+    effective = clusters.n * clusters.n / clusters.nn
+    df = max(effective - 1, 2.0)
+    return (t_quantile(z, df) / z) ** 2
+
+
 def compare_rates(
     metric: str,
     label: str,
@@ -257,8 +302,14 @@ def compare_rates(
     treatment: tuple[int, int],
     *,
     sample: str = "replies",
+    clusters: tuple | None = None,
 ) -> Comparison:
-    """control/treatment are (events, trials); values in the row are proportions (0-1)."""
+    """control/treatment are (events, trials); values in the row are proportions (0-1).
+    ``clusters``: (control, treatment) per-channel totals (``metrics.guardrails.Clusters``) to
+    take channels as the unit of variance (see the module); then "more needed" counts
+    channels."""
+    if clusters is not None and control[1] and treatment[1]:
+        return _compare_clustered(metric, label, direction, control, treatment, clusters)
     (kc, nc), (kt, nt) = control, treatment
     c = Comparison(
         metric,
@@ -287,6 +338,52 @@ def compare_rates(
     c.verdict = verdict(c.relative_lo, c.relative_hi, direction)
     if c.verdict == UNKNOWN:
         c.more_needed = more_needed(math.log(ratio), se, nc + nt)
+    return c
+
+
+def _compare_clustered(metric, label, direction, control, treatment, clusters) -> Comparison:
+    """compare_rates with each variant's counts divided by its design effect."""
+    (kc, nc), (kt, nt) = control, treatment
+    cc, ct = clusters
+    dc, dt = design_effect(kc, nc, cc), design_effect(kt, nt, ct)
+    ec, et = (kc / dc, nc / dc), (kt / dt, nt / dt)  # effective (events, trials)
+    c = Comparison(
+        metric,
+        label,
+        "%",
+        direction,
+        kc / nc,
+        kt / nt,
+        nc,
+        nt,
+        sample="channels",
+        method="channels as the unit: Wilson, Newcombe and Katz on counts divided by each "
+        "variant's design effect (cluster-robust delta-method variance over channels)",
+    )
+    channels = (getattr(cc, "channels", 0), getattr(ct, "channels", 0))
+    c.extra = {
+        "control_ci": wilson(*ec),
+        "treatment_ci": wilson(*et),
+        "design_effect": (round(dc, 3), round(dt, 3)),
+        "channels": channels,
+    }
+    c.difference, c.difference_lo, c.difference_hi = newcombe_difference(*et, *ec)
+    c.difference = kt / nt - kc / nc
+    if kc == 0 and kt == 0:
+        c.relative = 0.0
+        c.relative_lo, c.relative_hi = -1.0, math.inf
+        c.note = "none on either variant yet"
+        c.verdict = SAME if direction == NEUTRAL else UNKNOWN
+        return c
+    ratio, lo, hi, se = risk_ratio(*et, *ec)
+    c.relative, c.relative_lo, c.relative_hi = ratio - 1, lo - 1, hi - 1
+    c.verdict = verdict(c.relative_lo, c.relative_hi, direction)
+    if min(channels) < 2:
+        c.note = "fewer than two channels on a variant: the interval cannot see channel spread"
+    if c.verdict == UNKNOWN:
+        # the variance shrinks with more channels (at today's replies per channel), not with
+        # more replies from the same channels
+        c.more_needed = more_needed(math.log(ratio), se, sum(channels))
     return c
 
 

@@ -77,6 +77,11 @@ def guardrail_short(state) -> str:
         return state.summary
     p = n.get("p_value")
     tail = f" · p={p:.2g}" if p is not None else ""
+    if metric == g.CRASH:
+        return (
+            f"v2 {_pct(n.get('rate_treatment'))} errors over its last {n['replies']:,} replies "
+            f"vs {_pct(n.get('p0'))}{tail}"
+        )
     if metric == g.LATENCY_P95:
         return (
             f"p95 {n['treatment']} {n['p95_treatment_ms']:,.0f} ms vs {n['control']} "

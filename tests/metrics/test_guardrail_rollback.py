@@ -202,6 +202,7 @@ def test_preloaded_rules__are_the_guides_triggers(rollout):
         ("hallucinations", g.HALLUCINATIONS, "rollback_phase"),
         ("latency", g.LATENCY_P95, "rollback_phase"),
         ("cost", g.DAILY_COST, "alert"),
+        ("crash", g.CRASH, "kill_switch"),
     ]
 
 

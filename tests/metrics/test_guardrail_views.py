@@ -62,6 +62,19 @@ def test_update_rule__latency_factor_below_one__422_naming_the_field(rollout, op
     assert rule.threshold == 1.5
 
 
+def test_update_rule__crash_guard_rate_not_below_one__422_naming_the_field(
+    rollout, operator_client
+):
+    rule = GuardrailRule.objects.get(rollout=rollout, key="crash")
+    response = operator_client.post(
+        f"/metrics/{rollout.key}/guardrails/{rule.pk}/", _form(rule, threshold=10)
+    )
+    assert response.status_code == 422
+    assert "error rate must be between 0 and 1" in response.content.decode()
+    rule.refresh_from_db()
+    assert rule.threshold == 0.10
+
+
 def test_update_rule__viewer__403(rollout, viewer_client):
     rule = GuardrailRule.objects.get(rollout=rollout, key="errors")
     response = viewer_client.post(
@@ -125,6 +138,6 @@ def test_command__evaluate_guardrails__prints_each_rule(rollout):
     with time_machine.travel(T0 + timedelta(minutes=5), tick=False):
         call_command("evaluate_guardrails", "--rollout", rollout.key, stdout=out)
     lines = out.getvalue().splitlines()
-    assert len(lines) == 6
+    assert len(lines) == 7  # the guide's six triggers and the crash guard
     assert lines[0].startswith("prompts_v2 errors: insufficient")
     assert "Watched from Canary on" in lines[4]

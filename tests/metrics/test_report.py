@@ -11,10 +11,12 @@ import pytest
 import time_machine
 from django.db.models import Count, Sum
 
-from metrics import deployment_report, reviews, rollups
+from metrics import deployment_report, reviews, rollups, stats
 from metrics.guardrail_models import DeploymentDecision
+from metrics.guardrails import Clusters
 from metrics.intake import record_events
 from metrics.models import ResponseEvent
+from metrics.review_models import ReviewGrade
 from rollout import services
 from rollout.models import AuditEntry, Rollout
 
@@ -198,3 +200,42 @@ def test_decide__no_reason__422_naming_the_field(rollout, operator_client):
     assert response.status_code == 422
     assert "Reason" in response.content.decode()
     assert not DeploymentDecision.objects.exists()
+
+
+def test_build__review_intervals__channels_as_the_unit_from_the_graded_replies(deployed):
+    """The hallucination intervals against the graded replies grouped by channel here: each
+    period's counts divided by its channels' design effect, then Wilson and Newcombe."""
+    report = deployment_report.build(deployed, NOW)
+    periods = {
+        "before": (FULL_AT - timedelta(days=30), FULL_AT, ["v1"]),
+        "after": (FULL_AT, NOW, ["v2_full", "v2_simplified"]),
+    }
+    want = {}
+    for name, (since, until, variants) in periods.items():
+        per_channel: dict[str, list[int]] = {}
+        first: set[int] = set()
+        grades = ReviewGrade.objects.filter(submitted_at__isnull=False)
+        for grade in grades.order_by("item_id", "submitted_at", "id").select_related(
+            "item__response"
+        ):
+            reply = grade.item.response
+            if grade.item_id in first or not (since <= reply.ts < until):
+                continue
+            first.add(grade.item_id)
+            if reply.variant in variants:
+                cell = per_channel.setdefault(reply.channel_id, [0, 0])
+                cell[0] += grade.hallucination in ("minor", "major")
+                cell[1] += 1
+        k = sum(c[0] for c in per_channel.values())
+        n = sum(c[1] for c in per_channel.values())
+        deff = stats.design_effect(k, n, Clusters.of(per_channel.values()))
+        want[name] = (k, n, deff, stats.wilson(k / deff, n / deff))
+    h = report["hallucination"]
+    for name in periods:
+        k, n, deff, (lo, hi) = want[name]
+        assert (h[name]["k"], h[name]["n"]) == (k, n)
+        assert h[name]["design_effect"] == round(deff, 3)
+        assert h[name]["ci"] == [round(lo, 4), round(hi, 4)]
+    (kb, nb, db, _), (ka, na, da, _) = want["before"], want["after"]
+    _d, lo, hi = stats.newcombe_difference(ka / da, na / da, kb / db, nb / db)
+    assert h["change"]["ci"] == [round(lo, 4), round(hi, 4)]

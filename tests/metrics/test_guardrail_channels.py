@@ -1,0 +1,366 @@
+"""Channels as the unit of variance, and the crash guard (metrics.guardrails; docs/guardrails.md).
+
+The variance is checked against a brute-force linearisation and a bootstrap over channels; the
+crash guard against hand-made reply sequences and, end to end, against Alpha-like traffic that
+goes through the real ingest path; the per-channel rollups against the raw events.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import replace
+from datetime import timedelta
+
+import pytest
+
+from metrics import guardrail_services, rollups
+from metrics import guardrails as g
+from metrics.guardrail_models import GuardrailRule
+from metrics.intake import record_events
+from metrics.models import ChannelHourlyRollup, FollowupEvent, ReactionEvent, ResponseEvent
+from rollout.models import AuditEntry
+
+from .conftest import response
+from .test_guardrail_rollback import T0, V1, V2, Traffic, run, start_phase
+
+
+def _channels(rng: random.Random, count: int, *, rate: float, spread: float) -> list[tuple]:
+    """(events, trials) per channel: Zipf-like traffic, each channel's own rate."""
+    out = []
+    for i in range(count):
+        n = max(1, int(400 / (i + 1) ** 0.9 * rng.uniform(0.5, 1.5)))
+        p = min(1.0, rate * math.exp(rng.gauss(0, spread)))
+        out.append((sum(rng.random() < p for _ in range(n)), n))
+    return out
+
+
+# --- the variance --------------------------------------------------------------------------
+
+
+def test_clusters__ratio_variance__equals_the_linearisation_over_channels():
+    rng = random.Random(7)
+    pairs = _channels(rng, 40, rate=0.05, spread=0.6)
+    c = g.Clusters.of(pairs)
+    r = sum(y for y, _ in pairs) / sum(n for _, n in pairs)
+    total = sum(n for _, n in pairs)
+    brute = len(pairs) / (len(pairs) - 1) * sum((y - r * n) ** 2 for y, n in pairs) / total**2
+    assert c.channels == 40 and c.n == total
+    assert c.ratio_variance() == pytest.approx(brute, rel=1e-9)
+
+
+def test_clusters__ratio_variance__agrees_with_a_bootstrap_over_channels():
+    rng = random.Random(11)
+    pairs = _channels(rng, 80, rate=0.04, spread=0.7)
+    robust = g.Clusters.of(pairs).ratio_variance()
+    draws = []
+    for _ in range(3000):
+        sample = [pairs[rng.randrange(len(pairs))] for _ in pairs]
+        draws.append(sum(y for y, _ in sample) / sum(n for _, n in sample))
+    mean = sum(draws) / len(draws)
+    boot = sum((d - mean) ** 2 for d in draws) / (len(draws) - 1)
+    # the bootstrap has no C/(C-1) correction; the rest is the same quantity
+    assert robust * (80 - 1) / 80 == pytest.approx(boot, rel=0.15)
+
+
+def test_clusters__one_channel_or_none__no_robust_variance_binomial_used():
+    assert g.Clusters.of([(3, 100)]).ratio_variance() is None
+    assert g.Clusters.of([(0, 0), (1, 0)]).channels == 0
+    binomial = g.arm_variance(3, 100, None)
+    assert g.arm_variance(3, 100, g.Clusters.of([(3, 100)])) == binomial
+
+
+def test_arm_variance__channels_without_events__never_below_the_binomial_one():
+    clusters = g.Clusters.of([(0, 50)] * 20)  # no events anywhere: a robust variance of 0
+    assert clusters.ratio_variance() == 0.0
+    assert g.arm_variance(0, 1000, clusters) == g.arm_variance(0, 1000, None) > 0
+
+
+def test_difference_variance__without_per_channel_totals__is_todays_binomial_variance():
+    assert g.difference_variance(10, 1000, 20, 1000, 0.1) == g.binomial_variance(
+        10, 1000, 20, 1000, 0.1
+    )
+    result = g.msprt(10, 1000, 20, 1000, margin=0.1)
+    assert result == g.msprt(
+        10, 1000, 20, 1000, margin=0.1, variance=g.binomial_variance(10, 1000, 20, 1000, 0.1)
+    )
+
+
+# --- rules on channel data --------------------------------------------------------------------
+
+
+def _arm(variant: str, pairs: list[tuple], field: str = "errors") -> g.Arm:
+    x = sum(y for y, _ in pairs)
+    n = sum(m for _, m in pairs)
+    return g.Arm(variant, responses=n, clusters={field: g.Clusters.of(pairs)}, **{field: x})
+
+
+def test_evaluate__fixed_channels_that_differ__binomial_test_breaches_channel_test_does_not():
+    # v2 happens to hold four busy channels with 3x the error rate: more replies never average
+    # that away, and the test with channels as the unit sees it as the channels' spread
+    v1 = [(12, 1000)] * 20
+    v2 = [(36, 1000)] * 4 + [(12, 1000)] * 16
+    spec = g.RuleSpec(g.ERROR_RATE, 0.0, 200)
+    plain = {
+        name: replace(_arm(name, pairs), clusters={}) for name, pairs in (("v1", v1), ("v2", v2))
+    }
+    clustered = {"v1": _arm("v1", v1), "v2": _arm("v2", v2)}
+    assert g.evaluate(spec, plain, control="v1", treatments=["v2"]).status == g.BREACHED
+    verdict = g.evaluate(spec, clustered, control="v1", treatments=["v2"])
+    assert verdict.status == g.WARNING
+    assert verdict.numbers["design_effect"] > 3
+    assert verdict.numbers["channels_treatment"] == 20
+
+
+def test_evaluate__too_few_channels__not_enough_data_says_so_plainly():
+    spec = g.RuleSpec(g.ERROR_RATE, 0.0, 200)
+    arms = {"v1": _arm("v1", [(30, 1000)] * 20), "v2": _arm("v2", [(300, 1000)] * 4)}
+    verdict = g.evaluate(spec, arms, control="v1", treatments=["v2"])
+    assert verdict.status == g.INSUFFICIENT
+    assert verdict.summary.startswith("too few channels to judge: 4 on v2, 20 on v1")
+    assert "10 needed per variant" in verdict.summary
+
+
+def test_evaluate__a_real_regression_over_many_channels__breaches():
+    spec = g.RuleSpec(g.ERROR_RATE, 0.0, 200)
+    arms = {"v1": _arm("v1", [(12, 1000)] * 30), "v2": _arm("v2", [(60, 1000)] * 30)}
+    assert g.evaluate(spec, arms, control="v1", treatments=["v2"]).status == g.BREACHED
+
+
+def test_always_valid_bounds__exclude_zero_exactly_when_the_rule_breaches():
+    rng = random.Random(3)
+    spec = g.RuleSpec(g.NEGATIVE_REACTIONS, 0.10, 200)
+    for _ in range(300):
+        control = _channels(rng, 25, rate=0.04, spread=0.5)
+        treatment = _channels(rng, 25, rate=0.04 * rng.uniform(0.8, 2.0), spread=0.5)
+        arms = {
+            "v1": _arm("v1", control, "reactions_negative"),
+            "v2": _arm("v2", treatment, "reactions_negative"),
+        }
+        verdict = g.evaluate(spec, arms, control="v1", treatments=["v2"])
+        (bound,) = g.always_valid_bounds(spec, arms, control="v1", treatments=["v2"])
+        assert bound.floor_met and bound.lo < bound.estimate < bound.hi
+        assert (verdict.status == g.BREACHED) == (bound.lo > 0)
+
+
+def test_always_valid_bounds__below_a_floor__say_which_floor():
+    spec = g.RuleSpec(g.ERROR_RATE, 0.0, 200)
+    few = {"v1": _arm("v1", [(1, 10)] * 20), "v2": _arm("v2", [(1, 10)] * 19)}
+    (bound,) = g.always_valid_bounds(spec, few, control="v1", treatments=["v2"])
+    assert not bound.floor_met and bound.floor == "190 of 200 needed per variant"
+    assert bound.lo < bound.estimate < bound.hi  # still given, not to be read as a verdict
+    narrow = {"v1": _arm("v1", [(10, 1000)] * 20), "v2": _arm("v2", [(10, 1000)] * 3)}
+    (bound,) = g.always_valid_bounds(spec, narrow, control="v1", treatments=["v2"])
+    assert not bound.floor_met and bound.floor.startswith("too few channels: 3 on v2")
+    cost = g.RuleSpec(g.DAILY_COST, 75)
+    assert g.always_valid_bounds(cost, narrow, control="v1", treatments=["v2"]) == []
+
+
+# --- the crash guard ---------------------------------------------------------------------------
+
+
+def test_binomial_tail__equals_the_exact_sum():
+    cases = [(3, 3, 0.1), (4, 20, 0.1), (9, 20, 0.15), (0, 5, 0.2), (6, 5, 0.2), (50, 400, 0.1)]
+    for e, j, p in cases:
+        exact = sum(math.comb(j, i) * p**i * (1 - p) ** (j - i) for i in range(e, j + 1))
+        assert g.binomial_tail(e, j, p) == pytest.approx(exact, rel=1e-9) or exact == 0
+
+
+CRASH = g.RuleSpec(g.CRASH, 0.10, 3)
+
+
+def test_crash__half_of_the_last_replies_fail_across_channels__breached():
+    recent = [(f"c{i % 7}", False) for i in range(10)] + [
+        (f"c{i % 5}", i % 2 == 0) for i in range(10)
+    ]
+    verdict = g.evaluate_crash(CRASH, recent, (5, 400))
+    assert verdict.status == g.BREACHED
+    assert verdict.numbers["run_errors"] >= 3 and verdict.numbers["run_channels"] >= 2
+    assert "v2 error rate 25.0% over its last 20 replies" in verdict.summary
+
+
+def test_crash__errors_all_from_one_channel__not_a_crash_of_v2():
+    recent = [("busy", True)] * 6 + [("quiet", False), ("other", False)]
+    verdict = g.evaluate_crash(CRASH, recent, (5, 400))
+    assert verdict.status == g.WARNING  # above 10%, but one channel's bad hour
+
+
+def test_crash__v1_failing_as_much__not_a_crash_of_v2():
+    recent = [(f"c{i}", i % 2 == 0) for i in range(30)]
+    assert g.evaluate_crash(CRASH, recent, (5, 400)).status == g.BREACHED
+    verdict = g.evaluate_crash(CRASH, recent, (200, 400))  # v1 at 50% too: the provider, not v2
+    assert verdict.status == g.OK  # v2 at 50%, not above v1's 50%
+    assert verdict.numbers["p0"] == 0.5
+
+
+def test_crash__usual_error_rate__ok_and_no_replies__ok():
+    rng = random.Random(5)
+    recent = [(f"c{rng.randrange(20)}", rng.random() < 0.012) for _ in range(200)]
+    assert g.evaluate_crash(CRASH, recent, (5, 400)).status == g.OK
+    verdict = g.evaluate_crash(CRASH, [], (5, 400))
+    assert verdict.status == g.OK and "no v2 replies" in verdict.summary
+
+
+def test_crash__evaluate_refuses_it__it_reads_recent_replies():
+    with pytest.raises(ValueError, match="evaluate_crash"):
+        g.evaluate(CRASH, {}, control="v1", treatments=["v2"])
+
+
+def test_crash_guard__alpha_traffic_with_v2_failing_half__kill_switch_within_the_hour(rollout):
+    """Alpha (5%) at ~8 replies a minute overall: v2 gets ~24 replies an hour, as in the guide's
+    Alpha; half of them fail. The errors rule (200-reply floor) cannot judge for hours; the
+    crash guard engages the kill switch within the hour."""
+    alpha = start_phase(rollout, 1)
+    GuardrailRule.objects.filter(rollout=alpha).exclude(key__in=["crash", "errors"]).update(
+        enabled=False
+    )
+    crashing = replace(V2, error_rate=0.5)
+    traffic = Traffic(alpha, {"v1": V1, "v2_full": crashing}, per_minute=8, seed=4)
+    minute, outcomes = run(traffic, alpha, minutes=60)
+    assert minute is not None and minute <= 60
+    assert [o.rule for o in outcomes if o.status == g.BREACHED] == ["crash"]
+    errors = next(o for o in outcomes if o.rule == "errors")
+    assert errors.status == g.INSUFFICIENT
+    entry = AuditEntry.objects.get(rollout=alpha, action=AuditEntry.Action.KILL_SWITCH_ENGAGE)
+    assert entry.actor == "guardrail:crash"
+    assert "error rate" in entry.reason
+
+
+def test_crash_guard__alpha_traffic_usual_errors__stays_ok_for_a_day_of_looks(rollout):
+    alpha = start_phase(rollout, 1)
+    traffic = Traffic(alpha, {"v1": V1, "v2_full": V2}, per_minute=8, seed=9)
+    minute, outcomes = run(traffic, alpha, minutes=90)
+    assert minute is None
+    assert next(o for o in outcomes if o.rule == "crash").status in (g.OK, g.WARNING)
+
+
+# --- per-channel rollups -------------------------------------------------------------------------
+
+
+def _raw_by_channel(since, until) -> dict:
+    """Brute force from raw rows: {variant: {channel: figures}} for replies in [since, until)."""
+    out: dict = {}
+    replies = ResponseEvent.objects.filter(rollout_key="prompts_v2", ts__gte=since, ts__lt=until)
+    owner = {}
+    for r in replies:
+        owner[r.message_id] = (r.variant, r.channel_id)
+        f = out.setdefault(r.variant, {}).setdefault(r.channel_id, rollups.empty_channel())
+        f["responses"] += 1
+        f["errors"] += r.error is not None
+        f["timeouts"] += r.error == "timeout"
+        f["cache_hits"] += r.cache_hit is True
+        f["cache_known"] += r.cache_hit is not None
+    latest = {}
+    for x in ReactionEvent.objects.filter(message_id__in=list(owner)).order_by("ts", "id"):
+        key = (x.message_id, x.user_id, x.emoji)
+        if key not in latest or (x.ts, x.action == "remove", x.id) > latest[key][0]:
+            latest[key] = ((x.ts, x.action == "remove", x.id), x)
+    for _order, x in latest.values():
+        if x.action == "add" and x.sentiment:
+            variant, channel = owner[x.message_id]
+            name = "reactions_positive" if x.sentiment > 0 else "reactions_negative"
+            out[variant][channel][name] += 1
+    for f in FollowupEvent.objects.filter(reply_to__in=list(owner)):
+        variant, channel = owner[f.reply_to]
+        out[variant][channel]["followups"] += 1
+        out[variant][channel]["corrections"] += f.is_correction
+    return out
+
+
+def test_channel_rollups__summed_over_a_window__equal_the_raw_events(rollout):
+    canary = start_phase(rollout, 3)
+    traffic = Traffic(
+        canary,
+        {"v1": replace(V1, positive_rate=0.1), "v2_full": replace(V2, positive_rate=0.1)},
+        per_minute=20,
+        channels=60,
+    )
+    for minute in range(0, 150, 3):  # two and a half hours
+        now = T0 + timedelta(minutes=minute + 1)
+        record_events(traffic.events(T0 + timedelta(minutes=minute)), now=now)
+    rollups.catch_up(time_budget=60)
+    assert ChannelHourlyRollup.objects.filter(rollout_key="prompts_v2").exists()
+    # partial hours at both ends, clean whole hours between
+    since, until = T0 + timedelta(minutes=17), T0 + timedelta(minutes=139)
+    got = rollups.channel_totals("prompts_v2", since, until)
+    want = _raw_by_channel(since, until)
+    assert set(got) == set(want)
+    for variant in want:
+        assert {c: {k: f[k] for k in rollups.CHANNEL_FIELDS} for c, f in got[variant].items()} == {
+            c: {k: f[k] for k in rollups.CHANNEL_FIELDS} for c, f in want[variant].items()
+        }
+    # and the channels add up to the variant totals the rest of the product reads
+    totals = rollups.totals_by_variant("prompts_v2", since, until)
+    for variant, channels in got.items():
+        for name in ("responses", "errors", "reactions_negative", "corrections"):
+            assert sum(f[name] for f in channels.values()) == totals[variant][name]
+
+
+def test_channel_rollups__dirty_hour__read_from_raw_rows_until_recomputed(rollout):
+    start_phase(rollout, 3)
+    record_events([response(ts=T0 + timedelta(minutes=5), channel_id="a", error="timeout")])
+    rollups.catch_up(time_budget=30)
+    record_events([response(ts=T0 + timedelta(minutes=6), channel_id="b")])  # hour dirty again
+    got = rollups.channel_totals("prompts_v2", T0, T0 + timedelta(hours=1), latency=True)
+    assert got["v1"]["a"]["errors"] == 1 and got["v1"]["a"]["timeouts"] == 1
+    assert got["v1"]["b"]["responses"] == 1
+    assert sum(got["v1"]["a"]["latency_hist"].values()) == 1
+
+
+def test_arms__carry_channel_clusters_that_match_the_counts(rollout):
+    canary = start_phase(rollout, 3)
+    traffic = Traffic(canary, {"v1": V1, "v2_full": V2}, per_minute=30, channels=80)
+    run(traffic, canary, minutes=20, stop_on_breach=False)
+    arms = guardrail_services.arms(canary, T0, T0 + timedelta(minutes=20))
+    for arm in arms.values():
+        assert arm.clusters["errors"].n == arm.responses
+        assert arm.clusters["errors"].y == arm.errors
+        assert arm.clusters["reactions_negative"].y == arm.reactions_negative
+        assert sum(sum(h.values()) for h in arm.channel_latency) == arm.responses
+    bounds = guardrail_services.rule_bounds(canary, now=T0 + timedelta(minutes=20))
+    assert {b.variant for b in bounds["errors"]} == {"v2_full"}
+    assert bounds["cost"] == [] and bounds["crash"] == []
+
+
+def _brute_force_breach(recent, p0, n_min, alpha) -> bool:
+    """Every run of most recent replies, exact tails, no shortcuts."""
+    several = len({c for c, _ in recent}) > 1
+    for j in range(1, len(recent) + 1):
+        run_ = recent[-j:]
+        e = sum(x for _, x in run_)
+        chans = {c for c, x in run_ if x}
+        if e < n_min or (several and len(chans) < 2):
+            continue
+        tail = sum(math.comb(j, i) * p0**i * (1 - p0) ** (j - i) for i in range(e, j + 1))
+        if tail * len(recent) <= alpha:
+            return True
+    return False
+
+
+def test_crash_scan__shortcuts__decide_as_the_brute_force_scan():
+    rng = random.Random(13)
+    for _ in range(400):
+        n = rng.randrange(1, 60)
+        rate = rng.choice([0.02, 0.15, 0.3, 0.5])
+        recent = [(f"c{rng.randrange(4)}", rng.random() < rate) for _ in range(n)]
+        verdict = g.evaluate_crash(CRASH, recent, (0, 0))
+        assert (verdict.status == g.BREACHED) == _brute_force_breach(recent, 0.10, 3, 0.05)
+
+
+def test_channel_aggregate__portable_path__equals_the_postgresql_one(rollout, monkeypatch):
+    """SQLite (make run) computes the per-channel rows with the ORM and Python."""
+    canary = start_phase(rollout, 3)
+    traffic = Traffic(
+        canary, {"v1": replace(V1, positive_rate=0.2), "v2_full": V2}, per_minute=30, channels=25
+    )
+    record_events(traffic.events(T0), now=T0 + timedelta(minutes=1))
+    record_events(
+        [
+            {"id": "rm-1", "type": "reaction", "ts": "2026-03-02T10:05:00Z", "channel_id": "x",
+             "message_id": "s1-m1", "emoji": "👍", "action": "remove", "user_id": "u2"},
+        ]
+    )  # fmt: skip
+    sql = rollups.channel_aggregate("prompts_v2", T0)
+    monkeypatch.setattr(rollups, "is_postgres", lambda: False)
+    assert rollups.channel_aggregate("prompts_v2", T0) == sql
+    assert sum(f["responses"] for f in sql.values()) == 30
