@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import math
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import cached_property
@@ -73,7 +74,7 @@ CHARTS: dict[str, Chart] = {
             "tokens",
         ),
         Chart("cost_per_reply", "Cost per reply", ("responses", "cost_per_reply_usd"), "$"),
-        Chart("cost_per_day", "Cost per day", ("cost_usd",), "$"),
+        Chart("cost_per_day", "Cost per day", ("cost_usd", "hours_counted", "partial_day"), "$"),
         Chart(
             "sentiment",
             "Reaction sentiment (positive share)",
@@ -182,6 +183,7 @@ class Window:
     hours: dict[tuple[datetime, str], dict[str, Any]]
     markers: list[dict[str, Any]] = field(default_factory=list)
     reviews: dict[str, Any] = field(default_factory=dict)
+    now: datetime = field(default_factory=timezone.now)
 
     @cached_property
     def variants(self) -> list[str]:
@@ -219,6 +221,11 @@ class Window:
 
     def totals(self) -> dict[str, dict[str, Any]]:
         return self._sums["totals"]
+
+    @cached_property
+    def spending(self) -> dict[str, Any]:
+        """``actual_cost`` of the window, computed once."""
+        return actual_cost(self)
 
     def clusters(self, variant: str, numerator) -> list[tuple[float, float]]:
         """(replies, numerator(figures)) per hour of a variant: the sample for a mean."""
@@ -467,9 +474,31 @@ def chart_rows(window: Window, key: str) -> list[dict[str, Any]]:
     Cost per day is always by day; periods without replies are left out."""
     if key == "reviews":
         return _review_rows(window)
+    if key == "cost_per_day":
+        return _cost_per_day_rows(window)
     columns = CHARTS[key].columns
-    table = period_table(window, "day" if key == "cost_per_day" else window.granularity)
+    table = period_table(window, window.granularity)
     return [{"period": p, "variant": v, **{c: m[c] for c in columns}} for p, v, m in table]
+
+
+def _cost_per_day_rows(window: Window) -> list[dict[str, Any]]:
+    """Dollars per UTC day and variant, with the hours of the day that count as data
+    (``day_coverage``): a first or last day that is partly outside the range or the data, or
+    not over yet, has fewer than 24 and is marked ``partial_day``."""
+    coverage = window.spending["coverage"]
+    rows = []
+    for day, variant, m in period_table(window, "day"):
+        hours = coverage.get(day, timedelta(0)) / HOUR
+        rows.append(
+            {
+                "period": day,
+                "variant": variant,
+                "cost_usd": m["cost_usd"],
+                "hours_counted": round(hours, 2),
+                "partial_day": hours < 24,
+            }
+        )
+    return rows
 
 
 def _review_rows(window: Window) -> list[dict[str, Any]]:
@@ -674,17 +703,72 @@ def cost_basis(rollout: Rollout, *, now: datetime | None = None) -> CostBasis:
     )
 
 
-def actual_cost(window: Window) -> dict[str, Any]:
-    """Dollars in the window: total, per day (mean over the window's days) and per 30 days."""
-    days = max((window.until - window.since) / DAY, 1 / 24)
-    total = sum(float(f["cost_usd"]) for f in window.hours.values())
-    by_variant: dict[str, float] = defaultdict(float)
-    for (_h, v), f in window.hours.items():
-        by_variant[v] += float(f["cost_usd"])
+def day_coverage(
+    hours_with_data: Iterable[datetime], since: datetime, until: datetime, now: datetime
+) -> dict[datetime, timedelta]:
+    """How much of each UTC day of [since, until) counts as a day with data, for per-day money.
+
+    The span runs from the start of the first hour with replies in the range to the end of the
+    last one, cut at ``now`` (the current hour counts as far as it has gone); within it, only the
+    UTC days with at least one reply count, each by the part of it inside the span. So a range
+    that holds 14 days of data counts 14 days whatever its length, a rollout that started at
+    15:00 counts its first day as 9 hours, and a whole day without a reply counts nothing."""
+    hours = sorted(h for h in hours_with_data if since <= h < until)
+    if not hours:
+        return {}
+    start, end = hours[0], min(hours[-1] + HOUR, until, max(now, hours[0]))
+    out: dict[datetime, timedelta] = {}
+    for day in sorted({rollups.day_of(h) for h in hours}):
+        part = min(day + DAY, end) - max(day, start)
+        if part > timedelta(0):
+            out[day] = part
+    return out
+
+
+def spend(
+    costs: dict[datetime, float], since: datetime, until: datetime, now: datetime
+) -> dict[str, Any]:
+    """Dollars spent in [since, until) from {hour: cost of that hour's replies} (hours with
+    replies only): the total, the days with data (``day_coverage``), per day and per 30 days."""
+    coverage = day_coverage(costs, since, until, now)
+    days = sum(coverage.values(), timedelta(0)) / DAY
+    total = sum(costs.values())
+    per_day = total / days if days else None
     return {
+        "since": since,
+        "until": until,
         "total": total,
-        "per_day": total / days,
-        "per_month": total / days * 30,
-        "days": days,
-        "by_variant": dict(by_variant),
+        "days_with_data": days,
+        "per_day": per_day,
+        "per_month": per_day * 30 if per_day is not None else None,
+        "coverage": coverage,
     }
+
+
+def spend_by_hour(rollout_key: str, since: datetime, until: datetime) -> dict[datetime, float]:
+    """{hour: dollars} over the hours of [since, until) that had replies: two columns of the
+    hourly rollups, the dirty hours aggregated from raw events (cost.json: no histograms read)."""
+    live = rollups.live_hours(rollout_key, since, until)
+    out: dict[datetime, float] = defaultdict(float)
+    rows = HourlyRollup.objects.filter(
+        rollout_key=rollout_key, hour__gte=since, hour__lt=until, responses__gt=0
+    ).values_list("hour", "cost_usd")
+    for hour, cost in rows:
+        if hour not in live:
+            out[hour] += float(cost)
+    for hour in live:
+        for figures in rollups.aggregate(rollout_key, hour).values():
+            if figures["responses"]:
+                out[hour] += float(figures["cost_usd"])
+    return dict(out)
+
+
+def actual_cost(window: Window) -> dict[str, Any]:
+    """Dollars in the window: total, per day with data and per 30 days (``spend``), by variant."""
+    costs: dict[datetime, float] = defaultdict(float)
+    by_variant: dict[str, float] = defaultdict(float)
+    for (hour, variant), f in window.hours.items():
+        if f["responses"]:
+            costs[hour] += float(f["cost_usd"])
+            by_variant[variant] += float(f["cost_usd"])
+    return {**spend(costs, window.since, window.until, window.now), "by_variant": dict(by_variant)}

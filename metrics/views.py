@@ -214,7 +214,8 @@ def _context(request: HttpRequest, rollout: Rollout, params: Params) -> dict[str
         "table": [display_row(r) for r in table],
         "figures": _figures(window),
         "markers": window.markers,
-        "actual": series.actual_cost(window),
+        "actual": window.spending,
+        "spent_span": fmt_span(window.spending["days_with_data"]),
         "basis": basis,
         "v2_cost_source": basis.treatment_cost[1],
         "projection": projection,
@@ -426,10 +427,15 @@ def comparison_data(request: HttpRequest, key: str, fmt: str) -> HttpResponse:
 @login_required
 @require_GET
 def cost_data(request: HttpRequest, key: str, fmt: str) -> HttpResponse:
-    """GET /metrics/<rollout>/cost.json or .csv: the projection behind the cost chart."""
+    """GET /metrics/<rollout>/cost.json or .csv: the projection behind the cost chart; the JSON
+    also carries what was spent in the range (``range=``, as the dashboard takes it)."""
     if (bad := _bad_format(fmt)) is not None:
         return bad
     rollout = _rollout(key)
+    try:
+        params = parse_params(request, rollout)
+    except BadInput as exc:
+        return _error(str(exc))
     basis = series.cost_basis(rollout)
     rows = _projection_rows(basis, rollout.percentage if rollout.enabled else 0)
     columns = ["percentage", "per_day", "per_month", "vs_all_v1", "current"]
@@ -445,8 +451,34 @@ def cost_data(request: HttpRequest, key: str, fmt: str) -> HttpResponse:
             "v2_cost_source": basis.treatment_cost[1],
             "columns": columns,
             "rows": rows,
+            "range": _spend_payload(rollout, params),
         }
     )
+
+
+def _spend_payload(rollout: Rollout, params: Params) -> dict[str, Any]:
+    """What was spent in the range, per day with data (series.day_coverage) and per 30 days."""
+    now = timezone.now()
+    spent = series.spend(
+        series.spend_by_hour(rollout.key, params.since, params.until),
+        params.since,
+        params.until,
+        now,
+    )
+    per_day = spent["per_day"]
+    return {
+        "name": params.range,
+        "since": params.since.isoformat(),
+        "until": params.until.isoformat(),
+        "spent_usd": round(spent["total"], 6),
+        "days_with_data": round(spent["days_with_data"], 4),
+        "spent_per_day_usd": round(per_day, 6) if per_day is not None else None,
+        "spent_per_month_usd": round(per_day * 30, 4) if per_day is not None else None,
+        "days": [
+            {"day": day.isoformat(), "hours_counted": round(part / series.HOUR, 4)}
+            for day, part in spent["coverage"].items()
+        ],
+    }
 
 
 @login_required
@@ -510,6 +542,13 @@ def fmt_value(value: float | None, unit: str) -> str:
     if unit == "$":
         return f"${value:.5f}"
     return f"{value:.3f}"
+
+
+def fmt_span(days: float) -> str:
+    """A stretch of time in days, or in hours under two days: "13.8 days", "23.5 h"."""
+    if days < 2:
+        return f"{days * 24:.1f} h"
+    return f"{days:.1f} days"
 
 
 def fmt_relative(value: float | None) -> str:
