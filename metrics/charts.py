@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
 FONT = "system-ui, -apple-system, Segoe UI, Roboto, sans-serif"
@@ -30,7 +31,14 @@ def variant_colours(variants: Sequence[str]) -> dict[str, str]:
 
 
 def _iso(value: Any) -> Any:
-    return value.isoformat() if isinstance(value, datetime) else value
+    return _iso_datetime(value) if isinstance(value, datetime) else value
+
+
+@lru_cache(maxsize=8192)
+def _iso_datetime(value: datetime) -> str:
+    """isoformat of an aware datetime costs ~2.5 µs; a page by hour formats each of its
+    periods about 50 times (every trace of every chart)."""
+    return value.isoformat()
 
 
 # (column, legend suffix, line dash) per chart; the first column is the main one

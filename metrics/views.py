@@ -9,7 +9,7 @@ from __future__ import annotations
 import csv
 import json
 from dataclasses import dataclass
-from datetime import UTC, datetime, time
+from datetime import UTC, datetime, time, timedelta
 from typing import Any
 from urllib.parse import urlencode
 
@@ -148,7 +148,7 @@ def json_block(element_id: str, value: Any) -> str:
 def _figures(window: series.Window) -> list[dict[str, Any]]:
     out = []
     for key, chart in series.CHARTS.items():
-        rows = series.chart_rows(window, key)
+        rows = series.figure_rows(window, key)
         x_range = (window.since, window.until)
         if key == "reviews" and not rows:
             x_range = None
@@ -243,6 +243,7 @@ def _context(request: HttpRequest, rollout: Rollout, params: Params) -> dict[str
             "compare": treatment,
         },
         "now": timezone.now(),
+        "range_last_day": params.until - timedelta(microseconds=1),
     }
 
 
@@ -250,12 +251,22 @@ def _context(request: HttpRequest, rollout: Rollout, params: Params) -> dict[str
 @require_GET
 def dashboard(request: HttpRequest, key: str) -> HttpResponse:
     rollout = _rollout(key)
+    if request.htmx and request.GET.get("part") == "status":
+        return render(request, "metrics/partials/dashboard_status.html", {"rollout": rollout})
     try:
         params = parse_params(request, rollout)
     except BadInput as exc:
-        template = (
-            "metrics/partials/dashboard_body.html" if request.htmx else "metrics/dashboard.html"
-        )
+        if request.htmx:
+            # the sentence beside the controls; the charts already on the page stay
+            response = render(
+                request,
+                "metrics/partials/dashboard_input_error.html",
+                {"input_error": str(exc), "oob": True},
+                status=422,
+            )
+            response["HX-Reswap"] = "none"
+            response["HX-Push-Url"] = "false"
+            return response
         g = request.GET
         form = {
             "range": g.get("range", "24h"),
@@ -266,7 +277,7 @@ def dashboard(request: HttpRequest, key: str) -> HttpResponse:
         }
         return render(
             request,
-            template,
+            "metrics/dashboard.html",
             {
                 "rollout": rollout,
                 "input_error": str(exc),
