@@ -24,13 +24,14 @@ from itertools import accumulate
 from typing import Any
 
 from django.db import connection, transaction
-from django.db.models import Sum
+from django.db.models import Count, F, Sum
+from django.db.models.functions import Trunc
 from django.utils import timezone
 
 from rollout.models import AuditEntry, Rollout
 
 from . import histogram, rollups, selectors, stats
-from .models import DailyRollup, HourlyRollup
+from .models import ConversationStat, DailyRollup, HourlyRollup
 
 HOUR = timedelta(hours=1)
 DAY = timedelta(days=1)
@@ -91,6 +92,18 @@ CHARTS: dict[str, Chart] = {
             "Engagement (follow-ups per reply)",
             ("responses", "followups", "followups_per_reply"),
             "per reply",
+        ),
+        Chart(
+            "conversation_messages",
+            "Messages per conversation",
+            ("conversations", "messages", "messages_per_conversation"),
+            "messages",
+        ),
+        Chart(
+            "conversation_length",
+            "Conversation length",
+            ("conversations", "avg_length_minutes"),
+            "minutes",
         ),
         Chart("cache", "Cache hit rate", ("cache_known", "cache_hits", "cache_hit_rate"), "%"),
         Chart(
@@ -422,8 +435,53 @@ def load_window(
         light=light,
         markers=markers(rollout, since, until),
         reviews=review_figures(rollout.key, since, until),
+        conversations=conversation_rows(rollout.key, since, until, granularity),
         now=now or timezone.now(),
     )
+
+
+CONVERSATION_CHARTS = ("conversation_messages", "conversation_length")
+
+
+def conversation_rows(
+    rollout_key: str, since: datetime, until: datetime, granularity: str
+) -> list[dict[str, Any]]:
+    """The guide's engagement KPI per period and variant, over the conversations that started
+    in the period (as metrics.selectors.engagement counts them for the summary API): how many,
+    messages (bot replies + user follow-ups) per conversation and the mean length in minutes,
+    from the rollup task's ConversationStat rows. Ordered by period, then variant."""
+    rows = (
+        ConversationStat.objects.filter(
+            rollout_key=rollout_key, first_ts__gte=since, first_ts__lt=until
+        )
+        .annotate(period=Trunc("first_ts", granularity, tzinfo=UTC))
+        .values("period", "variant")
+        .annotate(
+            n=Count("id"),
+            messages=Sum(F("responses") + F("followups")),
+            duration=Sum(F("last_ts") - F("first_ts")),
+        )
+        .order_by("period", "variant")
+    )
+    out = []
+    for row in rows:
+        n, duration = row["n"], row["duration"]
+        seconds = (
+            duration.total_seconds()
+            if hasattr(duration, "total_seconds")
+            else float(duration or 0) / 1e6
+        )
+        out.append(
+            {
+                "period": row["period"],
+                "variant": row["variant"],
+                "conversations": n,
+                "messages": int(row["messages"] or 0),
+                "messages_per_conversation": round(row["messages"] / n, 3),
+                "avg_length_minutes": round(seconds / 60 / n, 2),
+            }
+        )
+    return out
 
 
 def markers(rollout: Rollout, since: datetime, until: datetime) -> list[dict[str, Any]]:
@@ -588,6 +646,12 @@ def chart_rows(window: Window, key: str) -> list[dict[str, Any]]:
         return _review_rows(window)
     if key == "cost_per_day":
         return _cost_per_day_rows(window)
+    if key in CONVERSATION_CHARTS:
+        columns = CHARTS[key].columns
+        return [
+            {"period": r["period"], "variant": r["variant"], **{c: r[c] for c in columns}}
+            for r in window.conversations
+        ]
     columns = CHARTS[key].columns
     table = period_table(window, window.granularity)
     return [{"period": p, "variant": v, **{c: m[c] for c in columns}} for p, v, m in table]
@@ -597,7 +661,7 @@ def figure_rows(window: Window, key: str) -> list[dict[str, Any]]:
     """The rows a chart's figure is drawn from: ``chart_rows``' rows, or for the charts over the
     window's periods the period table's own dicts (every column, period and variant included;
     a 30-day page by hour draws 1,440 of them in each of a dozen charts, so none is copied)."""
-    if key in ("reviews", "cost_per_day"):
+    if key in ("reviews", "cost_per_day", *CONVERSATION_CHARTS):
         return chart_rows(window, key)
     return [m for _p, _v, m in period_table(window, window.granularity)]
 

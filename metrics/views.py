@@ -41,6 +41,7 @@ class Params:
     start: str
     end: str
     compare: str
+    granularity_choice: str = "auto"
 
     def query(self) -> dict[str, str]:
         q = {"range": self.range, "granularity": self.granularity}
@@ -83,16 +84,21 @@ def parse_params(request: HttpRequest, rollout: Rollout, now: datetime | None = 
             )
     else:
         since, until = series.resolve_range(name, now=now)
-    default_granularity = "day" if until - since > series.RANGES["7d"] else "hour"
-    granularity = g.get("granularity") or default_granularity
-    if granularity not in series.GRANULARITIES:
-        raise BadInput(f"granularity must be hour or day; got {granularity!r}.")
+    choice = g.get("granularity") or "auto"
+    if choice not in ("auto", *series.GRANULARITIES):
+        raise BadInput(f"granularity must be auto, hour or day; got {choice!r}.")
+    granularity = choice if choice != "auto" else auto_granularity(since, until)
     compare = g.get("compare", "")
     if compare and compare not in rollout.variants:
         raise BadInput(
             f"compare must be one of {', '.join(rollout.variants[1:])}; got {compare!r}."
         )
-    return Params(name, granularity, since, until, start, end, compare)
+    return Params(name, granularity, since, until, start, end, compare, choice)
+
+
+def auto_granularity(since: datetime, until: datetime) -> str:
+    """By hour up to 7 days, by day beyond: "30 days" is 30 points a line, not 720."""
+    return "day" if until - since > series.RANGES["7d"] else "hour"
 
 
 def _rollout(key: str) -> Rollout:
@@ -165,6 +171,7 @@ def _figures(window: series.Window) -> list[dict[str, Any]]:
         out.append(
             {
                 "key": key,
+                "note": CHART_NOTES.get(key, ""),
                 "json_id": f"figure-{key}",
                 "json": json_block(f"figure-{key}", figure),
                 "title": chart.title,
@@ -172,6 +179,17 @@ def _figures(window: series.Window) -> list[dict[str, Any]]:
             }
         )
     return out
+
+
+CHART_NOTES = {
+    "latency": "Log scale: a p99 of 30 s timeouts leaves p50 and p95 readable.",
+    "cost_per_day": "Hatched bars: days only partly counted (the range or the data starts "
+    "mid-day, or the day is not over); hover for the hours.",
+    "conversation_messages": "Bot replies and user follow-ups per conversation, by the "
+    "conversation's first reply.",
+    "conversation_length": "Minutes from a conversation's first to its last message, by its "
+    "first reply.",
+}
 
 
 def _projection_rows(basis: series.CostBasis, current: int) -> list[dict[str, Any]]:
@@ -239,7 +257,8 @@ def _context(request: HttpRequest, rollout: Rollout, params: Params) -> dict[str
             "range": params.range,
             "start": params.start,
             "end": params.end,
-            "granularity": params.granularity,
+            "granularity": params.granularity_choice,
+            "auto_granularity": params.granularity,
             "compare": treatment,
         },
         "now": timezone.now(),
@@ -272,7 +291,7 @@ def dashboard(request: HttpRequest, key: str) -> HttpResponse:
             "range": g.get("range", "24h"),
             "start": g.get("start", ""),
             "end": g.get("end", ""),
-            "granularity": g.get("granularity", "hour"),
+            "granularity": g.get("granularity", "auto"),
             "compare": g.get("compare", ""),
         }
         return render(

@@ -193,7 +193,7 @@ def test_chart_data__bad_granularity__400_names_the_field(viewer_client, traffic
         url("chart-data", "prompts_v2", "latency", "json", granularity="week")
     )
     assert response.status_code == 400
-    assert response.json() == {"error": "granularity must be hour or day; got 'week'."}
+    assert response.json() == {"error": "granularity must be auto, hour or day; got 'week'."}
 
 
 def test_chart_data__other_format__404(viewer_client, traffic):
