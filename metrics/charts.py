@@ -122,7 +122,7 @@ def base_layout(*, y_format: str = "", y_title: str = "", height: int = 260) -> 
 SEVERITY = ("rollback", "phase", "release", "change", "override")  # a group shows its first
 MARKER_GAP_SHARE = 0.03  # markers closer than 3% of the range (or one period) are one group
 LABEL_ROWS = 3  # label rows above the plot area
-LABEL_CHAR_SHARE = 6.0 / 520  # a label character's share of a typical plot width (~520 px)
+LABEL_CHAR_SHARE = 6.2 / 320  # a label character's share of a phone's plot width (~320 px)
 
 
 def short_label(m: dict[str, Any]) -> str:
@@ -315,7 +315,9 @@ def time_figure(
                 )
                 trace["marker"]["size"] = 4
             data.append(trace)
-    layout = base_layout(y_format=Y_FORMAT.get(key, ""), y_title=y_title)
+    # the legend under the plot wraps onto more rows when there are more series per variant
+    height = 260 + 22 * (len(series) - 1) if key != "reviews" else 300
+    layout = base_layout(y_format=Y_FORMAT.get(key, ""), y_title=y_title, height=height)
     layout["meta"] = {"chart": key, "title": title}
     if key in BARS:
         layout["barmode"] = "stack"

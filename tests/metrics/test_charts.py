@@ -113,9 +113,13 @@ def test_projection_figure__current_percentage__highlighted():
     assert figure["layout"]["annotations"][0]["text"] == "all v1: $15.00/day"
 
 
-def test_marker_shapes__late_in_the_range__label_left_of_the_line():
-    _, notes = charts.marker_shapes(MARKERS, (T0, T0 + timedelta(hours=7)))
-    assert [n["xanchor"] for n in notes] == ["left", "right", "right"]
+def test_marker_shapes__late_in_the_range__label_left_of_the_line_not_cut_off():
+    _, notes = charts.marker_shapes(MARKERS, (T0, T0 + timedelta(hours=6, minutes=20)))
+    assert notes[-1]["xanchor"] == "right"  # the override, 20 minutes before the end
+    for marker, note in zip(MARKERS, notes, strict=True):
+        where = (marker["ts"] - T0) / timedelta(hours=6, minutes=20)
+        lo, hi = charts.label_extent(where, note["text"], note["xanchor"])
+        assert -0.02 <= lo and hi <= 1.02
 
 
 def test_time_figure__weekly_review_rates__drawn_with_their_95pct_intervals():
