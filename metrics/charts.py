@@ -98,8 +98,10 @@ def base_layout(*, y_format: str = "", y_title: str = "", height: int = 260) -> 
         "legend": {
             "orientation": "h",
             "x": 0,
-            "y": -0.12,
-            "yanchor": "top",
+            "xref": "container",
+            "y": 0,
+            "yref": "container",
+            "yanchor": "bottom",
             "font": {"size": 11},
         },
         "xaxis": {
@@ -316,7 +318,7 @@ def time_figure(
                 trace["marker"]["size"] = 4
             data.append(trace)
     # the legend under the plot wraps onto more rows when there are more series per variant
-    height = 260 + 22 * (len(series) - 1) if key != "reviews" else 300
+    height = 280 + 22 * (len(series) - 1) if key != "reviews" else 320
     layout = base_layout(y_format=Y_FORMAT.get(key, ""), y_title=y_title, height=height)
     layout["meta"] = {"chart": key, "title": title}
     if key in BARS:
