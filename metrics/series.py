@@ -256,12 +256,17 @@ class Window:
         """``actual_cost`` of the window, computed once."""
         return actual_cost(self)
 
+    @cached_property
+    def _light_by_variant(self) -> dict[str, list[dict[str, Any]]]:
+        out: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        for (_hour, variant), figures in sorted(self.light.items()):
+            out[variant].append(figures)
+        return out
+
     def clusters(self, variant: str, numerator) -> list[tuple[float, float]]:
         """(replies, numerator(figures)) per hour of a variant: the sample for a mean."""
         return [
-            (f["responses"], float(numerator(f)))
-            for (_hour, v), f in sorted(self.light.items())
-            if v == variant
+            (f["responses"], float(numerator(f))) for f in self._light_by_variant.get(variant, [])
         ]
 
 
@@ -903,7 +908,7 @@ def day_coverage(
         return {}
     start, end = hours[0], min(hours[-1] + HOUR, until, max(now, hours[0]))
     out: dict[datetime, timedelta] = {}
-    for day in sorted({rollups.day_of(h) for h in hours}):
+    for day in sorted({h.replace(hour=0) for h in hours}):  # UTC hours: the day is hour 0
         part = min(day + DAY, end) - max(day, start)
         if part > timedelta(0):
             out[day] = part
