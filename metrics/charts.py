@@ -374,7 +374,8 @@ def projection_figure(
 ) -> dict[str, Any]:
     """Bars of projected $/day at each percentage, the current one highlighted."""
     colours = ["#e8590c" if p == current else "#adb5bd" for p, _ in points]
-    layout = base_layout(y_format="$,.0f", height=260)
+    small = max((v for _, v in points), default=0) < 10  # a quiet bot: cents, not "$0 $1 $1"
+    layout = base_layout(y_format="$,.2f" if small else "$,.0f", height=260)
     layout["meta"] = {"chart": "projection", "title": title}
     layout["xaxis"] = {
         "type": "category",

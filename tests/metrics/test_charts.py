@@ -241,3 +241,10 @@ def test_time_figure__cost_per_day__partial_days_hatched_and_explained():
     assert bar["customdata"][0] == " · partial day: 9 of 24 h counted"
     assert bar["customdata"][1] == ""
     assert bar["marker"]["opacity"][0] < bar["marker"]["opacity"][1] == 1.0
+
+
+def test_projection_figure__a_quiet_bot__cents_on_the_axis():
+    figure = charts.projection_figure([(0, 0.40), (100, 0.89)], 0, 0.40)
+    assert figure["layout"]["yaxis"]["tickformat"] == "$,.2f"
+    busy = charts.projection_figure([(0, 15.0), (100, 52.5)], 0, 15.0)
+    assert busy["layout"]["yaxis"]["tickformat"] == "$,.0f"
