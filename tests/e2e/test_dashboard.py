@@ -124,6 +124,11 @@ def test_dashboard__opened__draws_every_chart_under_the_csp(page, traffic):
     ):
         _drawn(page, key)
     assert page.locator("#chart-latency .main-svg").count() >= 1
+    # the guardrails' states arrive as their own fragment
+    page.wait_for_function(
+        "() => !document.getElementById('dash-guardrails').textContent.includes('loading')"
+    )
+    assert "Guardrails" in page.inner_text("#dash-guardrails")
     assert problems == [], "\n".join(problems)
     screenshot(page, "dashboard-desktop")
 

@@ -161,7 +161,8 @@ def test_chart_json__markers__drawn_as_lines_and_labels(viewer_client, traffic):
     body = viewer_client.get(url("chart-data", "prompts_v2", "latency", "json")).json()
     labels = [a["text"] for a in body["figure"]["layout"]["annotations"]]
     assert [m["kind"] for m in body["markers"]] == ["phase", "rollback"]
-    assert labels == ["Phase: Alpha 5%", "Rollback (kill switch on)"]
+    assert labels == ["Alpha 5%", "Rollback"]  # short labels; the full ones in the hover text
+    assert [m["label"] for m in body["markers"]] == ["Phase: Alpha 5%", "Rollback (kill switch on)"]
     assert len(body["figure"]["layout"]["shapes"]) == 2
 
 
