@@ -45,12 +45,48 @@ GROUP BY 1, 2
 
 
 def configure_env() -> None:
+    redis_url = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/7")
     loader.configure_env()
     os.environ.update(
-        {
-            "DATABASE_URL": f"postgres://postgres@127.0.0.1:5432/{DB}",
-            "REDIS_URL": "redis://127.0.0.1:6379/7",
-        }
+        {"DATABASE_URL": f"postgres://postgres@127.0.0.1:5432/{DB}", "REDIS_URL": redis_url}
+    )
+
+
+def build(replies: int, end: datetime) -> tuple[int, float]:
+    """Create the database, load the events, build the rollups and the history; return the
+    number of events and the rollup build time in seconds."""
+    loader.psql(f"DROP DATABASE IF EXISTS {DB}")
+    loader.psql(f"CREATE DATABASE {DB}")
+    subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, check=True)
+    t = time.perf_counter()
+    restore = loader.drop_indexes()
+    loader.load(replies, end)
+    for statement in restore:
+        loader.psql(f"SET maintenance_work_mem = '256MB'; {statement}", DB)
+    loader.psql("VACUUM ANALYZE", DB)
+    print(f"loaded {count_events():,} events in {time.perf_counter() - t:.0f} s", flush=True)
+
+    import django
+
+    django.setup()
+    from metrics import rollups
+
+    t = time.perf_counter()
+    rollups.mark_all_dirty()
+    while rollups.catch_up(time_budget=600)["remaining"]:
+        pass
+    seconds = time.perf_counter() - t
+    add_history(end)
+    return count_events(), seconds
+
+
+def count_events() -> int:
+    return int(
+        loader.psql(
+            "SELECT (SELECT count(*) FROM metrics_responseevent) + (SELECT count(*) FROM "
+            "metrics_reactionevent) + (SELECT count(*) FROM metrics_followupevent)",
+            DB,
+        )
     )
 
 
@@ -88,31 +124,31 @@ def main() -> None:
     parser.add_argument("--replies", type=int, default=8_000_000)
     parser.add_argument("--calls", type=int, default=15)
     parser.add_argument("--keep", action="store_true", help="keep the database (to investigate)")
+    parser.add_argument(
+        "--reuse",
+        action="store_true",
+        help="time against the database a --keep run left (migrated again; events not reloaded)",
+    )
     args = parser.parse_args()
     configure_env()
     end = datetime.now(UTC)
 
-    loader.psql(f"DROP DATABASE IF EXISTS {DB}")
-    loader.psql(f"CREATE DATABASE {DB}")
     try:
-        subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, check=True)
+        if args.reuse and loader.psql(f"SELECT 1 FROM pg_database WHERE datname = '{DB}'"):
+            subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, check=True)
+            events, build_seconds = count_events(), float("nan")
+            print(f"reusing {DB}: {events:,} events", flush=True)
+            import django
+
+            django.setup()
+            from metrics import rollups as rollup_job
+
+            rollup_job.catch_up(time_budget=300)  # the last run's one dirty hour
+        else:
+            events, build_seconds = build(args.replies, end)
         subprocess.run(
             [sys.executable, "manage.py", "collectstatic", "--noinput", "-v0"], cwd=ROOT, check=True
         )
-        t = time.perf_counter()
-        restore = loader.drop_indexes()
-        loader.load(args.replies, end)
-        for statement in restore:
-            loader.psql(f"SET maintenance_work_mem = '256MB'; {statement}", DB)
-        loader.psql("VACUUM ANALYZE", DB)
-        events = int(
-            loader.psql(
-                "SELECT (SELECT count(*) FROM metrics_responseevent) + (SELECT count(*) FROM "
-                "metrics_reactionevent) + (SELECT count(*) FROM metrics_followupevent)",
-                DB,
-            )
-        )
-        print(f"loaded {events:,} events in {time.perf_counter() - t:.0f} s", flush=True)
 
         import django
 
@@ -124,16 +160,10 @@ def main() -> None:
         from metrics import rollups
         from metrics.intake import record_events
 
-        t = time.perf_counter()
-        rollups.mark_all_dirty()
-        while rollups.catch_up(time_budget=600)["remaining"]:
-            pass
-        build = time.perf_counter() - t
         rollup_rows = int(loader.psql("SELECT count(*) FROM metrics_hourlyrollup", DB))
-        print(f"rollups: {rollup_rows} rows, built in {build:.0f} s", flush=True)
-        add_history(end)
+        print(f"rollups: {rollup_rows} rows, built in {build_seconds:.0f} s", flush=True)
 
-        user = User.objects.create_user("viewer")
+        user, _ = User.objects.get_or_create(username="bench-viewer")
         user.groups.add(Group.objects.get(name="viewers"))
         client = Client()
         client.force_login(user)
@@ -180,11 +210,11 @@ def main() -> None:
 
         fresh = [
             {
-                "id": f"fresh-{i}",
+                "id": f"fresh-{end.timestamp():.0f}-{i}",
                 "type": "response",
                 "ts": (end - timedelta(minutes=5)).isoformat(),
                 "channel_id": "100000000000000001",
-                "message_id": f"fresh-m-{i}",
+                "message_id": f"fresh-m-{end.timestamp():.0f}-{i}",
                 "rollout": "prompts_v2",
                 "variant": "v1",
                 "model": "anthropic/claude-3.5-sonnet",
@@ -204,12 +234,12 @@ def main() -> None:
         from django.db import connections
 
         connections.close_all()
-        if not args.keep:
+        if not (args.keep or args.reuse):
             loader.psql(f"DROP DATABASE IF EXISTS {DB} WITH (FORCE)")
 
     print(
         f"\ndashboard over {events:,} stored events ({loader.DAYS} days, {rollup_rows} hourly "
-        f"rollup rows; rollups built in {build:.0f} s); {os.cpu_count()}-core machine, "
+        f"rollup rows; rollups built in {build_seconds:.0f} s); {os.cpu_count()}-core machine, "
         "in-process client"
     )
     print(f"{'request':<26} {'p50':>8} {'p95':>8} {'max':>8}")

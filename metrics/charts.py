@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
 FONT = "system-ui, -apple-system, Segoe UI, Roboto, sans-serif"
@@ -30,7 +31,14 @@ def variant_colours(variants: Sequence[str]) -> dict[str, str]:
 
 
 def _iso(value: Any) -> Any:
-    return value.isoformat() if isinstance(value, datetime) else value
+    return _iso_datetime(value) if isinstance(value, datetime) else value
+
+
+@lru_cache(maxsize=8192)
+def _iso_datetime(value: datetime) -> str:
+    """isoformat of an aware datetime costs ~2.5 µs; a page by hour formats each of its
+    periods about 50 times (every trace of every chart)."""
+    return value.isoformat()
 
 
 # (column, legend suffix, line dash) per chart; the first column is the main one
@@ -44,6 +52,8 @@ SERIES: dict[str, list[tuple[str, str]]] = {
     "sentiment": [("positive_share", "")],
     "corrections": [("correction_rate", "")],
     "engagement": [("followups_per_reply", "")],
+    "conversation_messages": [("messages_per_conversation", "")],
+    "conversation_length": [("avg_length_minutes", "")],
     "cache": [("cache_hit_rate", "")],
     "reviews": [
         ("hallucination_rate", "hallucinations"),
@@ -64,6 +74,8 @@ Y_FORMAT = {
     "tokens": ",.0f",
     "responses": ",d",
     "engagement": ".2f",
+    "conversation_messages": ".1f",
+    "conversation_length": ".1f",
 }
 BARS = {"responses", "cost_per_day"}
 PERIOD_MS = {"hour": 3_600_000, "day": 86_400_000, "week": 604_800_000}
@@ -74,16 +86,24 @@ EMPTY_TEXT = {"reviews": "No reviews in this range yet"}
 
 def base_layout(*, y_format: str = "", y_title: str = "", height: int = 260) -> dict[str, Any]:
     """The page shows each chart's title as an HTML heading, so the figure has none (its
-    ``meta`` keeps it); the legend sits above the plot area."""
+    ``meta`` keeps it); the legend sits under the plot area, the markers' labels above it."""
     return {
         "height": height,
-        "margin": {"l": 56, "r": 12, "t": 34, "b": 36},
+        "margin": {"l": 56, "r": 12, "t": 44, "b": 30},
         "font": {"family": FONT, "size": 12, "color": "#1b1f24"},
         "paper_bgcolor": "#ffffff",
         "plot_bgcolor": "#ffffff",
         "hovermode": "x unified",
         "showlegend": True,
-        "legend": {"orientation": "h", "x": 0, "y": 1.0, "yanchor": "bottom", "font": {"size": 11}},
+        "legend": {
+            "orientation": "h",
+            "x": 0,
+            "xref": "container",
+            "y": 0,
+            "yref": "container",
+            "yanchor": "bottom",
+            "font": {"size": 11},
+        },
         "xaxis": {
             "type": "date",
             "gridcolor": "#eef0f3",
@@ -101,19 +121,96 @@ def base_layout(*, y_format: str = "", y_title: str = "", height: int = 260) -> 
     }
 
 
+SEVERITY = ("rollback", "phase", "release", "change", "override")  # a group shows its first
+MARKER_GAP_SHARE = 0.03  # markers closer than 3% of the range (or one period) are one group
+LABEL_ROWS = 3  # label rows above the plot area
+LABEL_CHAR_SHARE = 6.2 / 320  # a label character's share of a phone's plot width (~320 px)
+
+
+def short_label(m: dict[str, Any]) -> str:
+    """The label drawn above a marker's line: "Beta 20%", "Rollback", "Re-enabled 20%",
+    "Override", "20% → 50%" (the full one is in the hover text)."""
+    label = m["label"]
+    return {
+        "phase": label.removeprefix("Phase: "),
+        "rollback": "Rollback",
+        "release": label.replace("Re-enabled at", "Re-enabled"),
+        "override": "Override",
+        "change": label.removeprefix("Percentage "),
+    }.get(m["kind"], label)
+
+
+def label_extent(x: float, text: str, anchor: str) -> tuple[float, float]:
+    """The share of the plot width [a, b] a label at x (0-1) takes, by a character-width guess."""
+    width = len(text) * LABEL_CHAR_SHARE
+    return (x - width, x) if anchor == "right" else (x, x + width)
+
+
+def group_markers(
+    markers: Iterable[dict[str, Any]],
+    x_range: tuple[datetime, datetime] | None = None,
+    period_ms: int = PERIOD_MS["hour"],
+) -> list[list[dict[str, Any]]]:
+    """Markers closer to each other than one period or 3% of the range, in one group (oldest
+    first): an incident with several changes in minutes is one line with one label, not a pile
+    of labels over the data."""
+    gap_ms = period_ms
+    if x_range and x_range[1] > x_range[0]:
+        gap_ms = max(gap_ms, (x_range[1] - x_range[0]).total_seconds() * 1000 * MARKER_GAP_SHARE)
+    groups: list[list[dict[str, Any]]] = []
+    for m in sorted(markers, key=lambda m: m["ts"]):
+        if groups and (m["ts"] - groups[-1][0]["ts"]).total_seconds() * 1000 < gap_ms:
+            groups[-1].append(m)
+        else:
+            groups.append([m])
+    return groups
+
+
+def _marker_hover(m: dict[str, Any]) -> str:
+    hover = f"{m['ts']:%Y-%m-%d %H:%M} UTC · {m['label']} · {m['actor']}"
+    if m.get("channel_id") and m["kind"] == "override":
+        hover += f"<br>channel {m['channel_id']}"
+    if m.get("reason"):
+        hover += "<br>“" + m["reason"][:120] + "”"
+    return hover
+
+
+def _label_slot(row_ends: list[float], where: float, text: str) -> tuple[int, str]:
+    """(row, anchor) for a label at ``where``: right of its line, or left of it in the last third
+    of the range (so it is not cut off); the first row where it overlaps no earlier label, trying
+    the other side too; else the row whose last label ends first."""
+    preferred = ("right", "left") if where > 2 / 3 else ("left", "right")
+    for row, end in enumerate(row_ends):
+        for anchor in preferred:
+            lo, hi = label_extent(where, text, anchor)
+            if end < lo and -0.02 <= lo and hi <= 1.02:
+                return row, anchor
+    return min(range(len(row_ends)), key=lambda r: row_ends[r]), preferred[0]
+
+
 def marker_shapes(
-    markers: Iterable[dict[str, Any]], x_range: tuple[datetime, datetime] | None = None
+    markers: Iterable[dict[str, Any]],
+    x_range: tuple[datetime, datetime] | None = None,
+    period_ms: int = PERIOD_MS["hour"],
 ) -> tuple[list[dict], list[dict]]:
-    """Vertical lines (shapes) and their labels (annotations) for audit markers. A label sits
-    right of its line, or left of it in the last third of the range (so it is not cut off)."""
+    """Thin vertical lines (shapes) and their labels (annotations) for audit markers, grouped by
+    ``group_markers``. The labels sit above the plot area, never over the data, on two rows
+    when neighbours would overlap; a group's label is its most severe change ("Rollback +2") and
+    its hover text lists every change with time, who and why. A label sits right of its line,
+    or left of it in the last third of the range (so it is not cut off)."""
     shapes, notes = [], []
-    for i, m in enumerate(markers):
-        anchor = "left"
-        if x_range and x_range[1] > x_range[0]:
-            if (m["ts"] - x_range[0]) / (x_range[1] - x_range[0]) > 2 / 3:
-                anchor = "right"
-        colour = MARKER_COLOURS.get(m["kind"], "#495057")
-        x = _iso(m["ts"])
+    row_ends = [float("-inf")] * LABEL_ROWS  # where the last label of each row ends (0-1)
+    span = (x_range[1] - x_range[0]) if x_range and x_range[1] > x_range[0] else None
+    for group in group_markers(markers, x_range, period_ms):
+        head = min(group, key=lambda m: SEVERITY.index(m["kind"]) if m["kind"] in SEVERITY else 9)
+        first = group[0]
+        where = (first["ts"] - x_range[0]) / span if span else 0.0
+        text = short_label(head) if len(group) == 1 else f"{short_label(head)} +{len(group) - 1}"
+        row, anchor = _label_slot(row_ends, where, text)
+        row_ends[row] = max(row_ends[row], label_extent(where, text, anchor)[1])
+        colour = MARKER_COLOURS.get(head["kind"], "#495057")
+        x = _iso(first["ts"])
+        kind = head["kind"]
         shapes.append(
             {
                 "type": "line",
@@ -123,33 +220,29 @@ def marker_shapes(
                 "x1": x,
                 "y0": 0,
                 "y1": 1,
+                "opacity": 0.55,
                 "line": {
                     "color": colour,
-                    "width": 1.5,
-                    "dash": "solid" if m["kind"] in ("phase", "rollback") else "dot",
+                    "width": 1,
+                    "dash": "solid" if kind in ("phase", "rollback") else "dot",
                 },
-                "name": f"marker-{m['kind']}",
+                "name": f"marker-{kind}",
             }
         )
-        hover = f"{m['label']}<br>{m['ts']:%Y-%m-%d %H:%M} UTC · {m['actor']}"
-        if m.get("channel_id") and m["kind"] == "override":
-            hover += f"<br>channel {m['channel_id']}"
-        if m.get("reason"):
-            hover += "<br>" + m["reason"][:120]
         notes.append(
             {
                 "x": x,
                 "xref": "x",
                 "yref": "paper",
-                "y": 1.0 - 0.11 * (i % 3),
-                "yanchor": "top",
+                "y": 1.0,
+                "yanchor": "bottom",
+                "yshift": 1 + 13 * row,
                 "xanchor": anchor,
-                "text": m["label"],
+                "text": text,
                 "showarrow": False,
                 "font": {"size": 10, "color": colour},
-                "bgcolor": "rgba(255,255,255,0.85)",
-                "hovertext": hover,
-                "name": f"marker-{m['kind']}",
+                "hovertext": "<br>".join(_marker_hover(m) for m in group),
+                "name": f"marker-{kind}",
             }
         )
     return shapes, notes
@@ -168,7 +261,9 @@ def time_figure(
 ) -> dict[str, Any]:
     """One chart over time: a trace per variant (and per series, by dash), with the markers.
     Each point stands for its whole period (an hour, a day, a week): plotted at the period's
-    middle, so a marker falls inside the bar or between the points it happened in."""
+    middle, so a marker falls inside the bar or between the points it happened in. Latency is
+    on a log axis (30 s timeouts in p99 leave p50 and p95 readable); the days of "Cost per day"
+    that are only partly counted (``partial_day``) are hatched and say so on hover."""
     colours = variant_colours(variants)
     period_ms = PERIOD_MS[WEEKLY.get(key, DAILY.get(key, granularity))]
     series = SERIES[key]
@@ -182,13 +277,14 @@ def time_figure(
             if not points and i:
                 continue
             name = f"{variant} {suffix}".strip()
+            hover = f"{name}: %{{y:{Y_FORMAT.get(key, '')}}}<extra></extra>"
             trace: dict[str, Any] = {
                 "x": [_iso(p) for p, _ in points],
                 "y": [v for _, v in points],
                 "name": name,
                 "legendgroup": variant,
                 "marker": {"color": colours[variant]},
-                "hovertemplate": f"{name}: %{{y:{Y_FORMAT.get(key, '')}}}<extra></extra>",
+                "hovertemplate": hover,
                 "xperiod": period_ms,
                 "xperiodalignment": "middle",
             }
@@ -199,10 +295,14 @@ def time_figure(
                     "type": "data",
                     "symmetric": False,
                     "array": [hi - v for (_, v), (_, hi) in zip(points, intervals, strict=True)],
-                    "arrayminus": [v - lo for (_, v), (lo, _) in zip(points, intervals, strict=True)],
+                    "arrayminus": [
+                        v - lo for (_, v), (lo, _) in zip(points, intervals, strict=True)
+                    ],
                     "color": colours[variant],
                     "thickness": 1.5,
                 }
+            if key == "cost_per_day":
+                _mark_partial_days(trace, [r for r in mine if r.get(column) is not None], name)
             if key in BARS:
                 trace["type"] = "bar"
             else:
@@ -217,14 +317,20 @@ def time_figure(
                 )
                 trace["marker"]["size"] = 4
             data.append(trace)
-    layout = base_layout(y_format=Y_FORMAT.get(key, ""), y_title=y_title)
+    # the legend under the plot wraps onto more rows when there are more series per variant
+    height = 280 + 22 * (len(series) - 1) if key != "reviews" else 320
+    layout = base_layout(y_format=Y_FORMAT.get(key, ""), y_title=y_title, height=height)
     layout["meta"] = {"chart": key, "title": title}
     if key in BARS:
         layout["barmode"] = "stack"
         layout["bargap"] = 0.15
+    if key == "latency":
+        layout["yaxis"].update(type="log", rangemode="normal", dtick="D2")
     if x_range:
         layout["xaxis"]["range"] = [_iso(x_range[0]), _iso(x_range[1])]
-    shapes, notes = marker_shapes(markers, x_range)
+    shapes, notes = marker_shapes(
+        markers, x_range, PERIOD_MS["day"] if key == "cost_per_day" else PERIOD_MS[granularity]
+    )
     layout["shapes"] = shapes
     layout["annotations"] = notes
     if not data:
@@ -246,6 +352,20 @@ def time_figure(
     return {"data": data, "layout": layout}
 
 
+def _mark_partial_days(trace: dict[str, Any], rows: list[dict[str, Any]], name: str) -> None:
+    """Hatch and lighten the bars of days only partly counted, and say so on hover."""
+    partial = [bool(r.get("partial_day")) for r in rows]
+    if not any(partial):
+        return
+    trace["marker"]["pattern"] = {"shape": ["/" if p else "" for p in partial], "solidity": 0.35}
+    trace["marker"]["opacity"] = [0.55 if p else 1.0 for p in partial]
+    trace["customdata"] = [
+        f" · partial day: {r.get('hours_counted', 0):g} of 24 h counted" if p else ""
+        for r, p in zip(rows, partial, strict=True)
+    ]
+    trace["hovertemplate"] = f"{name}: %{{y:$,.2f}}%{{customdata}}<extra></extra>"
+
+
 def projection_figure(
     points: Sequence[tuple[int, float]],
     current: int | None,
@@ -254,7 +374,8 @@ def projection_figure(
 ) -> dict[str, Any]:
     """Bars of projected $/day at each percentage, the current one highlighted."""
     colours = ["#e8590c" if p == current else "#adb5bd" for p, _ in points]
-    layout = base_layout(y_format="$,.0f", height=260)
+    small = max((v for _, v in points), default=0) < 10  # a quiet bot: cents, not "$0 $1 $1"
+    layout = base_layout(y_format="$,.2f" if small else "$,.0f", height=260)
     layout["meta"] = {"chart": "projection", "title": title}
     layout["xaxis"] = {
         "type": "category",

@@ -14,21 +14,25 @@ from __future__ import annotations
 
 import json
 import math
+from bisect import bisect_left
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
-from functools import cached_property
+from datetime import UTC, datetime, timedelta
+from functools import cached_property, lru_cache
+from itertools import accumulate
 from typing import Any
 
 from django.db import connection, transaction
-from django.db.models import Sum
+from django.db.models import Count, F, Sum
+from django.db.models.functions import Trunc
 from django.utils import timezone
 
 from rollout.models import AuditEntry, Rollout
 
 from . import histogram, rollups, selectors, stats
 from .guardrails import Clusters
-from .models import HourlyRollup
+from .models import ConversationStat, DailyRollup, HourlyRollup
 
 HOUR = timedelta(hours=1)
 DAY = timedelta(days=1)
@@ -74,7 +78,7 @@ CHARTS: dict[str, Chart] = {
             "tokens",
         ),
         Chart("cost_per_reply", "Cost per reply", ("responses", "cost_per_reply_usd"), "$"),
-        Chart("cost_per_day", "Cost per day", ("cost_usd",), "$"),
+        Chart("cost_per_day", "Cost per day", ("cost_usd", "hours_counted", "partial_day"), "$"),
         Chart(
             "sentiment",
             "Reaction sentiment (positive share)",
@@ -89,6 +93,18 @@ CHARTS: dict[str, Chart] = {
             "Engagement (follow-ups per reply)",
             ("responses", "followups", "followups_per_reply"),
             "per reply",
+        ),
+        Chart(
+            "conversation_messages",
+            "Messages per conversation",
+            ("conversations", "messages", "messages_per_conversation"),
+            "messages",
+        ),
+        Chart(
+            "conversation_length",
+            "Conversation length",
+            ("conversations", "avg_length_minutes"),
+            "minutes",
         ),
         Chart("cache", "Cache hit rate", ("cache_known", "cache_hits", "cache_hit_rate"), "%"),
         Chart(
@@ -172,23 +188,38 @@ def _empty() -> dict[str, Any]:
     return figures
 
 
+def _sorted_hist(hist: dict[str, int]) -> dict[str, int]:
+    """A histogram with its keys in ascending numeric order (what _percentiles walks)."""
+    return dict(sorted(hist.items(), key=lambda kv: int(kv[0])))
+
+
 @dataclass
 class Window:
-    """One rollout's figures over [since, until), by variant and period."""
+    """One rollout's figures over [since, until), by variant and period.
+
+    ``days`` has every UTC day of the range (whole clean days from the daily rollups, the others
+    summed from their hours); ``hours`` has every hour when the window is by hour, else only the
+    hours of the days not read from daily rollups; ``light`` has every hour's replies, tokens,
+    cost and follow-ups (the clusters of the means, the days with data). Histograms keep their
+    keys in ascending numeric order (see _percentiles)."""
 
     rollout: Rollout
     since: datetime
     until: datetime
     granularity: str
     hours: dict[tuple[datetime, str], dict[str, Any]]
+    days: dict[tuple[datetime, str], dict[str, Any]] = field(default_factory=dict)
+    light: dict[tuple[datetime, str], dict[str, Any]] = field(default_factory=dict)
     markers: list[dict[str, Any]] = field(default_factory=list)
     reviews: dict[str, Any] = field(default_factory=dict)
+    conversations: list[dict[str, Any]] = field(default_factory=list)
+    now: datetime = field(default_factory=timezone.now)
 
     @cached_property
     def variants(self) -> list[str]:
         """The rollout's variants first (control, treatment, simplified), then any others seen;
         only variants with replies in the range."""
-        seen = {v for _, v in self.hours}
+        seen = {v for _, v in self.days}
         ordered = [v for v in self.rollout.variants if v in seen]
         return ordered + sorted(seen - set(ordered))
 
@@ -198,18 +229,18 @@ class Window:
 
     @cached_property
     def _sums(self) -> dict[str, Any]:
-        """One pass over the hours: by hour, by day and whole-window totals per variant."""
+        """By hour (when by hour), by day and whole-window totals per variant."""
         by_hour: dict[str, dict[datetime, dict[str, Any]]] = defaultdict(dict)
         by_day: dict[str, dict[datetime, dict[str, Any]]] = defaultdict(dict)
         totals: dict[str, dict[str, Any]] = defaultdict(_empty)
-        for (hour, variant), figures in sorted(self.hours.items()):
-            by_hour[variant][hour] = figures
-            day = hour.replace(hour=0)
-            slot = by_day[variant].get(day)
-            if slot is None:
-                slot = by_day[variant][day] = _empty()
-            _add(slot, figures)
+        if self.granularity == "hour":
+            for (hour, variant), figures in sorted(self.hours.items()):
+                by_hour[variant][hour] = figures
+        for (day, variant), figures in sorted(self.days.items()):
+            by_day[variant][day] = figures
             _add(totals[variant], figures)
+        for figures in totals.values():
+            figures["latency_hist"] = _sorted_hist(figures["latency_hist"])
         return {"hour": by_hour, "day": by_day, "totals": dict(totals)}
 
     def by_period(
@@ -221,27 +252,23 @@ class Window:
     def totals(self) -> dict[str, dict[str, Any]]:
         return self._sums["totals"]
 
+    @cached_property
+    def spending(self) -> dict[str, Any]:
+        """``actual_cost`` of the window, computed once."""
+        return actual_cost(self)
+
+    @cached_property
+    def _light_by_variant(self) -> dict[str, list[dict[str, Any]]]:
+        out: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        for (_hour, variant), figures in sorted(self.light.items()):
+            out[variant].append(figures)
+        return out
+
     def clusters(self, variant: str, numerator) -> list[tuple[float, float]]:
         """(replies, numerator(figures)) per hour of a variant: the sample for a mean."""
         return [
-            (f["responses"], float(numerator(f)))
-            for f in self._sums["hour"].get(variant, {}).values()
+            (f["responses"], float(numerator(f))) for f in self._light_by_variant.get(variant, [])
         ]
-
-
-def hourly_figures(
-    rollout_key: str, since: datetime, until: datetime
-) -> dict[tuple[datetime, str], dict[str, Any]]:
-    """Exact figures per (hour, variant) over whole hours [since, until): the clean hours'
-    rollup rows (read as tuples, not model instances: a 30-day page reads ~2,000 of them) and the
-    few dirty hours aggregated from raw events by metrics.rollups, from one snapshot on
-    PostgreSQL (as rollups.per_hour does). Costs are floats here (display and statistics)."""
-    if rollups.is_postgres() and not connection.in_atomic_block:
-        with transaction.atomic():
-            with connection.cursor() as cursor:
-                cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-            return _hourly_figures(rollout_key, since, until)
-    return _hourly_figures(rollout_key, since, until)
 
 
 _ROLLUP_COLUMNS = (
@@ -251,55 +278,216 @@ _ROLLUP_COLUMNS = (
     "latency_hist",
     "errors_by_code",
 )
-_ROLLUP_SQL = (
-    "SELECT hour, variant, {counts}, cost_usd::float8, latency_sum, latency_hist::text, "
-    "errors_by_code::text FROM metrics_hourlyrollup "
+_FIGURES_SQL = (
+    "SELECT extract(epoch FROM {bucket})::bigint, variant, {counts}, cost_usd::float8, "
+    "latency_sum, latency_hist::text, errors_by_code::text "
+    "FROM {table} WHERE rollout_key = %s AND ({where})"
+)
+LIGHT_COLUMNS = ("responses", "input_tokens", "output_tokens", "cost_usd", "followups")
+_LIGHT_SQL = (
+    "SELECT extract(epoch FROM hour)::bigint, variant, responses, input_tokens, output_tokens, "
+    "cost_usd::float8, followups FROM metrics_hourlyrollup "
     "WHERE rollout_key = %s AND hour >= %s AND hour < %s"
-).format(counts=", ".join(rollups.COUNT_FIELDS))
+)
 
 
-def _hourly_figures(
-    rollout_key: str, since: datetime, until: datetime
-) -> dict[tuple[datetime, str], dict[str, Any]]:
-    live = rollups.live_hours(rollout_key, since, until)
-    out: dict[tuple[datetime, str], dict[str, Any]] = {}
+@lru_cache(maxsize=16384)
+def _from_epoch(seconds: int) -> datetime:
+    """Hours travel as epoch seconds: psycopg's timestamptz parsing costs ~5 µs a row."""
+    return datetime.fromtimestamp(seconds, UTC)
+
+
+def _figures_rows(table: str, bucket: str, rollout_key: str, where: str, params: list) -> list:
+    """(bucket, variant, *_ROLLUP_COLUMNS) rows of a rollup table; histograms and error codes as
+    dicts with string keys in the stored order (jsonb keeps non-negative integer keys in
+    ascending numeric order: shorter first, then bytewise)."""
     if rollups.is_postgres():
         # plain tuples: Django's per-value converters cost more than the query at ~2,000 rows
+        sql = _FIGURES_SQL.format(
+            bucket=bucket, table=table, where=where, counts=", ".join(rollups.COUNT_FIELDS)
+        )
         with connection.cursor() as cursor:
-            cursor.execute(_ROLLUP_SQL, [rollout_key, since, until])
+            cursor.execute(sql, [rollout_key, *params])
             rows = cursor.fetchall()
         decode = json.loads
     else:
-        rows = HourlyRollup.objects.filter(
-            rollout_key=rollout_key, hour__gte=since, hour__lt=until
-        ).values_list("hour", "variant", *_ROLLUP_COLUMNS)
+        model = HourlyRollup if table == "metrics_hourlyrollup" else DailyRollup
+        lookups = {
+            "metrics_hourlyrollup": {"hour__gte": params[0], "hour__lt": params[1]},
+            "metrics_dailyrollup": {"day__in": params[0]},
+        }[table]
+        rows = model.objects.filter(rollout_key=rollout_key, **lookups).values_list(
+            bucket, "variant", *_ROLLUP_COLUMNS
+        )
         decode = dict
-    for hour, variant, *values in rows:
-        if hour in live:
-            continue
+    out = []
+    for start, variant, *values in rows:
+        if decode is json.loads:
+            start = _from_epoch(start)
         figures = dict(zip(_ROLLUP_COLUMNS, values, strict=True))
         figures["cost_usd"] = float(figures["cost_usd"])
         figures["latency_hist"] = decode(figures["latency_hist"])
-        figures["errors_by_code"] = decode(figures["errors_by_code"])
-        out[(hour, variant)] = figures
-    for hour in sorted(live):
-        for variant, figures in rollups.aggregate(rollout_key, hour).items():
-            figures["cost_usd"] = float(figures["cost_usd"])
-            figures["latency_hist"] = {str(k): n for k, n in figures["latency_hist"].items()}
-            out[(hour, variant)] = figures
+        codes = figures["errors_by_code"]
+        figures["errors_by_code"] = {} if codes == "{}" else decode(codes)
+        if decode is dict:
+            figures["latency_hist"] = _sorted_hist(
+                {str(k): n for k, n in figures["latency_hist"].items()}
+            )
+        out.append((start, variant, figures))
     return out
 
 
-def load_window(rollout: Rollout, since: datetime, until: datetime, granularity: str) -> Window:
+def window_figures(
+    rollout_key: str, since: datetime, until: datetime, granularity: str
+) -> tuple[dict, dict, dict]:
+    """(hours, days, light) of a Window over whole hours [since, until), exact: clean whole days
+    from the daily rollups, the other hours from the hourly rollups, the few dirty hours
+    aggregated from raw events by metrics.rollups; on PostgreSQL from one snapshot (as
+    rollups.per_hour does). Costs are floats here (display and statistics)."""
+    if rollups.is_postgres() and not connection.in_atomic_block:
+        with transaction.atomic():
+            with connection.cursor() as cursor:
+                cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            return _window_figures(rollout_key, since, until, granularity)
+    return _window_figures(rollout_key, since, until, granularity)
+
+
+def _window_figures(
+    rollout_key: str, since: datetime, until: datetime, granularity: str
+) -> tuple[dict, dict, dict]:
+    live = rollups.live_hours(rollout_key, since, until)
+    whole_days, segments = rollups._rollup_parts(since, until, live)
+    hours: dict[tuple[datetime, str], dict[str, Any]] = {}
+    spans = [(since, until)] if granularity == "hour" else segments
+    for lo, hi in spans:
+        for hour, variant, figures in _figures_rows(
+            "metrics_hourlyrollup", "hour", rollout_key, "hour >= %s AND hour < %s", [lo, hi]
+        ):
+            if hour not in live:
+                hours[(hour, variant)] = figures
+    for hour in sorted(live):
+        for variant, figures in rollups.aggregate(rollout_key, hour).items():
+            figures["cost_usd"] = float(figures["cost_usd"])
+            figures["latency_hist"] = _sorted_hist(
+                {str(k): n for k, n in figures["latency_hist"].items()}
+            )
+            hours[(hour, variant)] = figures
+    days: dict[tuple[datetime, str], dict[str, Any]] = {}
+    if whole_days:
+        for day, variant, figures in _figures_rows(
+            "metrics_dailyrollup", "day", rollout_key, "day = ANY(%s::timestamptz[])", [whole_days]
+        ):
+            days[(day, variant)] = figures
+    whole = set(whole_days)
+    summed: set[tuple[datetime, str]] = set()
+    for (hour, variant), figures in sorted(hours.items()):
+        day = rollups.day_of(hour)
+        if day in whole:
+            continue
+        slot = days.get((day, variant))
+        if slot is None:
+            slot = days[(day, variant)] = _empty()
+            summed.add((day, variant))
+        _add(slot, figures)
+    for key in summed:
+        days[key]["latency_hist"] = _sorted_hist(days[key]["latency_hist"])
+    if granularity == "hour":
+        light = {key: {c: f[c] for c in LIGHT_COLUMNS} for key, f in hours.items()}
+    else:
+        light = _light_rows(rollout_key, since, until, live, hours)
+    return hours, days, light
+
+
+def _light_rows(rollout_key, since, until, live, hours) -> dict[tuple[datetime, str], dict]:
+    """Every hour's replies, tokens, cost and follow-ups: five columns of the hourly rollups
+    (no histograms decoded), the dirty hours from ``hours``."""
+    if rollups.is_postgres():
+        with connection.cursor() as cursor:
+            cursor.execute(_LIGHT_SQL, [rollout_key, since, until])
+            rows = cursor.fetchall()
+        rows = [(_from_epoch(hour), *rest) for hour, *rest in rows]
+    else:
+        rows = HourlyRollup.objects.filter(
+            rollout_key=rollout_key, hour__gte=since, hour__lt=until
+        ).values_list("hour", "variant", *LIGHT_COLUMNS)
+    light = {
+        (hour, variant): dict(zip(LIGHT_COLUMNS, values, strict=True))
+        for hour, variant, *values in rows
+        if hour not in live
+    }
+    for (hour, variant), figures in hours.items():
+        if hour in live:
+            light[(hour, variant)] = {c: figures[c] for c in LIGHT_COLUMNS}
+    for figures in light.values():
+        figures["cost_usd"] = float(figures["cost_usd"])
+    return light
+
+
+def load_window(
+    rollout: Rollout,
+    since: datetime,
+    until: datetime,
+    granularity: str,
+    now: datetime | None = None,
+) -> Window:
+    hours, days, light = window_figures(rollout.key, since, until, granularity)
     return Window(
         rollout=rollout,
         since=since,
         until=until,
         granularity=granularity,
-        hours=hourly_figures(rollout.key, since, until),
+        hours=hours,
+        days=days,
+        light=light,
         markers=markers(rollout, since, until),
         reviews=review_figures(rollout.key, since, until),
+        conversations=conversation_rows(rollout.key, since, until, granularity),
+        now=now or timezone.now(),
     )
+
+
+CONVERSATION_CHARTS = ("conversation_messages", "conversation_length")
+
+
+def conversation_rows(
+    rollout_key: str, since: datetime, until: datetime, granularity: str
+) -> list[dict[str, Any]]:
+    """The guide's engagement KPI per period and variant, over the conversations that started
+    in the period (as metrics.selectors.engagement counts them for the summary API): how many,
+    messages (bot replies + user follow-ups) per conversation and the mean length in minutes,
+    from the rollup task's ConversationStat rows. Ordered by period, then variant."""
+    rows = (
+        ConversationStat.objects.filter(
+            rollout_key=rollout_key, first_ts__gte=since, first_ts__lt=until
+        )
+        .annotate(period=Trunc("first_ts", granularity, tzinfo=UTC))
+        .values("period", "variant")
+        .annotate(
+            n=Count("id"),
+            messages=Sum(F("responses") + F("followups")),
+            duration=Sum(F("last_ts") - F("first_ts")),
+        )
+        .order_by("period", "variant")
+    )
+    out = []
+    for row in rows:
+        n, duration = row["n"], row["duration"]
+        seconds = (
+            duration.total_seconds()
+            if hasattr(duration, "total_seconds")
+            else float(duration or 0) / 1e6
+        )
+        out.append(
+            {
+                "period": row["period"],
+                "variant": row["variant"],
+                "conversations": n,
+                "messages": int(row["messages"] or 0),
+                "messages_per_conversation": round(row["messages"] / n, 3),
+                "avg_length_minutes": round(seconds / 60 / n, 2),
+            }
+        )
+    return out
 
 
 def markers(rollout: Rollout, since: datetime, until: datetime) -> list[dict[str, Any]]:
@@ -396,23 +584,16 @@ def _per(k: float, n: float, digits: int = 2) -> float | None:
 
 def _percentiles(hist: dict) -> dict[str, float | None]:
     """p50/p95/p99 as metrics.histogram.percentile gives them (nearest rank, bucket middle),
-    from one sort of the histogram."""
-    items = sorted((int(k), int(v)) for k, v in hist.items() if int(v) > 0)
-    n = sum(v for _, v in items)
+    from a histogram whose keys are in ascending numeric order (a Window's are): the running
+    counts and the searches for the three ranks run in C (a page by hour asks ~3,000 times)."""
+    running = list(accumulate(hist.values()))
     out: dict[str, float | None] = {"p50": None, "p95": None, "p99": None}
-    if not n:
+    if not running or running[-1] <= 0:
         return out
-    targets = [
-        ("p50", max(1, math.ceil(0.50 * n))),
-        ("p95", max(1, math.ceil(0.95 * n))),
-        ("p99", max(1, math.ceil(0.99 * n))),
-    ]
-    seen, t = 0, 0
-    for index, count in items:
-        seen += count
-        while t < len(targets) and seen >= targets[t][1]:
-            out[targets[t][0]] = round(histogram.representative(index), 1)
-            t += 1
+    n, keys = running[-1], list(hist)
+    for name, q in (("p50", 0.50), ("p95", 0.95), ("p99", 0.99)):
+        index = keys[bisect_left(running, max(1, math.ceil(q * n)))]
+        out[name] = round(histogram.representative(int(index)), 1)
     return out
 
 
@@ -453,11 +634,12 @@ def period_table(window: Window, granularity: str) -> list[tuple[datetime, str, 
     cache = window.__dict__.setdefault("_tables", {})
     if granularity not in cache:
         order = {v: i for i, v in enumerate(window.variants)}
-        table = [
-            (period, variant, _metrics(figures))
-            for variant, periods in window.by_period(granularity).items()
-            for period, figures in periods.items()
-        ]
+        table = []
+        for variant, periods in window.by_period(granularity).items():
+            for period, figures in periods.items():
+                metrics = _metrics(figures)
+                metrics["period"], metrics["variant"] = period, variant
+                table.append((period, variant, metrics))
         table.sort(key=lambda r: (r[0], order[r[1]]))
         cache[granularity] = table
     return cache[granularity]
@@ -468,9 +650,46 @@ def chart_rows(window: Window, key: str) -> list[dict[str, Any]]:
     Cost per day is always by day; periods without replies are left out."""
     if key == "reviews":
         return _review_rows(window)
+    if key == "cost_per_day":
+        return _cost_per_day_rows(window)
+    if key in CONVERSATION_CHARTS:
+        columns = CHARTS[key].columns
+        return [
+            {"period": r["period"], "variant": r["variant"], **{c: r[c] for c in columns}}
+            for r in window.conversations
+        ]
     columns = CHARTS[key].columns
-    table = period_table(window, "day" if key == "cost_per_day" else window.granularity)
+    table = period_table(window, window.granularity)
     return [{"period": p, "variant": v, **{c: m[c] for c in columns}} for p, v, m in table]
+
+
+def figure_rows(window: Window, key: str) -> list[dict[str, Any]]:
+    """The rows a chart's figure is drawn from: ``chart_rows``' rows, or for the charts over the
+    window's periods the period table's own dicts (every column, period and variant included;
+    a 30-day page by hour draws 1,440 of them in each of a dozen charts, so none is copied)."""
+    if key in ("reviews", "cost_per_day", *CONVERSATION_CHARTS):
+        return chart_rows(window, key)
+    return [m for _p, _v, m in period_table(window, window.granularity)]
+
+
+def _cost_per_day_rows(window: Window) -> list[dict[str, Any]]:
+    """Dollars per UTC day and variant, with the hours of the day that count as data
+    (``day_coverage``): a first or last day that is partly outside the range or the data, or
+    not over yet, has fewer than 24 and is marked ``partial_day``."""
+    coverage = window.spending["coverage"]
+    rows = []
+    for day, variant, m in period_table(window, "day"):
+        hours = coverage.get(day, timedelta(0)) / HOUR
+        rows.append(
+            {
+                "period": day,
+                "variant": variant,
+                "cost_usd": m["cost_usd"],
+                "hours_counted": round(hours, 2),
+                "partial_day": hours < 24,
+            }
+        )
+    return rows
 
 
 def _review_rows(window: Window) -> list[dict[str, Any]]:
@@ -718,17 +937,72 @@ def cost_basis(rollout: Rollout, *, now: datetime | None = None) -> CostBasis:
     )
 
 
-def actual_cost(window: Window) -> dict[str, Any]:
-    """Dollars in the window: total, per day (mean over the window's days) and per 30 days."""
-    days = max((window.until - window.since) / DAY, 1 / 24)
-    total = sum(float(f["cost_usd"]) for f in window.hours.values())
-    by_variant: dict[str, float] = defaultdict(float)
-    for (_h, v), f in window.hours.items():
-        by_variant[v] += float(f["cost_usd"])
+def day_coverage(
+    hours_with_data: Iterable[datetime], since: datetime, until: datetime, now: datetime
+) -> dict[datetime, timedelta]:
+    """How much of each UTC day of [since, until) counts as a day with data, for per-day money.
+
+    The span runs from the start of the first hour with replies in the range to the end of the
+    last one, cut at ``now`` (the current hour counts as far as it has gone); within it, only the
+    UTC days with at least one reply count, each by the part of it inside the span. So a range
+    that holds 14 days of data counts 14 days whatever its length, a rollout that started at
+    15:00 counts its first day as 9 hours, and a whole day without a reply counts nothing."""
+    hours = sorted(h for h in hours_with_data if since <= h < until)
+    if not hours:
+        return {}
+    start, end = hours[0], min(hours[-1] + HOUR, until, max(now, hours[0]))
+    out: dict[datetime, timedelta] = {}
+    for day in sorted({h.replace(hour=0) for h in hours}):  # UTC hours: the day is hour 0
+        part = min(day + DAY, end) - max(day, start)
+        if part > timedelta(0):
+            out[day] = part
+    return out
+
+
+def spend(
+    costs: dict[datetime, float], since: datetime, until: datetime, now: datetime
+) -> dict[str, Any]:
+    """Dollars spent in [since, until) from {hour: cost of that hour's replies} (hours with
+    replies only): the total, the days with data (``day_coverage``), per day and per 30 days."""
+    coverage = day_coverage(costs, since, until, now)
+    days = sum(coverage.values(), timedelta(0)) / DAY
+    total = sum(costs.values())
+    per_day = total / days if days else None
     return {
+        "since": since,
+        "until": until,
         "total": total,
-        "per_day": total / days,
-        "per_month": total / days * 30,
-        "days": days,
-        "by_variant": dict(by_variant),
+        "days_with_data": days,
+        "per_day": per_day,
+        "per_month": per_day * 30 if per_day is not None else None,
+        "coverage": coverage,
     }
+
+
+def spend_by_hour(rollout_key: str, since: datetime, until: datetime) -> dict[datetime, float]:
+    """{hour: dollars} over the hours of [since, until) that had replies: two columns of the
+    hourly rollups, the dirty hours aggregated from raw events (cost.json: no histograms read)."""
+    live = rollups.live_hours(rollout_key, since, until)
+    out: dict[datetime, float] = defaultdict(float)
+    rows = HourlyRollup.objects.filter(
+        rollout_key=rollout_key, hour__gte=since, hour__lt=until, responses__gt=0
+    ).values_list("hour", "cost_usd")
+    for hour, cost in rows:
+        if hour not in live:
+            out[hour] += float(cost)
+    for hour in live:
+        for figures in rollups.aggregate(rollout_key, hour).values():
+            if figures["responses"]:
+                out[hour] += float(figures["cost_usd"])
+    return dict(out)
+
+
+def actual_cost(window: Window) -> dict[str, Any]:
+    """Dollars in the window: total, per day with data and per 30 days (``spend``), by variant."""
+    costs: dict[datetime, float] = defaultdict(float)
+    by_variant: dict[str, float] = defaultdict(float)
+    for (hour, variant), f in window.light.items():
+        if f["responses"]:
+            costs[hour] += float(f["cost_usd"])
+            by_variant[variant] += float(f["cost_usd"])
+    return {**spend(costs, window.since, window.until, window.now), "by_variant": dict(by_variant)}

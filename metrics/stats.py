@@ -5,8 +5,9 @@ Every comparison is *treatment versus control* and gives a relative change (trea
 
 * **Rates** (error, timeout, positive share, corrections, cache hits, review grades): each
   variant's rate with the Wilson score interval; the difference in percentage points with
-  Newcombe's hybrid score interval (Newcombe 1998, method 10); the relative change (risk ratio)
-  with the Katz log interval, 0.5 added to every cell when a count is zero.
+  Newcombe's hybrid score interval (Newcombe 1998, method 10); the relative change is the plain
+  ratio of the two rates, its interval the Katz log interval with 0.5 added to every cell when
+  a count is zero (the correction is in the interval only, never in the point).
 * **Means per reply** (tokens, cost, follow-ups): the rollups keep sums, not sums of squares, so
   a reply-level variance is not available. Each hour is treated as a cluster and the mean is a
   ratio estimator sum(y)/sum(n) with its linearised (cluster-robust) variance (Cochran,
@@ -334,7 +335,12 @@ def compare_rates(
         c.verdict = SAME if direction == NEUTRAL else UNKNOWN
         return c
     ratio, lo, hi, se = risk_ratio(kt, nt, kc, nc)
-    c.relative, c.relative_lo, c.relative_hi = ratio - 1, lo - 1, hi - 1
+    # The point is the plain relative difference of the two rates; the 0.5 that risk_ratio adds
+    # to zero cells belongs to the interval only, which is widened to hold the point (0 events
+    # on v2: down to -100%; none on v1: up to +infinity).
+    c.relative = (kt / nt) / (kc / nc) - 1 if kc else math.inf
+    c.relative_lo = -1.0 if kt == 0 else min(lo - 1, c.relative)
+    c.relative_hi = math.inf if kc == 0 else max(hi - 1, c.relative)
     c.verdict = verdict(c.relative_lo, c.relative_hi, direction)
     if c.verdict == UNKNOWN:
         c.more_needed = more_needed(math.log(ratio), se, nc + nt)

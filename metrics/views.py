@@ -9,7 +9,7 @@ from __future__ import annotations
 import csv
 import json
 from dataclasses import dataclass
-from datetime import UTC, datetime, time
+from datetime import UTC, datetime, time, timedelta
 from typing import Any
 from urllib.parse import urlencode
 
@@ -49,6 +49,7 @@ class Params:
     start: str
     end: str
     compare: str
+    granularity_choice: str = "auto"
 
     def query(self) -> dict[str, str]:
         q = {"range": self.range, "granularity": self.granularity}
@@ -105,10 +106,10 @@ def parse_params(request: HttpRequest, rollout: Rollout, now: datetime | None = 
             )
     else:
         since, until = series.resolve_range(name, now=now)
-    default_granularity = "day" if until - since > series.RANGES["7d"] else "hour"
-    granularity = g.get("granularity") or default_granularity
-    if granularity not in series.GRANULARITIES:
-        raise BadInput(f"granularity must be hour or day; got {granularity!r}.")
+    choice = g.get("granularity") or "auto"
+    if choice not in ("auto", *series.GRANULARITIES):
+        raise BadInput(f"granularity must be auto, hour or day; got {choice!r}.")
+    granularity = choice if choice != "auto" else auto_granularity(since, until)
     if notice := review_blinding.hidden_weeks_notice(request.user, rollout.key, since, until):
         raise HiddenFromReviewer(notice)
     compare = g.get("compare", "")
@@ -116,7 +117,12 @@ def parse_params(request: HttpRequest, rollout: Rollout, now: datetime | None = 
         raise BadInput(
             f"compare must be one of {', '.join(rollout.variants[1:])}; got {compare!r}."
         )
-    return Params(name, granularity, since, until, start, end, compare)
+    return Params(name, granularity, since, until, start, end, compare, choice)
+
+
+def auto_granularity(since: datetime, until: datetime) -> str:
+    """By hour up to 7 days, by day beyond: "30 days" is 30 points a line, not 720."""
+    return "day" if until - since > series.RANGES["7d"] else "hour"
 
 
 def _rollout(key: str) -> Rollout:
@@ -172,7 +178,7 @@ def json_block(element_id: str, value: Any) -> str:
 def _figures(window: series.Window) -> list[dict[str, Any]]:
     out = []
     for key, chart in series.CHARTS.items():
-        rows = series.chart_rows(window, key)
+        rows = series.figure_rows(window, key)
         x_range = (window.since, window.until)
         if key == "reviews" and not rows:
             x_range = None
@@ -189,6 +195,7 @@ def _figures(window: series.Window) -> list[dict[str, Any]]:
         out.append(
             {
                 "key": key,
+                "note": CHART_NOTES.get(key, ""),
                 "json_id": f"figure-{key}",
                 "json": json_block(f"figure-{key}", figure),
                 "title": chart.title,
@@ -196,6 +203,17 @@ def _figures(window: series.Window) -> list[dict[str, Any]]:
             }
         )
     return out
+
+
+CHART_NOTES = {
+    "latency": "Log scale: a p99 of 30 s timeouts leaves p50 and p95 readable.",
+    "cost_per_day": "Hatched bars: days only partly counted (the range or the data starts "
+    "mid-day, or the day is not over); hover for the hours.",
+    "conversation_messages": "Bot replies and user follow-ups per conversation, by the "
+    "conversation's first reply.",
+    "conversation_length": "Minutes from a conversation's first to its last message, by its "
+    "first reply.",
+}
 
 
 def _projection_rows(basis: series.CostBasis, current: int) -> list[dict[str, Any]]:
@@ -238,7 +256,8 @@ def _context(request: HttpRequest, rollout: Rollout, params: Params) -> dict[str
         "table": [display_row(r) for r in table],
         "figures": _figures(window),
         "markers": window.markers,
-        "actual": series.actual_cost(window),
+        "actual": window.spending,
+        "spent_span": fmt_span(window.spending["days_with_data"]),
         "basis": basis,
         "v2_cost_source": basis.treatment_cost[1],
         "projection": projection,
@@ -262,10 +281,12 @@ def _context(request: HttpRequest, rollout: Rollout, params: Params) -> dict[str
             "range": params.range,
             "start": params.start,
             "end": params.end,
-            "granularity": params.granularity,
+            "granularity": params.granularity_choice,
+            "auto_granularity": params.granularity,
             "compare": treatment,
         },
         "now": timezone.now(),
+        "range_last_day": params.until - timedelta(microseconds=1),
     }
 
 
@@ -273,23 +294,33 @@ def _context(request: HttpRequest, rollout: Rollout, params: Params) -> dict[str
 @require_GET
 def dashboard(request: HttpRequest, key: str) -> HttpResponse:
     rollout = _rollout(key)
+    if request.htmx and request.GET.get("part") == "status":
+        return render(request, "metrics/partials/dashboard_status.html", {"rollout": rollout})
     try:
         params = parse_params(request, rollout)
     except BadInput as exc:
-        template = (
-            "metrics/partials/dashboard_body.html" if request.htmx else "metrics/dashboard.html"
-        )
+        if request.htmx:
+            # the sentence beside the controls; the charts already on the page stay
+            response = render(
+                request,
+                "metrics/partials/dashboard_input_error.html",
+                {"input_error": str(exc), "oob": True},
+                status=422,
+            )
+            response["HX-Reswap"] = "none"
+            response["HX-Push-Url"] = "false"
+            return response
         g = request.GET
         form = {
             "range": g.get("range", "24h"),
             "start": g.get("start", ""),
             "end": g.get("end", ""),
-            "granularity": g.get("granularity", "hour"),
+            "granularity": g.get("granularity", "auto"),
             "compare": g.get("compare", ""),
         }
         return render(
             request,
-            template,
+            "metrics/dashboard.html",
             {
                 "rollout": rollout,
                 "input_error": str(exc),
@@ -456,10 +487,15 @@ def comparison_data(request: HttpRequest, key: str, fmt: str) -> HttpResponse:
 @login_required
 @require_GET
 def cost_data(request: HttpRequest, key: str, fmt: str) -> HttpResponse:
-    """GET /metrics/<rollout>/cost.json or .csv: the projection behind the cost chart."""
+    """GET /metrics/<rollout>/cost.json or .csv: the projection behind the cost chart; the JSON
+    also carries what was spent in the range (``range=``, as the dashboard takes it)."""
     if (bad := _bad_format(fmt)) is not None:
         return bad
     rollout = _rollout(key)
+    try:
+        params = parse_params(request, rollout)
+    except BadInput as exc:
+        return _error(str(exc))
     basis = series.cost_basis(rollout)
     rows = _projection_rows(basis, rollout.percentage if rollout.enabled else 0)
     columns = ["percentage", "per_day", "per_month", "vs_all_v1", "current"]
@@ -475,8 +511,34 @@ def cost_data(request: HttpRequest, key: str, fmt: str) -> HttpResponse:
             "v2_cost_source": basis.treatment_cost[1],
             "columns": columns,
             "rows": rows,
+            "range": _spend_payload(rollout, params),
         }
     )
+
+
+def _spend_payload(rollout: Rollout, params: Params) -> dict[str, Any]:
+    """What was spent in the range, per day with data (series.day_coverage) and per 30 days."""
+    now = timezone.now()
+    spent = series.spend(
+        series.spend_by_hour(rollout.key, params.since, params.until),
+        params.since,
+        params.until,
+        now,
+    )
+    per_day = spent["per_day"]
+    return {
+        "name": params.range,
+        "since": params.since.isoformat(),
+        "until": params.until.isoformat(),
+        "spent_usd": round(spent["total"], 6),
+        "days_with_data": round(spent["days_with_data"], 4),
+        "spent_per_day_usd": round(per_day, 6) if per_day is not None else None,
+        "spent_per_month_usd": round(per_day * 30, 4) if per_day is not None else None,
+        "days": [
+            {"day": day.isoformat(), "hours_counted": round(part / series.HOUR, 4)}
+            for day, part in spent["coverage"].items()
+        ],
+    }
 
 
 @login_required
@@ -540,6 +602,13 @@ def fmt_value(value: float | None, unit: str) -> str:
     if unit == "$":
         return f"${value:.5f}"
     return f"{value:.3f}"
+
+
+def fmt_span(days: float) -> str:
+    """A stretch of time in days, or in hours under two days: "13.8 days", "23.5 h"."""
+    if days < 2:
+        return f"{days * 24:.1f} h"
+    return f"{days:.1f} days"
 
 
 def fmt_relative(value: float | None) -> str:

@@ -20,9 +20,27 @@
     });
   }
 
+  // "Custom" starts from the range on screen: its dates fill the empty date fields before the
+  // form's change reaches htmx (this listener is on the radio itself, so it runs first), so
+  // choosing Custom shows the same figures with editable dates instead of an error.
+  function prefillCustom(event) {
+    var form = event.target.form;
+    var shown = document.getElementById("dash-range");
+    if (!form || !shown) return;
+    var start = form.elements.start, end = form.elements.end;
+    if (!start.value) start.value = shown.dataset.start || "";
+    if (!end.value) end.value = shown.dataset.end || "";
+  }
+
+  function wireControls() {
+    var custom = document.getElementById("range-custom");
+    if (custom) custom.addEventListener("change", prefillCustom);
+  }
+
   if (window.htmx) {
     htmx.onLoad(draw);
   } else {
     document.addEventListener("DOMContentLoaded", function () { draw(document); });
   }
+  document.addEventListener("DOMContentLoaded", wireControls);
 })();

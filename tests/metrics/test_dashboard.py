@@ -161,7 +161,8 @@ def test_chart_json__markers__drawn_as_lines_and_labels(viewer_client, traffic):
     body = viewer_client.get(url("chart-data", "prompts_v2", "latency", "json")).json()
     labels = [a["text"] for a in body["figure"]["layout"]["annotations"]]
     assert [m["kind"] for m in body["markers"]] == ["phase", "rollback"]
-    assert labels == ["Phase: Alpha 5%", "Rollback (kill switch on)"]
+    assert labels == ["Alpha 5%", "Rollback"]  # short labels; the full ones in the hover text
+    assert [m["label"] for m in body["markers"]] == ["Phase: Alpha 5%", "Rollback (kill switch on)"]
     assert len(body["figure"]["layout"]["shapes"]) == 2
 
 
@@ -193,7 +194,7 @@ def test_chart_data__bad_granularity__400_names_the_field(viewer_client, traffic
         url("chart-data", "prompts_v2", "latency", "json", granularity="week")
     )
     assert response.status_code == 400
-    assert response.json() == {"error": "granularity must be hour or day; got 'week'."}
+    assert response.json() == {"error": "granularity must be auto, hour or day; got 'week'."}
 
 
 def test_chart_data__other_format__404(viewer_client, traffic):

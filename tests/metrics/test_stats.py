@@ -142,6 +142,30 @@ def test_compare_rates__small_samples__not_yet_known_with_more_needed():
     assert row.more_needed > 1000
 
 
+@pytest.mark.parametrize(
+    ("control", "treatment", "expected"),
+    [
+        ((6, 6), (3, 3), 0.0),  # 100% vs 100% (was -14.3% with the 0.5 in the point)
+        ((1, 3), (0, 3), -1.0),  # 33% vs 0% (was -33%)
+        ((2, 10), (0, 40), -1.0),
+        ((5, 5), (4, 8), -0.5),
+    ],
+)
+def test_compare_rates__zero_cells__relative_is_the_plain_ratio_inside_its_interval(
+    control, treatment, expected
+):
+    row = stats.compare_rates("error_rate", "Error rate", stats.LOWER, control, treatment)
+    assert row.relative == pytest.approx(expected)
+    assert row.relative == pytest.approx(row.treatment / row.control - 1)
+    assert row.relative_lo <= row.relative <= row.relative_hi
+
+
+def test_compare_rates__none_on_control__relative_unbounded_above():
+    row = stats.compare_rates("error_rate", "Error rate", stats.LOWER, (0, 30), (2, 30))
+    assert row.relative == math.inf and row.relative_hi == math.inf
+    assert -1 < row.relative_lo < 0
+
+
 def test_compare_rates__no_treatment_replies__not_yet_known():
     row = stats.compare_rates("error_rate", "Error rate", stats.LOWER, (10, 100), (0, 0))
     assert row.verdict == stats.UNKNOWN and row.treatment is None
