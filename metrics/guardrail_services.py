@@ -360,30 +360,6 @@ def states(rollout: Rollout) -> list[tuple[GuardrailRule, GuardrailState | None]
     return [(r, getattr(r, "state", None)) for r in rules]
 
 
-def gate_problems(
-    rollout: Rollout, rows: list[tuple[GuardrailRule, GuardrailState | None]] | None = None
-) -> list[str]:
-    """The success criteria for advancing: every guardrail watched in the current phase has
-    enough data and is neither breached nor in warning. One sentence per problem (empty: ready).
-    To be added to rollout.services.phase_gate_problems' list by the console."""
-    phase = rollout.current_phase
-    if phase is None:
-        return []
-    problems = []
-    for rule, state in states(rollout) if rows is None else rows:
-        if not rule.applies_in(phase):
-            continue
-        if state is None or state.evaluated_at is None or state.status == g.OFF:
-            problems.append(f"Guardrail {rule.key} has not been evaluated yet.")
-        elif state.status == g.BREACHED:
-            problems.append(f"Guardrail {rule.key} is breached: {state.summary}")
-        elif state.status == g.WARNING:
-            problems.append(f"Guardrail {rule.key} is in warning: {state.summary}")
-        elif state.status == g.INSUFFICIENT:
-            problems.append(f"Guardrail {rule.key} has not enough data yet: {state.summary}")
-    return problems
-
-
 def recent_alerts(rollout: Rollout, limit: int = 5) -> list[Alert]:
     return list(Alert.objects.filter(rollout=rollout).select_related("rule")[:limit])
 

@@ -21,7 +21,7 @@ from rollout import services
 from rollout.models import AuditEntry, Rollout
 from rollout.roles import is_operator, operator_required
 
-from . import deployment_report, guardrail_services
+from . import criteria, deployment_report, guardrail_services
 from .guardrail_models import (
     Alert,
     AlertSettings,
@@ -97,7 +97,7 @@ def _rules_page(
         "transitions": GuardrailTransition.objects.filter(rule__rollout=rollout).select_related(
             "rule"
         )[:30],
-        "gate_problems": guardrail_services.gate_problems(rollout),
+        **criteria.context(rollout),
     }
     return render(request, "metrics/guardrails.html", ctx, status=status)
 

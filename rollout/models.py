@@ -100,6 +100,19 @@ class Rollout(models.Model):
             return None
         return self.phase_started_at + self.current_phase.min_watch
 
+    def on_plan(self) -> bool:
+        """Live at the current phase's planned percentage (the only state its watch counts)."""
+        phase = self.current_phase
+        return bool(phase and self.enabled and self.percentage == phase.percentage)
+
+    def off_plan(self) -> str:
+        """'off plan: Full is 100%, serving 20%' when live at another percentage than the
+        phase's plan (re-enabled at N% after a rollback, or the slider moved); else ''."""
+        phase = self.current_phase
+        if phase is None or not self.enabled or self.percentage == phase.percentage:
+            return ""
+        return f"off plan: {phase.name} is {phase.percentage}%, serving {self.percentage}%"
+
     def next_phase(self) -> Phase | None:
         phases = self.phases.order_by("order")
         if self.current_phase is None:

@@ -74,9 +74,13 @@ def _traffic(rollout: Rollout) -> tuple[list[str], dict[str, int]]:
 
 
 def _watch(rollout: Rollout) -> dict | None:
+    """The minimum watch's countdown; stopped while the rollout is off its phase's plan or
+    rolled back (the watch counts time at the planned percentage only: docs/console.md)."""
     ends = rollout.phase_watch_ends_at()
     if ends is None:
         return None
+    if not rollout.on_plan():
+        return {"stopped": rollout.off_plan() or "kill switch on"}
     now = timezone.now()
     total = rollout.current_phase.min_watch.total_seconds() or 1
     elapsed = (now - rollout.phase_started_at).total_seconds()
