@@ -350,6 +350,32 @@ def evaluate_all(*, now: datetime | None = None) -> dict[str, list[Outcome]]:
     }
 
 
+def evaluate_on_demand(rollout: Rollout, *, actor: services.Actor) -> list[Outcome]:
+    """The console's "Evaluate now": bring the rollups up to date, evaluate every rule of the
+    rollout, and audit who asked when any rule's state changed (a breach's rollback is audited
+    by its own service, as the guardrail ``guardrail:<key>``)."""
+    from . import rollups
+
+    rollups.catch_up(time_budget=20.0)
+    before = {r.key: (s.status if s else g.OFF) for r, s in states(rollout)}
+    outcomes = evaluate_rollout(rollout)
+    after = {o.rule: o.status for o in outcomes}
+    if after != before:
+        AuditEntry.objects.create(
+            rollout=rollout,
+            action=AuditEntry.Action.GUARDRAIL_EVALUATE,
+            actor=actor.name,
+            via=actor.via,
+            before=before,
+            after=after,
+            reason="evaluated now from the console: "
+            + ", ".join(f"{k} {before.get(k, g.OFF)} -> {v}" for k, v in after.items()
+                        if before.get(k) != v),
+            revision=Rollout.objects.values_list("revision", flat=True).get(pk=rollout.pk),
+        )
+    return outcomes
+
+
 def states(rollout: Rollout) -> list[tuple[GuardrailRule, GuardrailState | None]]:
     """Rules with their last state, for the console and the rules page."""
     rules = list(

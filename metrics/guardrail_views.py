@@ -14,6 +14,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
@@ -150,6 +151,34 @@ def _plain(value):
         if value is not None and not isinstance(value, (int, float, str, bool))
         else value
     )
+
+
+@operator_required
+@require_POST
+def evaluate_now(request: HttpRequest, key: str) -> HttpResponse:
+    """Evaluate every rule of the rollout now (what the scheduler does every minute)."""
+    rollout = _rollout(key)
+    outcomes = guardrail_services.evaluate_on_demand(rollout, actor=_actor(request))
+    acted = [o for o in outcomes if o.action]
+    message = f"Evaluated {len(outcomes)} guardrail{'s' if len(outcomes) != 1 else ''} now" + (
+        "; " + "; ".join(f"{o.rule}: {o.action}" for o in acted) if acted else "."
+    )
+    if request.htmx:
+        response = HttpResponse(status=204)
+        response["HX-Trigger"] = "rollout-changed"
+        return response
+    messages.success(request, message)
+    return redirect(_safe_next(request, rollout))
+
+
+def _safe_next(request: HttpRequest, rollout: Rollout) -> str:
+    """Back to the page the form was on (same host only), else the rollout page."""
+    from django.utils.http import url_has_allowed_host_and_scheme
+
+    target = request.POST.get("next") or ""
+    if url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()}):
+        return target
+    return reverse("rollout:detail", args=[rollout.key])
 
 
 @operator_required

@@ -209,6 +209,7 @@ class AuditEntry(models.Model):
         KILL_SWITCH_ENGAGE = "kill_switch.engage", "Emergency rollback (kill switch on)"
         KILL_SWITCH_RELEASE = "kill_switch.release", "Re-enabled after rollback"
         PHASE_CHANGE = "phase.change", "Phase changed"
+        PHASE_HOLD = "phase.hold", "Held at a phase"
         CHECKLIST = "checklist.update", "Checklist ticked or cleared"
         OVERRIDE_SET = "override.set", "Channel override set"
         OVERRIDE_REMOVE = "override.remove", "Channel override removed"
@@ -216,6 +217,7 @@ class AuditEntry(models.Model):
         TOKEN_REVOKE = "token.revoke", "API token revoked"
         REVIEW_SAMPLE = "review.sample", "Review sample drawn"
         GUARDRAIL_UPDATE = "guardrail.update", "Guardrail rule changed"
+        GUARDRAIL_EVALUATE = "guardrail.evaluate", "Guardrails evaluated on demand"
         DEPLOYMENT_DECISION = "deployment.decision", "Post-deployment decision recorded"
 
     rollout = models.ForeignKey(

@@ -501,7 +501,8 @@ def hold_phase(
 ) -> AuditEntry:
     """Record the decision to stay in the current phase (nothing changes for the bot).
 
-    The audit row is a ``phase.change`` whose ``after`` carries ``"decision": "hold"``.
+    The audit row is a ``phase.hold`` (its own kind: nothing moved) whose ``after`` carries
+    ``"decision": "hold"``.
     """
     reason = _require_reason(reason)
     locked = _lock(rollout)
@@ -510,7 +511,7 @@ def hold_phase(
         raise InvalidChange("The rollout has not started; there is no phase to hold.")
     state = snapshot(locked)
     return _audit(
-        locked, AuditEntry.Action.PHASE_CHANGE, actor, reason, state, {**state, "decision": "hold"}
+        locked, AuditEntry.Action.PHASE_HOLD, actor, reason, state, {**state, "decision": "hold"}
     )
 
 

@@ -32,6 +32,11 @@ def guardrail_status(context, rollout) -> dict:
         **criteria.context(rollout),
         "alerts": guardrail_services.recent_alerts(rollout, 3),
         "request": context.get("request"),
+        "is_operator": context.get("is_operator"),
+        "csrf_token": context.get("csrf_token"),
+        "evaluated_at": max(
+            (s.evaluated_at for _, s in rows if s is not None and s.evaluated_at), default=None
+        ),
     }
 
 
