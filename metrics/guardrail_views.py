@@ -209,9 +209,9 @@ def alert_settings(request: HttpRequest, key: str) -> HttpResponse:
 # --- the post-deployment review ------------------------------------------------------------------
 
 
-@login_required
-def report(request: HttpRequest, key: str) -> HttpResponse:
-    rollout = _rollout(key)
+def _report_page(
+    request: HttpRequest, rollout: Rollout, *, form=None, status: int = 200, error: str = ""
+) -> HttpResponse:
     data = deployment_report.build(rollout)
     return render(
         request,
@@ -219,12 +219,20 @@ def report(request: HttpRequest, key: str) -> HttpResponse:
         {
             "rollout": rollout,
             "report": data,
-            "form": DecisionForm(),
+            "form": form or DecisionForm(),
             "can_operate": is_operator(request.user),
             "decisions": DeploymentDecision.objects.filter(rollout=rollout),
             "chart": deployment_report.trend_chart(data, rollout.control_variant),
+            "not_yet": deployment_report.decision_not_yet(data),
+            "error": error,
         },
+        status=status,
     )
+
+
+@login_required
+def report(request: HttpRequest, key: str) -> HttpResponse:
+    return _report_page(request, _rollout(key))
 
 
 @login_required
@@ -252,25 +260,15 @@ def decide(request: HttpRequest, key: str) -> HttpResponse:
     rollout = _rollout(key)
     form = DecisionForm(request.POST)
     if not form.is_valid():
-        data = deployment_report.build(rollout)
-        return render(
-            request,
-            "metrics/report.html",
-            {
-                "rollout": rollout,
-                "report": data,
-                "form": form,
-                "can_operate": True,
-                "decisions": DeploymentDecision.objects.filter(rollout=rollout),
-                "chart": deployment_report.trend_chart(data, rollout.control_variant),
-            },
-            status=422,
+        return _report_page(request, rollout, form=form, status=422)
+    try:
+        made = deployment_report.record_decision(
+            rollout,
+            decision=form.cleaned_data["decision"],
+            actor=_actor(request),
+            reason=form.cleaned_data["reason"],
         )
-    made = deployment_report.record_decision(
-        rollout,
-        decision=form.cleaned_data["decision"],
-        actor=_actor(request),
-        reason=form.cleaned_data["reason"],
-    )
+    except services.ServiceError as exc:
+        return _report_page(request, rollout, form=form, status=exc.status, error=str(exc))
     messages.success(request, f"Decision recorded: {made.get_decision_display()}.")
     return redirect("metrics:report", key=rollout.key)

@@ -17,6 +17,13 @@ from django.utils import timezone
 from selcontrol_client import assignment
 
 CHANNEL_ID_RE = r"^[0-9A-Za-z_.:-]{1,64}$"
+SNOWFLAKE_RE = r"^[0-9]{17,20}$"
+# Rollouts whose channels are Discord channels (the Sel bot's): their channel ids are snowflakes.
+SNOWFLAKE_ROLLOUTS = ("prompts_v2",)
+SNOWFLAKE_HELP = (
+    "Channel ids of {key} are Discord snowflakes: 17 to 20 digits, e.g. 1234567890123456789 "
+    "(in Discord, turn on Developer Mode, right-click the channel, Copy Channel ID)."
+)
 channel_id_validator = RegexValidator(
     CHANNEL_ID_RE, "A channel id is 1-64 letters, digits, '_', '.', ':' or '-'."
 )
@@ -90,6 +97,20 @@ class Rollout(models.Model):
     @property
     def variants(self) -> list[str]:
         return [self.control_variant, self.treatment_variant, self.simplified_variant]
+
+    @property
+    def channel_ids_are_snowflakes(self) -> bool:
+        """The Sel bot's rollouts key on Discord channel ids, which are 17-20 digit snowflakes."""
+        return self.key in SNOWFLAKE_ROLLOUTS
+
+    def channel_id_problem(self, channel_id: str) -> str:
+        """A sentence when ``channel_id`` cannot be one of this rollout's channels, else ''."""
+        import re
+
+        if self.channel_ids_are_snowflakes and not re.match(SNOWFLAKE_RE, channel_id):
+            shown = channel_id[:40]
+            return f"{shown!r} is not a Discord channel id. " + SNOWFLAKE_HELP.format(key=self.key)
+        return ""
 
     @property
     def kill_switch_engaged(self) -> bool:

@@ -382,6 +382,9 @@ def set_override(
     reason = _require_reason(reason)
     locked = _lock(rollout)
     _check_revision(locked, expected_revision)
+    problem = locked.channel_id_problem(channel_id)
+    if problem:  # removing such an override stays possible (remove_override does not check)
+        raise InvalidChange(problem)
     if variant not in locked.variants:
         raise InvalidChange(
             f"variant must be one of {', '.join(locked.variants)}; {variant!r} is not."

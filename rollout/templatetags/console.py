@@ -158,3 +158,11 @@ def ago(value) -> str:
     if (timezone.now() - value).total_seconds() < 60:
         return "just now"
     return f"{timesince(value)} ago"
+
+
+@register.filter
+def field_label(form, name: str) -> str:
+    """A form field's label for an error line ('Expires', not 'expires_at')."""
+    field = getattr(form, "fields", {}).get(name)
+    label = getattr(field, "label", None) or name.replace("_", " ").capitalize()
+    return str(label).split(" (")[0]
