@@ -8,7 +8,6 @@ from . import health, telemetry
 from .api import api
 
 
-
 def favicon(request):
     """Browsers ask for /favicon.ico whatever the page links; the icon is a static file (its
     hashed name is only known once collected, so it is looked up per request)."""
