@@ -123,7 +123,7 @@ def test_audit__append_only(rollout):
 
 def test_override__unknown_variant__refused(rollout):
     with pytest.raises(services.InvalidChange, match="variant must be one of"):
-        services.set_override(rollout, "123", variant="v9", actor=ALICE, reason="x")
+        services.set_override(rollout, "123456789012345678", variant="v9", actor=ALICE, reason="x")
 
 
 def _race(n: int, target) -> list:
