@@ -258,7 +258,11 @@ def test_projection__37_percent__fragment_with_daily_cost_and_delta(viewer_clien
     html = viewer_client.get(
         url("projection", rollout="prompts_v2", percentage=37)
     ).content.decode()
-    assert f"At 37%: <strong>${per_day:.2f}/day</strong>, +${delta:.2f}/day vs all v1" in html
+    # the monthly figures say which is which: the total, and the increase over all v1
+    assert (
+        f"At 37%: <strong>${per_day:.2f}/day</strong> (${per_day * 30:.0f}/month in all); "
+        f"+${delta:.2f}/day, +${delta * 30:.0f}/month, compared with all v1"
+    ) in html
 
 
 @pytest.mark.parametrize(
