@@ -237,7 +237,7 @@ def test_reviewer__sees_everything_changes_nothing(page: Page, console: str, ali
         "Add an override",
         "Start Alpha",
         "Advance to Beta",
-        "Hold",
+        "Hold at",  # the control; "do not hold yet" (the success criteria) is for everyone
     ):
         expect(page.get_by_text(label, exact=False)).to_have_count(0)
     expect(page.locator("#sec-checklist input[type=checkbox]").first).to_be_disabled()
