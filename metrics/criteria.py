@@ -213,9 +213,12 @@ def assess(
 # --- against the database ------------------------------------------------------------------
 
 
-def for_rollout(rollout, *, now: datetime | None = None) -> list[Criterion]:
+def for_rollout(
+    rollout, *, now: datetime | None = None, rows: list | None = None
+) -> list[Criterion]:
     """The current phase's criteria: one per enabled guardrail that applies in it, over the
-    guardrail's own evidence window (``guardrail_services.window_start``)."""
+    guardrail's own evidence window (``guardrail_services.window_start``). ``rows``: the rules
+    with their states when the caller has them (``guardrail_services.states``)."""
     from . import guardrail_services as gs
 
     phase = rollout.current_phase
@@ -224,10 +227,12 @@ def for_rollout(rollout, *, now: datetime | None = None) -> list[Criterion]:
     now = now or timezone.now()
     out = []
     memo: dict = {}
-    for rule, state in gs.states(rollout):
+    rows = gs.states(rollout) if rows is None else rows
+    released = gs.last_release(rollout) if any(r.applies_in(phase) for r, _ in rows) else None
+    for rule, state in rows:
         if not rule.applies_in(phase):
             continue
-        start = gs.window_start(rollout, rule)
+        start = gs.window_start(rollout, rule, released=released)
         if start is None:
             continue
         since = max(start, now - gs.COST_WINDOW) if rule.metric == g.DAILY_COST else start
@@ -265,7 +270,7 @@ def gate_problems(rollout, target, now: datetime | None = None) -> list[str]:
     ]
 
 
-def context(rollout, *, now: datetime | None = None) -> dict[str, Any]:
+def context(rollout, *, now: datetime | None = None, rows: list | None = None) -> dict[str, Any]:
     """Template context of ``metrics/partials/criteria.html``."""
-    rows = for_rollout(rollout, now=now)
-    return {"criteria": rows, "criteria_unmet": sum(1 for c in rows if not c.holds)}
+    found = for_rollout(rollout, now=now, rows=rows)
+    return {"criteria": found, "criteria_unmet": sum(1 for c in found if not c.holds)}

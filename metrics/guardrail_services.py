@@ -124,17 +124,26 @@ class Outcome:
     action: str = ""
 
 
-def window_start(rollout: Rollout, rule: GuardrailRule) -> datetime | None:
-    """Where the rule's evidence starts (None: the rollout has not started)."""
-    if rollout.phase_started_at is None:
-        return None
-    starts = [rollout.phase_started_at]
-    released = (
+def last_release(rollout: Rollout) -> datetime | None:
+    """When the kill switch was last released (None: never)."""
+    return (
         AuditEntry.objects.filter(rollout=rollout, action=AuditEntry.Action.KILL_SWITCH_RELEASE)
         .order_by("-created_at")
         .values_list("created_at", flat=True)
         .first()
     )
+
+
+def window_start(
+    rollout: Rollout, rule: GuardrailRule, *, released: datetime | None | bool = False
+) -> datetime | None:
+    """Where the rule's evidence starts (None: the rollout has not started). ``released``: the
+    last kill-switch release when the caller has it already (``False``: look it up)."""
+    if rollout.phase_started_at is None:
+        return None
+    starts = [rollout.phase_started_at]
+    if released is False:
+        released = last_release(rollout)
     if released:
         starts.append(released)
     if rule.reset_at:

@@ -29,7 +29,7 @@ def guardrail_status(context, rollout) -> dict:
             status: sum(1 for _, s in active if s.status == status)
             for status in (g.BREACHED, g.WARNING, g.INSUFFICIENT, g.OK)
         },
-        **criteria.context(rollout),
+        **criteria.context(rollout, rows=rows),
         "alerts": guardrail_services.recent_alerts(rollout, 3),
         "request": context.get("request"),
         "is_operator": context.get("is_operator"),
