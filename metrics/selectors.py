@@ -161,3 +161,9 @@ def served_by_variant(rollout_key: str, since: datetime) -> dict[str, dict[str, 
         .values_list("variant", "channels", "replies")
     )
     return {variant: {"channels": c, "replies": r} for variant, c, r in rows}
+
+
+def latest_response_id() -> int:
+    """The id of the newest stored reply (0: none); one index lookup. Readers that cache figures
+    key the cache on it, so a new reply makes them read afresh instead of showing stale ones."""
+    return ResponseEvent.objects.order_by("-id").values_list("id", flat=True).first() or 0

@@ -55,7 +55,7 @@ def _get_rollout(key: str) -> Rollout:
     return get_object_or_404(Rollout.objects.select_related("current_phase"), key=key)
 
 
-def _traffic(rollout: Rollout) -> tuple[list[str], dict[str, int]]:
+def _traffic(rollout: Rollout, version: int | None = None) -> tuple[list[str], dict[str, int]]:
     """Channels seen and replies per channel over the last day, from the metrics app.
 
     Imported here: the console (UI) reads metrics; the rollout domain itself never does.
@@ -70,11 +70,24 @@ def _traffic(rollout: Rollout) -> tuple[list[str], dict[str, int]]:
         )
 
     # Cached for a minute: the status refresh and every slider move of every open console
-    # would otherwise scan a day of events each time.
-    return cache.get_or_set(f"console:traffic:{rollout.key}", load, TRAFFIC_CACHE_SECONDS)
+    # would otherwise scan a day of events each time. Keyed on the newest reply, so a reply
+    # that arrived since is never left out (a cached "no traffic seen yet" beside guardrails
+    # judging thousands of replies was the contradiction).
+    return cache.get_or_set(_cache_key("traffic", rollout, version), load, TRAFFIC_CACHE_SECONDS)
 
 
-def _served(rollout: Rollout, now) -> dict:
+def _data_version() -> int:
+    from metrics import selectors
+
+    return selectors.latest_response_id()
+
+
+def _cache_key(name: str, rollout: Rollout, version: int | None = None) -> str:
+    version = _data_version() if version is None else version
+    return f"console:{name}:{rollout.key}:{version}"
+
+
+def _served(rollout: Rollout, now, version: int | None = None) -> dict:
     """What happened over the last day, per variant: replies and channels from the bot's events,
     and the fleet's decision counts (``ExposureCount``, from the clients' reports). Cached for a
     minute like ``_traffic``."""
@@ -109,7 +122,7 @@ def _served(rollout: Rollout, now) -> dict:
         ]
         return {"rows": rows, "replies": total, "decisions": total_decisions}
 
-    return cache.get_or_set(f"console:served:{rollout.key}", load, TRAFFIC_CACHE_SECONDS)
+    return cache.get_or_set(_cache_key("served", rollout, version), load, TRAFFIC_CACHE_SECONDS)
 
 
 def _watch(rollout: Rollout) -> dict | None:
@@ -165,7 +178,8 @@ def _checklist_rows(phase) -> list[dict]:
 def _section_context(request: HttpRequest, rollout: Rollout, name: str, **extra) -> dict:
     ctx: dict = {"rollout": rollout, "section": name, "now": timezone.now()}
     if name == "status":
-        channels, traffic = _traffic(rollout)
+        version = _data_version()
+        channels, traffic = _traffic(rollout, version)
         rule = rollout.to_rule()
         ctx["shares"] = exposure.variant_shares(rule, channels, traffic, ctx["now"])
         ctx["known_channels"] = sum(s.channels for s in ctx["shares"])
@@ -174,7 +188,7 @@ def _section_context(request: HttpRequest, rollout: Rollout, name: str, **extra)
             1 for o in rule.overrides.values() if o.expires_at is None or o.expires_at > ctx["now"]
         )
         ctx["watch"] = _watch(rollout)
-        ctx["served"] = _served(rollout, ctx["now"])
+        ctx["served"] = _served(rollout, ctx["now"], version)
     elif name == "timeline":
         phases = list(rollout.phases.order_by("order"))
         ctx["phases"] = _phase_rows(rollout, phases)

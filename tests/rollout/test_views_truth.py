@@ -241,3 +241,15 @@ def test_fleet_panel__change_with_no_bot__polls_slowly(operator_client, rollout)
 def test_favicon__redirects_to_the_static_icon(client, db):
     response = client.get("/favicon.ico")
     assert response.status_code == 301 and response["Location"].endswith(".svg")
+
+
+def test_last_24h__replies_arrive_after_a_page_load__shown_at_once_not_a_cached_none(
+    rollout, operator_client
+):
+    services.move_to_phase(rollout, phase=2, actor=SYSTEM, reason="b", gate_override_reason="t")
+    first = operator_client.get(url("section", KEY, "status")).content.decode()
+    assert "No traffic seen yet" in first
+    now = timezone.now()
+    assert not record_events([_reply(i, "v1", now - timedelta(minutes=5)) for i in range(7)]).rejected
+    html = operator_client.get(url("section", KEY, "status")).content.decode()
+    assert "No traffic seen yet" not in html and "7 · 100%" in html
