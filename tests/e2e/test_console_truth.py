@@ -75,6 +75,7 @@ def test_demo_regression__scheduler_rolls_back__console_shows_it(page: Page, con
     expect(banner).to_contain_text("guardrail:errors")
     expect(page.locator("#guardrails")).to_contain_text("breached")
     expect(page.locator("#criteria tr[data-criterion=errors]")).to_contain_text("fails")
+    expect(page.locator("#served-table tr[data-variant=v2_full]")).to_be_visible()  # not cached
     screenshot(page, "console-regression-rolled-back")
     page.goto("/audit/?action=kill_switch.engage")
     expect(page.locator("#audit-rows")).to_contain_text("guardrail:errors")

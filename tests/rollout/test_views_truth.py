@@ -253,3 +253,12 @@ def test_last_24h__replies_arrive_after_a_page_load__shown_at_once_not_a_cached_
     assert not record_events([_reply(i, "v1", now - timedelta(minutes=5)) for i in range(7)]).rejected
     html = operator_client.get(url("section", KEY, "status")).content.decode()
     assert "No traffic seen yet" not in html and "7 · 100%" in html
+
+
+def test_preview__slider_off_the_phase_plan__says_what_that_means(operator_client, rollout):
+    services.move_to_phase(rollout, phase=3, actor=SYSTEM, reason="c", gate_override_reason="t")
+    html = operator_client.get(url("preview", KEY), {"percentage": 30}, headers=HX).content.decode()
+    assert "Off plan:</strong> Canary is 50%; at 30% its minimum watch stops" in html
+    services.update_rollout(fresh(), actor=SYSTEM, reason="slow", percentage=30)
+    html = operator_client.get(url("preview", KEY), {"percentage": 50}, headers=HX).content.decode()
+    assert "Back on plan: Canary's minimum watch starts again from the save." in html
