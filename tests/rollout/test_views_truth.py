@@ -262,3 +262,15 @@ def test_preview__slider_off_the_phase_plan__says_what_that_means(operator_clien
     services.update_rollout(fresh(), actor=SYSTEM, reason="slow", percentage=30)
     html = operator_client.get(url("preview", KEY), {"percentage": 50}, headers=HX).content.decode()
     assert "Back on plan: Canary's minimum watch starts again from the save." in html
+
+
+def test_guardrail_panel__evaluate_now_for_operators_only_with_the_date(
+    operator_client, viewer_client, rollout
+):
+    services.move_to_phase(rollout, phase=1, actor=SYSTEM, reason="a")
+    assert "Evaluate now" in operator_client.get(url("detail", KEY)).content.decode()
+    html = viewer_client.get(url("detail", KEY)).content.decode()
+    assert "Evaluate now" not in html and "not evaluated yet" in html
+    operator_client.post(f"/metrics/{KEY}/guardrails/evaluate/", headers=HX)
+    html = viewer_client.get(url("detail", KEY)).content.decode()
+    assert f"evaluated {timezone.now():%b} {timezone.now().day}, " in html
