@@ -9,7 +9,11 @@ class MetricsConfig(AppConfig):
     def ready(self) -> None:
         from django.db.models.signals import post_delete, post_save
 
-        from . import reference
+        from rollout import gates
+
+        from . import criteria, reference
+
+        gates.register("success-criteria", criteria.gate_problems)
         from .models import CorrectionPattern, EmojiSentiment, ModelPrice
 
         for model in (ModelPrice, EmojiSentiment, CorrectionPattern):

@@ -236,6 +236,11 @@ def _pct(value: float | None) -> str:
     return "-" if value is None else f"{value * 100:.1f}%"
 
 
+def _usd(value: float | None, places: int = 2) -> str:
+    """'$0.00525', or 'no data' when there were no replies to measure (never a made-up $0)."""
+    return "no data" if value is None else f"${value:.{places}f}"
+
+
 def _ci(fig: dict) -> str:
     return (
         f" (95% CI {_pct(fig['ci'][0])}-{_pct(fig['ci'][1])}, n={fig['n']})"
@@ -278,9 +283,10 @@ def markdown(report: dict[str, Any]) -> str:
         )
     per_b, per_a = c["before"]["per_reply_usd"], c["after"]["per_reply_usd"]
     lines += [
-        f"| Cost per reply | ${per_b or 0:.5f} | ${per_a or 0:.5f} | "
+        f"| Cost per reply | {_usd(per_b, 5)} | {_usd(per_a, 5)} | "
         f"{c['increase_ratio'] or '-'}x (projected {c['projected_ratio']}x) |",
-        f"| Daily cost | ${c['before']['daily_usd']:.2f} | ${c['after']['daily_usd']:.2f} | "
+        f"| Daily cost | {_usd(c['before']['daily_usd'] if c['before']['replies'] else None)} | "
+        f"{_usd(c['after']['daily_usd'] if c['after']['replies'] else None)} | "
         f"projected ${c['projected_daily_usd']:.2f}/day "
         f"at {c['after']['replies_per_day']:.0f} replies/day |",
         "",
@@ -305,6 +311,21 @@ def markdown(report: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def decision_not_yet(report: dict[str, Any]) -> str:
+    """Why the decision cannot be recorded yet, and when it can (the guide: after 30 days at
+    100%, so the figures cover a whole month of v2 for everyone)."""
+    if not report["full_since"]:
+        return (
+            "The decision is recorded after 30 days at 100%: the rollout is not at 100% yet, "
+            "so the form opens 30 days after it reaches Full."
+        )
+    return (
+        f"The decision is recorded after 30 days at 100%: the rollout has been at 100% for "
+        f"{report['days_at_full']:g} days, so the form opens on {report['due_at'][:10]} at "
+        f"{report['due_at'][11:16]} UTC."
+    )
+
+
 @transaction.atomic
 def record_decision(
     rollout: Rollout,
@@ -325,6 +346,8 @@ def record_decision(
         raise services.InvalidChange("Give a reason for the decision; it is kept with the report.")
     now = now or timezone.now()
     snapshot = build(rollout, now)
+    if not snapshot["ready"]:
+        raise services.InvalidChange(decision_not_yet(snapshot))
     made = DeploymentDecision.objects.create(
         rollout=rollout,
         decision=decision,

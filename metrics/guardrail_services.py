@@ -143,17 +143,26 @@ class Outcome:
     action: str = ""
 
 
-def window_start(rollout: Rollout, rule: GuardrailRule) -> datetime | None:
-    """Where the rule's evidence starts (None: the rollout has not started)."""
-    if rollout.phase_started_at is None:
-        return None
-    starts = [rollout.phase_started_at]
-    released = (
+def last_release(rollout: Rollout) -> datetime | None:
+    """When the kill switch was last released (None: never)."""
+    return (
         AuditEntry.objects.filter(rollout=rollout, action=AuditEntry.Action.KILL_SWITCH_RELEASE)
         .order_by("-created_at")
         .values_list("created_at", flat=True)
         .first()
     )
+
+
+def window_start(
+    rollout: Rollout, rule: GuardrailRule, *, released: datetime | None | bool = False
+) -> datetime | None:
+    """Where the rule's evidence starts (None: the rollout has not started). ``released``: the
+    last kill-switch release when the caller has it already (``False``: look it up)."""
+    if rollout.phase_started_at is None:
+        return None
+    starts = [rollout.phase_started_at]
+    if released is False:
+        released = last_release(rollout)
     if released:
         starts.append(released)
     if rule.reset_at:
@@ -468,6 +477,32 @@ def evaluate_all(*, now: datetime | None = None) -> dict[str, list[Outcome]]:
     }
 
 
+def evaluate_on_demand(rollout: Rollout, *, actor: services.Actor) -> list[Outcome]:
+    """The console's "Evaluate now": bring the rollups up to date, evaluate every rule of the
+    rollout, and audit who asked when any rule's state changed (a breach's rollback is audited
+    by its own service, as the guardrail ``guardrail:<key>``)."""
+    from . import rollups
+
+    rollups.catch_up(time_budget=20.0)
+    before = {r.key: (s.status if s else g.OFF) for r, s in states(rollout)}
+    outcomes = evaluate_rollout(rollout)
+    after = {o.rule: o.status for o in outcomes}
+    if after != before:
+        AuditEntry.objects.create(
+            rollout=rollout,
+            action=AuditEntry.Action.GUARDRAIL_EVALUATE,
+            actor=actor.name,
+            via=actor.via,
+            before=before,
+            after=after,
+            reason="evaluated now from the console: "
+            + ", ".join(f"{k} {before.get(k, g.OFF)} -> {v}" for k, v in after.items()
+                        if before.get(k) != v),
+            revision=Rollout.objects.values_list("revision", flat=True).get(pk=rollout.pk),
+        )
+    return outcomes
+
+
 def states(rollout: Rollout) -> list[tuple[GuardrailRule, GuardrailState | None]]:
     """Rules with their last state, for the console and the rules page."""
     rules = list(
@@ -476,30 +511,6 @@ def states(rollout: Rollout) -> list[tuple[GuardrailRule, GuardrailState | None]
         .order_by("id")
     )
     return [(r, getattr(r, "state", None)) for r in rules]
-
-
-def gate_problems(
-    rollout: Rollout, rows: list[tuple[GuardrailRule, GuardrailState | None]] | None = None
-) -> list[str]:
-    """The success criteria for advancing: every guardrail watched in the current phase has
-    enough data and is neither breached nor in warning. One sentence per problem (empty: ready).
-    To be added to rollout.services.phase_gate_problems' list by the console."""
-    phase = rollout.current_phase
-    if phase is None:
-        return []
-    problems = []
-    for rule, state in states(rollout) if rows is None else rows:
-        if not rule.applies_in(phase):
-            continue
-        if state is None or state.evaluated_at is None or state.status == g.OFF:
-            problems.append(f"Guardrail {rule.key} has not been evaluated yet.")
-        elif state.status == g.BREACHED:
-            problems.append(f"Guardrail {rule.key} is breached: {state.summary}")
-        elif state.status == g.WARNING:
-            problems.append(f"Guardrail {rule.key} is in warning: {state.summary}")
-        elif state.status == g.INSUFFICIENT:
-            problems.append(f"Guardrail {rule.key} has not enough data yet: {state.summary}")
-    return problems
 
 
 def rule_bounds(

@@ -14,6 +14,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
@@ -21,7 +22,7 @@ from rollout import services
 from rollout.models import AuditEntry, Rollout
 from rollout.roles import is_operator, operator_required
 
-from . import deployment_report, guardrail_services
+from . import criteria, deployment_report, guardrail_services
 from .guardrail_models import (
     Alert,
     AlertSettings,
@@ -113,7 +114,7 @@ def _rules_page(
         "transitions": GuardrailTransition.objects.filter(rule__rollout=rollout).select_related(
             "rule"
         )[:30],
-        "gate_problems": guardrail_services.gate_problems(rollout),
+        **criteria.context(rollout),
     }
     return render(request, "metrics/guardrails.html", ctx, status=status)
 
@@ -170,6 +171,34 @@ def _plain(value):
 
 @operator_required
 @require_POST
+def evaluate_now(request: HttpRequest, key: str) -> HttpResponse:
+    """Evaluate every rule of the rollout now (what the scheduler does every minute)."""
+    rollout = _rollout(key)
+    outcomes = guardrail_services.evaluate_on_demand(rollout, actor=_actor(request))
+    acted = [o for o in outcomes if o.action]
+    message = f"Evaluated {len(outcomes)} guardrail{'s' if len(outcomes) != 1 else ''} now" + (
+        "; " + "; ".join(f"{o.rule}: {o.action}" for o in acted) if acted else "."
+    )
+    if request.htmx:
+        response = HttpResponse(status=204)
+        response["HX-Trigger"] = "rollout-changed"
+        return response
+    messages.success(request, message)
+    return redirect(_safe_next(request, rollout))
+
+
+def _safe_next(request: HttpRequest, rollout: Rollout) -> str:
+    """Back to the page the form was on (same host only), else the rollout page."""
+    from django.utils.http import url_has_allowed_host_and_scheme
+
+    target = request.POST.get("next") or ""
+    if url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()}):
+        return target
+    return reverse("rollout:detail", args=[rollout.key])
+
+
+@operator_required
+@require_POST
 def reset_rule(request: HttpRequest, key: str, pk: int) -> HttpResponse:
     rollout = _rollout(key)
     rule = get_object_or_404(GuardrailRule, pk=pk, rollout=rollout)
@@ -203,9 +232,9 @@ def alert_settings(request: HttpRequest, key: str) -> HttpResponse:
 # --- the post-deployment review ------------------------------------------------------------------
 
 
-@login_required
-def report(request: HttpRequest, key: str) -> HttpResponse:
-    rollout = _rollout(key)
+def _report_page(
+    request: HttpRequest, rollout: Rollout, *, form=None, status: int = 200, error: str = ""
+) -> HttpResponse:
     data = deployment_report.build(rollout)
     return render(
         request,
@@ -213,12 +242,20 @@ def report(request: HttpRequest, key: str) -> HttpResponse:
         {
             "rollout": rollout,
             "report": data,
-            "form": DecisionForm(),
+            "form": form or DecisionForm(),
             "can_operate": is_operator(request.user),
             "decisions": DeploymentDecision.objects.filter(rollout=rollout),
             "chart": deployment_report.trend_chart(data, rollout.control_variant),
+            "not_yet": deployment_report.decision_not_yet(data),
+            "error": error,
         },
+        status=status,
     )
+
+
+@login_required
+def report(request: HttpRequest, key: str) -> HttpResponse:
+    return _report_page(request, _rollout(key))
 
 
 @login_required
@@ -246,25 +283,15 @@ def decide(request: HttpRequest, key: str) -> HttpResponse:
     rollout = _rollout(key)
     form = DecisionForm(request.POST)
     if not form.is_valid():
-        data = deployment_report.build(rollout)
-        return render(
-            request,
-            "metrics/report.html",
-            {
-                "rollout": rollout,
-                "report": data,
-                "form": form,
-                "can_operate": True,
-                "decisions": DeploymentDecision.objects.filter(rollout=rollout),
-                "chart": deployment_report.trend_chart(data, rollout.control_variant),
-            },
-            status=422,
+        return _report_page(request, rollout, form=form, status=422)
+    try:
+        made = deployment_report.record_decision(
+            rollout,
+            decision=form.cleaned_data["decision"],
+            actor=_actor(request),
+            reason=form.cleaned_data["reason"],
         )
-    made = deployment_report.record_decision(
-        rollout,
-        decision=form.cleaned_data["decision"],
-        actor=_actor(request),
-        reason=form.cleaned_data["reason"],
-    )
+    except services.ServiceError as exc:
+        return _report_page(request, rollout, form=form, status=exc.status, error=str(exc))
     messages.success(request, f"Decision recorded: {made.get_decision_display()}.")
     return redirect("metrics:report", key=rollout.key)

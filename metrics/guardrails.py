@@ -288,6 +288,44 @@ def always_valid_halfwidth(variance: float, *, tau: float, alpha: float) -> floa
     return math.sqrt(2 * variance * (variance + t2) / t2 * spread)
 
 
+@dataclass(frozen=True, slots=True)
+class ConfidenceBound:
+    """An always-valid confidence interval of theta = p2 - (1 + margin) p1 (see below)."""
+
+    estimate: float
+    lower: float
+    upper: float
+
+
+def always_valid_bound(
+    x1: float,
+    n1: float,
+    x2: float,
+    n2: float,
+    *,
+    margin: float = 0.0,
+    tau: float = 0.02,
+    alpha: float = DEFAULT_ALPHA,
+    clusters1: Clusters | None = None,
+    clusters2: Clusters | None = None,
+) -> ConfidenceBound:
+    """The confidence sequence that inverts the mSPRT: every theta0 the test would not reject.
+
+    With the same normal mixture as ``msprt``, Lambda(theta0) < 1/alpha exactly when
+    (theta_hat - theta0)^2 < 2 V (V + tau^2) / tau^2 * (log(1/alpha) + log((V + tau^2) / V) / 2),
+    so [theta_hat - h, theta_hat + h] with that half-width h covers the true difference at every
+    look at once with probability at least 1 - alpha (Howard et al. 2021; Johari et al. 2022).
+    V is cluster-robust (channels as the unit) when both arms' per-channel totals are given.
+    With no data in an arm the bound is the whole line.
+    """
+    if n1 <= 0 or n2 <= 0:
+        return ConfidenceBound(0.0, -math.inf, math.inf)
+    theta = x2 / n2 - (1.0 + margin) * x1 / n1
+    variance = difference_variance(x1, n1, x2, n2, margin, clusters1, clusters2)
+    half = always_valid_halfwidth(variance, tau=tau, alpha=alpha)
+    return ConfidenceBound(theta, theta - half, theta + half)
+
+
 def exceedances(hist: Mapping, threshold_ms: float) -> int:
     """Replies in buckets wholly at or above ``threshold_ms`` (a straddling one is not counted)."""
     total = 0

@@ -148,3 +148,22 @@ def summary(rollout_key: str, since: datetime, until: datetime) -> dict[str, Any
         "until": until.isoformat(),
         "variants": variants,
     }
+
+
+def served_by_variant(rollout_key: str, since: datetime) -> dict[str, dict[str, int]]:
+    """What the bot actually served since ``since``, per variant: ``{"channels", "replies"}``
+    (channels that got at least one reply of that variant; a channel moved by a change counts
+    under each variant it got). History, not a projection: the console's "Last 24 h"."""
+    rows = (
+        ResponseEvent.objects.filter(rollout_key=rollout_key, ts__gte=since)
+        .values("variant")
+        .annotate(channels=Count("channel_id", distinct=True), replies=Count("id"))
+        .values_list("variant", "channels", "replies")
+    )
+    return {variant: {"channels": c, "replies": r} for variant, c, r in rows}
+
+
+def latest_response_id() -> int:
+    """The id of the newest stored reply (0: none); one index lookup. Readers that cache figures
+    key the cache on it, so a new reply makes them read afresh instead of showing stale ones."""
+    return ResponseEvent.objects.order_by("-id").values_list("id", flat=True).first() or 0

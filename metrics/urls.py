@@ -36,6 +36,9 @@ urlpatterns += [
     path("<slug:key>/guardrails/", guardrail_views.rules, name="guardrails"),
     path("<slug:key>/guardrails/status/", guardrail_views.status, name="guardrail_status"),
     path(
+        "<slug:key>/guardrails/evaluate/", guardrail_views.evaluate_now, name="guardrail_evaluate"
+    ),
+    path(
         "<slug:key>/guardrails/webhook/", guardrail_views.alert_settings, name="guardrail_webhook"
     ),
     path("<slug:key>/guardrails/<int:pk>/", guardrail_views.update_rule, name="guardrail_update"),

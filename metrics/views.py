@@ -577,6 +577,9 @@ def projection(request: HttpRequest) -> HttpResponse:
             "per_day": per_day,
             "per_month": per_day * 30 if per_day is not None else None,
             "delta": per_day - baseline if per_day is not None and baseline is not None else None,
+            "delta_per_month": (per_day - baseline) * 30
+            if per_day is not None and baseline is not None
+            else None,
             "basis": basis,
             "source": basis.treatment_cost[1],
         },

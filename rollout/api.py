@@ -8,6 +8,7 @@ import re
 from datetime import datetime
 from typing import Annotated, Literal
 
+from django.db.models import Q
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 from ninja import Field, Query, Router, Schema, Status
@@ -19,7 +20,7 @@ from selcontrol_client import assignment
 from . import services
 from .auth import CONFIG_READ, ROLLOUT_OPERATE, ApiError
 from .config import get_config, get_rules, wait_for_change
-from .models import CHANNEL_ID_RE, ChannelOverride, Rollout
+from .models import CHANNEL_ID_RE, AuditEntry, ChannelOverride, Rollout
 
 router = Router(tags=["rollouts"])
 
@@ -34,9 +35,18 @@ class PhaseOut(Schema):
     order: int
     name: str
     percentage: int
-    started_at: datetime | None = None
+    started_at: datetime | None = Field(
+        None, description="When the rollout last entered this phase (null: never)."
+    )
+    ended_at: datetime | None = Field(
+        None, description="When it last left this phase (null: never entered, or current)."
+    )
     min_watch_hours: float
-    min_watch_ends_at: datetime | None = None
+    min_watch_ends_at: datetime | None = Field(
+        None,
+        description="Current phase only: when its minimum watch ends. The watch counts time at "
+        "the planned percentage: null while off plan or rolled back.",
+    )
 
 
 class RolloutOut(Schema):
@@ -50,7 +60,15 @@ class RolloutOut(Schema):
     variants: dict[str, str]
     phase: PhaseOut | None
     phases: list[PhaseOut]
-    overrides: int
+    overrides: int = Field(description="Overrides in effect (expired ones are not counted).")
+    off_plan: str = Field(
+        "", description="e.g. 'off plan: Full is 100%, serving 20%'; empty when on plan."
+    )
+    next_phase_gate: list[str] = Field(
+        default_factory=list,
+        description="What stands between the rollout and its next phase (minimum watch, "
+        "checklist, off-plan percentage, success criteria that do not hold); empty: ready.",
+    )
     revision: int
     updated_at: datetime
 
@@ -136,22 +154,54 @@ class DecideQuery(Schema):
     channel_id: str = Field(..., min_length=1, max_length=64, pattern=CHANNEL_ID_RE)
 
 
-def _phase_out(phase, rollout: Rollout | None = None) -> dict:
+def _phase_spans(rollout: Rollout) -> dict[str, tuple[datetime, datetime | None]]:
+    """(entered, left) per phase name, the last time each ran, from the audit log's phase
+    changes (a hold is not one)."""
+    spans: dict[str, tuple[datetime, datetime | None]] = {}
+    current: str | None = None
+    entries = (
+        AuditEntry.objects.filter(rollout=rollout, action=AuditEntry.Action.PHASE_CHANGE)
+        .order_by("created_at", "id")
+        .values_list("after", "created_at")
+    )
+    for after, at in entries:
+        name = (after or {}).get("phase")
+        if not name or (after or {}).get("decision") == "hold" or name == current:
+            continue
+        if current in spans:
+            spans[current] = (spans[current][0], at)
+        spans[name] = (at, None)
+        current = name
+    return spans
+
+
+def _phase_out(phase, rollout: Rollout | None = None, spans: dict | None = None) -> dict:
     current = rollout is not None and rollout.current_phase_id == phase.pk
-    started = rollout.phase_started_at if current else None
+    entered, left = (spans or {}).get(phase.name, (None, None))
+    if current:
+        entered, left = entered or rollout.phase_started_at, None
+    watch_from = rollout.phase_started_at if current and rollout.on_plan() else None
     return {
         "order": phase.order,
         "name": phase.name,
         "percentage": phase.percentage,
-        "started_at": started,
+        "started_at": entered,
+        "ended_at": left,
         "min_watch_hours": phase.min_watch.total_seconds() / 3600,
-        "min_watch_ends_at": started + phase.min_watch if started else None,
+        "min_watch_ends_at": watch_from + phase.min_watch if watch_from else None,
     }
+
+
+def _active_overrides(rollout: Rollout) -> int:
+    now = timezone.now()
+    return rollout.overrides.filter(Q(expires_at__isnull=True) | Q(expires_at__gt=now)).count()
 
 
 def rollout_state(rollout: Rollout) -> dict:
     phases = list(rollout.phases.order_by("order"))
     current = next((p for p in phases if p.pk == rollout.current_phase_id), None)
+    spans = _phase_spans(rollout)
+    nxt = next((p for p in phases if current is None or p.order > current.order), None)
     return json.loads(
         RolloutOut(
             key=rollout.key,
@@ -166,9 +216,11 @@ def rollout_state(rollout: Rollout) -> dict:
                 "treatment": rollout.treatment_variant,
                 "simplified": rollout.simplified_variant,
             },
-            phase=_phase_out(current, rollout) if current else None,
-            phases=[_phase_out(p, rollout) for p in phases],
-            overrides=rollout.overrides.count(),
+            phase=_phase_out(current, rollout, spans) if current else None,
+            phases=[_phase_out(p, rollout, spans) for p in phases],
+            overrides=_active_overrides(rollout),
+            off_plan=rollout.off_plan(),
+            next_phase_gate=services.phase_gate_problems(rollout, nxt) if nxt else [],
             revision=rollout.revision,
             updated_at=rollout.updated_at,
         ).model_dump_json()

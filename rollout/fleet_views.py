@@ -3,7 +3,8 @@ has reached ("acknowledged by N of M instances in X s", live), and the sample-ra
 
 Both fragments are loaded by ``templates/rollout/partials/fleet_slot.html`` (included in the
 rollout page) and refresh themselves with htmx: the fleet every second while the latest change is
-not acknowledged by every live instance, every 5 s otherwise; the sample ratio every 30 s.
+not acknowledged by every live instance, every 5 s otherwise, every 15 s while no bot is live;
+the sample ratio every 30 s.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from .models import AuditEntry, ChangeAck, Rollout
 
 FAST_POLL = "every 1s"
 SLOW_POLL = "every 5s"
+IDLE_POLL = "every 15s"  # no live bot: one appears within a report interval (15 s) at most
 FAST_FOR_SECONDS = 600
 """Poll fast for at most this long after a change (an instance that never acknowledges should not
 keep every open console polling each second forever)."""
@@ -32,7 +34,15 @@ def fleet_panel(request: HttpRequest, key: str) -> HttpResponse:
     change = fleet.latest_change(rollout)
     status = fleet.change_status(change, now) if change else None
     rows = status.rows if status else fleet.fleet_rows(now)
-    fast = status is not None and not status.complete and status.elapsed < FAST_FOR_SECONDS
+    live = sum(1 for r in rows if r.live)
+    # Fast only while a live bot has yet to acknowledge: with none connected there is nothing
+    # to wait for (the panel said "no live instance" while polling every second for 10 minutes).
+    fast = (
+        status is not None
+        and live > 0
+        and not status.complete
+        and status.elapsed < FAST_FOR_SECONDS
+    )
     recent = list(
         AuditEntry.objects.filter(
             rollout=rollout, action__in=fleet.CHANGE_ACTIONS, revision__isnull=False
@@ -46,8 +56,8 @@ def fleet_panel(request: HttpRequest, key: str) -> HttpResponse:
             "rollout": rollout,
             "status": status,
             "rows": rows,
-            "live": sum(1 for r in rows if r.live),
-            "poll": FAST_POLL if fast else SLOW_POLL,
+            "live": live,
+            "poll": FAST_POLL if fast else (SLOW_POLL if live else IDLE_POLL),
             "recent": [(e, settled.get(e.pk)) for e in recent],
             "timeout": fleet.ack_timeout(),
         },

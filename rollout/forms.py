@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import UTC
+from datetime import UTC, datetime, tzinfo
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from django import forms
+from django.utils import timezone
 
 from .models import CHANNEL_ID_RE, ApiToken, Rollout
 
@@ -63,21 +65,77 @@ class OverrideForm(RevisionForm):
     )
     variant = forms.ChoiceField(choices=())
     reason = _reason()
-    expires_at = forms.DateTimeField(
-        label="Expires (UTC, optional)",
-        required=False,
-        widget=forms.DateTimeInput(attrs={"type": "datetime-local"}),
-        input_formats=["%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M", "%Y-%m-%dT%H:%M:%S"],
-    )
+    expires_at = forms.CharField(label="Expires (optional)", required=False, max_length=40)
+    # The operator's IANA time zone, filled in by static/js/console.js from the browser
+    # (Intl.DateTimeFormat); without JavaScript the expiry is read as UTC, and the form says so.
+    tz = forms.CharField(required=False, max_length=64, widget=forms.HiddenInput)
 
     def __init__(self, *args, rollout: Rollout, **kwargs):
         super().__init__(*args, **kwargs)
+        self.rollout = rollout
         self.fields["variant"].choices = [(v, v) for v in rollout.variants]
 
-    def clean_expires_at(self):
-        value = self.cleaned_data.get("expires_at")
-        # The console asks for UTC; Django made it aware in the default zone, which is UTC.
-        return value.astimezone(UTC) if value else None
+    def clean_channel_id(self):
+        value = self.cleaned_data["channel_id"].strip()
+        problem = self.rollout.channel_id_problem(value)
+        if problem:
+            raise forms.ValidationError(problem)
+        return value
+
+    def clean_tz(self):
+        return zone_of(self.cleaned_data.get("tz") or "")
+
+    def clean(self):
+        data = super().clean()
+        raw = (data.get("expires_at") or "").strip()
+        zone = data.get("tz") or UTC
+        if not raw:
+            data["expires_at"] = None
+            return data
+        local = _parse_local(raw)
+        if local is None:
+            self.add_error(
+                "expires_at",
+                "The expiry is not a date and time; pick one in the field, e.g. tomorrow 09:00, "
+                "or leave it empty for an override that never expires.",
+            )
+            return data
+        when = local.replace(tzinfo=zone)
+        now = timezone.now()
+        if when <= now:
+            here = now.astimezone(zone)
+            self.add_error(
+                "expires_at",
+                f"The expiry {local:%Y-%m-%d %H:%M} is in the past: it is now "
+                f"{here:%Y-%m-%d %H:%M} in your time zone ({_zone_label(zone, now)}). Pick a "
+                "later time, or leave it empty for an override that never expires.",
+            )
+            return data
+        data["expires_at"] = when.astimezone(UTC)
+        return data
+
+
+def zone_of(name: str) -> tzinfo:
+    """The named IANA zone (from the browser), or UTC when it is empty or unknown."""
+    try:
+        return ZoneInfo(name) if name else UTC
+    except (ZoneInfoNotFoundError, ValueError, OSError):
+        return UTC
+
+
+def _zone_label(zone: tzinfo, at: datetime) -> str:
+    offset = at.astimezone(zone).strftime("%z")  # +0530
+    name = getattr(zone, "key", "UTC")
+    return f"{name}, UTC{offset[:3]}:{offset[3:]}" if name != "UTC" else "UTC"
+
+
+def _parse_local(raw: str) -> datetime | None:
+    for fmt in ("%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S"):
+        try:
+            return datetime.strptime(raw, fmt)
+        except ValueError:
+            continue
+    return None
 
 
 class RemoveOverrideForm(RevisionForm):

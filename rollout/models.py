@@ -18,6 +18,13 @@ from selcontrol.timestamps import STORABLE_MAX, STORABLE_MIN
 from selcontrol_client import assignment
 
 CHANNEL_ID_RE = r"^[0-9A-Za-z_.:-]{1,64}$"
+SNOWFLAKE_RE = r"^[0-9]{17,20}$"
+# Rollouts whose channels are Discord channels (the Sel bot's): their channel ids are snowflakes.
+SNOWFLAKE_ROLLOUTS = ("prompts_v2",)
+SNOWFLAKE_HELP = (
+    "Channel ids of {key} are Discord snowflakes: 17 to 20 digits, e.g. 1234567890123456789 "
+    "(in Discord, turn on Developer Mode, right-click the channel, Copy Channel ID)."
+)
 channel_id_validator = RegexValidator(
     CHANNEL_ID_RE, "A channel id is 1-64 letters, digits, '_', '.', ':' or '-'."
 )
@@ -93,6 +100,20 @@ class Rollout(models.Model):
         return [self.control_variant, self.treatment_variant, self.simplified_variant]
 
     @property
+    def channel_ids_are_snowflakes(self) -> bool:
+        """The Sel bot's rollouts key on Discord channel ids, which are 17-20 digit snowflakes."""
+        return self.key in SNOWFLAKE_ROLLOUTS
+
+    def channel_id_problem(self, channel_id: str) -> str:
+        """A sentence when ``channel_id`` cannot be one of this rollout's channels, else ''."""
+        import re
+
+        if self.channel_ids_are_snowflakes and not re.match(SNOWFLAKE_RE, channel_id):
+            shown = channel_id[:40]
+            return f"{shown!r} is not a Discord channel id. " + SNOWFLAKE_HELP.format(key=self.key)
+        return ""
+
+    @property
     def kill_switch_engaged(self) -> bool:
         return not self.enabled
 
@@ -100,6 +121,19 @@ class Rollout(models.Model):
         if self.current_phase is None or self.phase_started_at is None:
             return None
         return self.phase_started_at + self.current_phase.min_watch
+
+    def on_plan(self) -> bool:
+        """Live at the current phase's planned percentage (the only state its watch counts)."""
+        phase = self.current_phase
+        return bool(phase and self.enabled and self.percentage == phase.percentage)
+
+    def off_plan(self) -> str:
+        """'off plan: Full is 100%, serving 20%' when live at another percentage than the
+        phase's plan (re-enabled at N% after a rollback, or the slider moved); else ''."""
+        phase = self.current_phase
+        if phase is None or not self.enabled or self.percentage == phase.percentage:
+            return ""
+        return f"off plan: {phase.name} is {phase.percentage}%, serving {self.percentage}%"
 
     def next_phase(self) -> Phase | None:
         phases = self.phases.order_by("order")
@@ -204,6 +238,7 @@ class AuditEntry(models.Model):
         KILL_SWITCH_RELEASE = "kill_switch.release", "Re-enabled after rollback"
         PHASE_CHANGE = "phase.change", "Phase changed"
         PHASE_EDIT = "phase.edit", "Phase plan edited"
+        PHASE_HOLD = "phase.hold", "Held at a phase"
         CHECKLIST = "checklist.update", "Checklist ticked or cleared"
         OVERRIDE_SET = "override.set", "Channel override set"
         OVERRIDE_REMOVE = "override.remove", "Channel override removed"
@@ -211,6 +246,7 @@ class AuditEntry(models.Model):
         TOKEN_REVOKE = "token.revoke", "API token revoked"
         REVIEW_SAMPLE = "review.sample", "Review sample drawn"
         GUARDRAIL_UPDATE = "guardrail.update", "Guardrail rule changed"
+        GUARDRAIL_EVALUATE = "guardrail.evaluate", "Guardrails evaluated on demand"
         DEPLOYMENT_DECISION = "deployment.decision", "Post-deployment decision recorded"
         ALERT_WEBHOOK = "alert.webhook", "Alert webhook changed"
 

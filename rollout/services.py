@@ -191,6 +191,14 @@ def validate_changes(changes: dict[str, Any]) -> dict[str, Any]:
     return clean
 
 
+def _restart_watch_if_back_on_plan(rollout: Rollout, was_on_plan: bool) -> None:
+    """A phase's minimum watch counts uninterrupted time at its planned percentage: a kill
+    switch or an off-plan percentage interrupts it, and coming back onto the plan (re-enabled
+    at the planned percentage, the slider moved back) starts it again (caller saves)."""
+    if not was_on_plan and rollout.on_plan():
+        rollout.phase_started_at = timezone.now()
+
+
 @transaction.atomic
 def update_rollout(
     rollout: Rollout | str,
@@ -225,8 +233,10 @@ def update_rollout(
     if not changes:
         return locked
     before = snapshot(locked)
+    was_on_plan = locked.on_plan()
     for name, value in changes.items():
         setattr(locked, name, value)
+    _restart_watch_if_back_on_plan(locked, was_on_plan)
     _bump(locked)
     locked.save()
     if changes.get("enabled") is False:
@@ -274,8 +284,10 @@ def release_kill_switch(
     if locked.enabled and locked.percentage == percentage:
         return locked
     before = snapshot(locked)
+    was_on_plan = locked.on_plan()
     locked.enabled = True
     locked.percentage = percentage
+    _restart_watch_if_back_on_plan(locked, was_on_plan)
     _bump(locked)
     locked.save()
     _audit(locked, AuditEntry.Action.KILL_SWITCH_RELEASE, actor, reason, before, snapshot(locked))
@@ -343,6 +355,16 @@ def phase_gate_problems(rollout: Rollout, target: Phase, now: datetime | None = 
     missing = unchecked_items(rollout, current)
     if missing:
         problems.append(f"The testing checklist of {current.name} has {len(missing)} unticked item(s): {', '.join(missing)}.")
+    off = rollout.off_plan()
+    if off:
+        problems.append(
+            f"The rollout is {off}: the watch of {current.name} only counts at its planned "
+            f"percentage. Re-apply {current.name} ({current.percentage}%; its watch restarts) or "
+            "give an override reason."
+        )
+    from . import gates  # success criteria from other apps (metrics.criteria)
+
+    problems.extend(gates.problems(rollout, target, now))
     return problems
 
 
@@ -424,6 +446,9 @@ def set_override(
     reason = _require_reason(reason)
     locked = _lock(rollout)
     _check_revision(locked, expected_revision)
+    problem = locked.channel_id_problem(channel_id)
+    if problem:  # removing such an override stays possible (remove_override does not check)
+        raise InvalidChange(problem)
     if variant not in locked.variants:
         raise InvalidChange(
             f"variant must be one of {', '.join(locked.variants)}; {variant!r} is not."
@@ -552,7 +577,8 @@ def hold_phase(
 ) -> AuditEntry:
     """Record the decision to stay in the current phase (nothing changes for the bot).
 
-    The audit row is a ``phase.change`` whose ``after`` carries ``"decision": "hold"``.
+    The audit row is a ``phase.hold`` (its own kind: nothing moved) whose ``after`` carries
+    ``"decision": "hold"``.
     """
     reason = _require_reason(reason)
     locked = _lock(rollout)
@@ -561,7 +587,7 @@ def hold_phase(
         raise InvalidChange("The rollout has not started; there is no phase to hold.")
     state = snapshot(locked)
     return _audit(
-        locked, AuditEntry.Action.PHASE_CHANGE, actor, reason, state, {**state, "decision": "hold"}
+        locked, AuditEntry.Action.PHASE_HOLD, actor, reason, state, {**state, "decision": "hold"}
     )
 
 

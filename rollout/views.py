@@ -18,6 +18,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.cache import cache
 from django.core.paginator import Paginator
+from django.db.models import Sum
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
@@ -38,7 +39,7 @@ from .forms import (
     RollbackForm,
     TokenForm,
 )
-from .models import ApiToken, AuditEntry, ChannelOverride, Rollout
+from .models import ApiToken, AuditEntry, ChannelOverride, ExposureCount, Rollout
 from .roles import operator_required
 from .templatetags.console import alerts_context
 
@@ -55,7 +56,7 @@ def _get_rollout(key: str) -> Rollout:
     return get_object_or_404(Rollout.objects.select_related("current_phase"), key=key)
 
 
-def _traffic(rollout: Rollout) -> tuple[list[str], dict[str, int]]:
+def _traffic(rollout: Rollout, version: int | None = None) -> tuple[list[str], dict[str, int]]:
     """Channels seen and replies per channel over the last day, from the metrics app.
 
     Imported here: the console (UI) reads metrics; the rollout domain itself never does.
@@ -70,14 +71,69 @@ def _traffic(rollout: Rollout) -> tuple[list[str], dict[str, int]]:
         )
 
     # Cached for a minute: the status refresh and every slider move of every open console
-    # would otherwise scan a day of events each time.
-    return cache.get_or_set(f"console:traffic:{rollout.key}", load, TRAFFIC_CACHE_SECONDS)
+    # would otherwise scan a day of events each time. Keyed on the newest reply, so a reply
+    # that arrived since is never left out (a cached "no traffic seen yet" beside guardrails
+    # judging thousands of replies was the contradiction).
+    return cache.get_or_set(_cache_key("traffic", rollout, version), load, TRAFFIC_CACHE_SECONDS)
+
+
+def _data_version() -> int:
+    from metrics import selectors
+
+    return selectors.latest_response_id()
+
+
+def _cache_key(name: str, rollout: Rollout, version: int | None = None) -> str:
+    version = _data_version() if version is None else version
+    return f"console:{name}:{rollout.key}:{version}"
+
+
+def _served(rollout: Rollout, now, version: int | None = None) -> dict:
+    """What happened over the last day, per variant: replies and channels from the bot's events,
+    and the fleet's decision counts (``ExposureCount``, from the clients' reports). Cached for a
+    minute like ``_traffic``."""
+    from metrics import selectors
+
+    def load() -> dict:
+        since = now - TRAFFIC_WINDOW
+        served = selectors.served_by_variant(rollout.key, since)
+        decisions = dict(
+            ExposureCount.objects.filter(
+                rollout_key=rollout.key, hour__gte=since.replace(minute=0, second=0, microsecond=0)
+            )
+            .values("variant")
+            .annotate(n=Sum("count"))
+            .values_list("variant", "n")
+        )
+        total = sum(v["replies"] for v in served.values())
+        total_decisions = sum(decisions.values())
+        variants = list(rollout.variants) + sorted(
+            (set(served) | set(decisions)) - set(rollout.variants)
+        )
+        rows = [
+            {
+                "variant": v,
+                "channels": served.get(v, {}).get("channels", 0),
+                "replies": served.get(v, {}).get("replies", 0),
+                "share": served.get(v, {}).get("replies", 0) / total if total else 0.0,
+                "decisions": decisions.get(v, 0),
+                "decision_share": decisions.get(v, 0) / total_decisions if total_decisions else 0.0,
+            }
+            for v in variants
+        ]
+        return {"rows": rows, "replies": total, "decisions": total_decisions}
+
+    return cache.get_or_set(_cache_key("served", rollout, version), load, TRAFFIC_CACHE_SECONDS)
 
 
 def _watch(rollout: Rollout) -> dict | None:
+    """The minimum watch's countdown; stopped while the rollout is off its phase's plan or
+    rolled back (the watch counts time at the planned percentage only: docs/console.md)."""
     ends = rollout.phase_watch_ends_at()
     if ends is None:
         return None
+    if not rollout.on_plan():
+        return {"stopped": rollout.off_plan() or "kill switch on"}
     now = timezone.now()
     total = rollout.current_phase.min_watch.total_seconds() or 1
     elapsed = (now - rollout.phase_started_at).total_seconds()
@@ -123,13 +179,17 @@ def _checklist_rows(phase) -> list[dict]:
 def _section_context(request: HttpRequest, rollout: Rollout, name: str, **extra) -> dict:
     ctx: dict = {"rollout": rollout, "section": name, "now": timezone.now()}
     if name == "status":
-        channels, traffic = _traffic(rollout)
+        version = _data_version()
+        channels, traffic = _traffic(rollout, version)
         rule = rollout.to_rule()
         ctx["shares"] = exposure.variant_shares(rule, channels, traffic, ctx["now"])
         ctx["known_channels"] = sum(s.channels for s in ctx["shares"])
         ctx["total_traffic"] = sum(s.traffic for s in ctx["shares"])
-        ctx["override_count"] = len(rule.overrides)
+        ctx["override_count"] = sum(  # in effect: an expired override decides nothing
+            1 for o in rule.overrides.values() if o.expires_at is None or o.expires_at > ctx["now"]
+        )
         ctx["watch"] = _watch(rollout)
+        ctx["served"] = _served(rollout, ctx["now"], version)
     elif name == "timeline":
         phases = list(rollout.phases.order_by("order"))
         ctx["phases"] = _phase_rows(rollout, phases)
@@ -267,6 +327,9 @@ def lookup(request: HttpRequest, key: str) -> HttpResponse:
     if channel_id:
         try:
             channel_id = services._validate_channel_id(channel_id)
+            problem = rollout.channel_id_problem(channel_id)
+            if problem:
+                raise services.InvalidChange(problem)
         except services.ServiceError as exc:
             ctx["error"] = str(exc)
             status = 422

@@ -1,7 +1,7 @@
 """Template helpers for guardrails: the status panel the console includes, and short figures.
 
 ``{% load guardrails %}{% guardrail_status rollout %}`` renders every rule's state with the
-numbers behind it, the success criteria for advancing (metrics.guardrail_services.gate_problems)
+numbers behind it, the success criteria for advancing (metrics.criteria)
 and the latest alerts, without the console's views needing anything more in their context.
 """
 
@@ -11,7 +11,7 @@ from django import template
 
 from selcontrol import heartbeat
 
-from .. import guardrail_services
+from .. import criteria, guardrail_services
 from .. import guardrails as g
 
 register = template.Library()
@@ -31,10 +31,15 @@ def guardrail_status(context, rollout) -> dict:
             status: sum(1 for _, s in active if s.status == status)
             for status in (g.BREACHED, g.WARNING, g.INSUFFICIENT, g.OK)
         },
-        "gate_problems": guardrail_services.gate_problems(rollout, rows),
+        **criteria.context(rollout, rows=rows),
         "alerts": guardrail_services.recent_alerts(rollout, 3),
         "stopped": stopped_processes(),
         "request": context.get("request"),
+        "is_operator": context.get("is_operator"),
+        "csrf_token": context.get("csrf_token"),
+        "evaluated_at": max(
+            (s.evaluated_at for _, s in rows if s is not None and s.evaluated_at), default=None
+        ),
     }
 
 

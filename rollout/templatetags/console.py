@@ -121,8 +121,13 @@ def describe(entry: AuditEntry) -> str:
         return "pressed the emergency rollback (kill switch on)"
     if action == A.KILL_SWITCH_RELEASE:
         return f"re-enabled the rollout at {_pct(a.get('percentage'))}"
+    if action == A.PHASE_HOLD:
+        return f"decided to hold at {a.get('phase')}"
+    if action == A.GUARDRAIL_EVALUATE:
+        changed = [f"{k} {b.get(k, 'off')} → {v}" for k, v in a.items() if b.get(k) != v]
+        return "evaluated the guardrails now: " + ", ".join(changed)
     if action == A.PHASE_CHANGE:
-        if a.get("decision") == "hold":
+        if a.get("decision") == "hold":  # rows written before holds had their own kind
             return f"decided to hold at {a.get('phase')}"
         was = b.get("phase") or "not started"
         return f"moved to {a.get('phase')} at {_pct(a.get('percentage'))} (was {was})"
@@ -153,3 +158,11 @@ def ago(value) -> str:
     if (timezone.now() - value).total_seconds() < 60:
         return "just now"
     return f"{timesince(value)} ago"
+
+
+@register.filter
+def field_label(form, name: str) -> str:
+    """A form field's label for an error line ('Expires', not 'expires_at')."""
+    field = getattr(form, "fields", {}).get(name)
+    label = getattr(field, "label", None) or name.replace("_", " ").capitalize()
+    return str(label).split(" (")[0]

@@ -51,3 +51,15 @@ document.addEventListener("htmx:beforeSwap", (event) => {
     window.location.href = "/login/?next=" + encodeURIComponent(window.location.pathname);
   }
 });
+
+// The override form's expiry is typed in the operator's own time zone: tell the server which
+// (an IANA name such as America/New_York) and show it beside the field. Without JavaScript the
+// server reads the expiry as UTC, which the label then says.
+function fillBrowserTimeZone(root) {
+  let zone = "UTC";
+  try { zone = Intl.DateTimeFormat().resolvedOptions().timeZone || "UTC"; } catch (e) { /* UTC */ }
+  root.querySelectorAll("[data-browser-tz]").forEach((input) => { if (!input.value) input.value = zone; });
+  root.querySelectorAll("[data-browser-tz-name]").forEach((span) => { span.textContent = zone; });
+}
+document.addEventListener("DOMContentLoaded", () => fillBrowserTimeZone(document));
+document.addEventListener("htmx:afterSettle", () => fillBrowserTimeZone(document));

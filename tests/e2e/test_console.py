@@ -145,20 +145,20 @@ def test_operator__walks_the_guide(page: Page, phone_page: Page, console: str, a
     overrides = page.locator("#sec-overrides")
     htmx_idle(page)
     overrides.get_by_text("Add an override").click()
-    page.fill("#ovr-channel", "424242")
+    page.fill("#ovr-channel", "424242424242424242")
     page.select_option("#ovr-variant", "v2_simplified")
     page.fill("#ovr-reason", "team test channel")
     page.get_by_role("button", name="Add override").click()
-    expect(overrides.locator("#override-424242")).to_contain_text("v2_simplified")
+    expect(overrides.locator("#override-424242424242424242")).to_contain_text("v2_simplified")
     htmx_idle(page)
-    page.fill("#lookup-channel", "424242")
+    page.fill("#lookup-channel", "424242424242424242")
     page.get_by_role("button", name="Look up").click()
     expect(page.locator("#lookup-result")).to_contain_text("team test channel")
     screenshot(page, "console-overrides")
     htmx_idle(page)
     page.prompt_answer = "test finished"
-    overrides.get_by_role("button", name="Remove the override of channel 424242").click()
-    expect(overrides.locator("#override-424242")).to_have_count(0)
+    overrides.get_by_role("button", name="Remove the override of channel 424242424242424242").click()
+    expect(overrides.locator("#override-424242424242424242")).to_have_count(0)
     assert AuditEntry.objects.filter(action="override.remove", reason="test finished").exists()
 
     # An override that the emergency rollback must outrank.
@@ -237,7 +237,7 @@ def test_reviewer__sees_everything_changes_nothing(page: Page, console: str, ali
         "Add an override",
         "Start Alpha",
         "Advance to Beta",
-        "Hold",
+        "Hold at",  # the control; "do not hold yet" (the success criteria) is for everyone
     ):
         expect(page.get_by_text(label, exact=False)).to_have_count(0)
     expect(page.locator("#sec-checklist input[type=checkbox]").first).to_be_disabled()

@@ -142,7 +142,9 @@ def test_dashboard__custom_range__uses_the_dates(viewer_client, traffic):
 def test_dashboard__30_days__reads_a_bounded_number_of_queries(
     viewer_client, traffic, django_assert_max_num_queries
 ):
-    with django_assert_max_num_queries(20):
+    # 20, and 2 for the guardrail panel's success criteria (the last kill-switch release and the
+    # figures over the rules' evidence window: metrics.criteria)
+    with django_assert_max_num_queries(22):
         response = viewer_client.get(url("dashboard", "prompts_v2", range="30d"))
     assert response.status_code == 200
 
@@ -259,7 +261,11 @@ def test_projection__37_percent__fragment_with_daily_cost_and_delta(viewer_clien
     html = viewer_client.get(
         url("projection", rollout="prompts_v2", percentage=37)
     ).content.decode()
-    assert f"At 37%: <strong>${per_day:.2f}/day</strong>, +${delta:.2f}/day vs all v1" in html
+    # the monthly figures say which is which: the total, and the increase over all v1
+    assert (
+        f"At 37%: <strong>${per_day:.2f}/day</strong> (${per_day * 30:.0f}/month in all); "
+        f"+${delta:.2f}/day, +${delta * 30:.0f}/month, compared with all v1"
+    ) in html
 
 
 @pytest.mark.parametrize(

@@ -9,7 +9,7 @@ from io import StringIO
 
 from django.core.management import call_command
 
-from metrics import guardrail_services
+from metrics import criteria, guardrail_services
 from metrics import guardrails as g
 from metrics.guardrail_models import AlertSettings, GuardrailRule
 from rollout.models import AuditEntry
@@ -106,28 +106,15 @@ def test_console__guardrail_panel__shows_states_with_numbers(rollout, viewer_cli
     assert "rules &amp; history" in body
 
 
-def test_gate_problems__breached_and_thin_rules__are_listed(rollout):
+def test_criteria__breached_and_thin_rules__fail_and_are_not_yet_known(rollout):
     canary = start_phase(rollout, 3)
     GuardrailRule.objects.filter(rollout=canary, key="cost").update(enabled=False)
     traffic = Traffic(canary, {"v1": V1, "v2_full": replace(V2, error_rate=0.15)}, per_minute=200)
     run(traffic, canary, minutes=10)
-    problems = guardrail_services.gate_problems(canary)
-    assert any(p.startswith("Guardrail errors is breached") for p in problems)
-    assert any(p.startswith("Guardrail hallucinations has not enough data") for p in problems)
-
-
-def test_gate_problems__every_rule_ok__empty(rollout):
-    canary = start_phase(rollout, 3)
-    GuardrailRule.objects.filter(rollout=canary).exclude(key="errors").update(enabled=False)
-    traffic = Traffic(canary, {"v1": V1, "v2_full": V1}, per_minute=200)
-    run(traffic, canary, minutes=4)
-    state = GuardrailRule.objects.get(rollout=canary, key="errors").state
-    if state.status == g.OK:
-        assert guardrail_services.gate_problems(canary) == []
-    else:  # a chance excess of v2 errors is a warning, which the gate reports
-        assert guardrail_services.gate_problems(canary)[0].startswith(
-            "Guardrail errors is in warning"
-        )
+    rows = {c.key: c for c in criteria.for_rollout(canary)}
+    assert rows["errors"].status == criteria.FAILS
+    assert rows["hallucinations"].status == criteria.UNKNOWN
+    assert "below the data floor" in rows["hallucinations"].why
 
 
 def test_command__evaluate_guardrails__prints_each_rule(rollout):

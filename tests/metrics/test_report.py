@@ -139,7 +139,17 @@ def test_build__not_at_full__says_when_the_review_is_due(rollout):
     assert "not at 100%" in report["note"]
 
 
+def at_full_for(rollout: Rollout, days: float) -> Rollout:
+    """The rollout moved to Full ``days`` ago (back-dated, the gate overridden)."""
+    when = datetime.now(UTC) - timedelta(days=days)
+    with time_machine.travel(when, tick=False):
+        return services.move_to_phase(
+            rollout, phase=4, actor=SYSTEM, reason="full", gate_override_reason="t", now=when
+        )
+
+
 def test_record_decision__keeps_who_why_and_the_figures(rollout):
+    rollout = at_full_for(rollout, 31)
     made = deployment_report.record_decision(
         rollout,
         decision="partial",
@@ -178,6 +188,7 @@ def test_report_download__other_format__404(rollout, viewer_client):
 
 
 def test_decide__operator__records_and_redirects(rollout, operator_client):
+    rollout = at_full_for(rollout, 31)
     response = operator_client.post(
         f"/metrics/{rollout.key}/report/decision/", {"decision": "success", "reason": "all good"}
     )
@@ -194,6 +205,7 @@ def test_decide__viewer__403(rollout, viewer_client):
 
 
 def test_decide__no_reason__422_naming_the_field(rollout, operator_client):
+    rollout = at_full_for(rollout, 31)
     response = operator_client.post(
         f"/metrics/{rollout.key}/report/decision/", {"decision": "failure"}
     )
@@ -239,3 +251,31 @@ def test_build__review_intervals__channels_as_the_unit_from_the_graded_replies(d
     (kb, nb, db, _), (ka, na, da, _) = want["before"], want["after"]
     _d, lo, hi = stats.newcombe_difference(ka / da, na / da, kb / db, nb / db)
     assert h["change"]["ci"] == [round(lo, 4), round(hi, 4)]
+
+
+def test_record_decision__before_30_days_at_full__refused_saying_when(rollout):
+    rollout = at_full_for(rollout, 12)
+    with pytest.raises(services.InvalidChange, match="at 100% for 12 days, so the form opens on"):
+        deployment_report.record_decision(rollout, decision="success", actor=SYSTEM, reason="x")
+    assert not DeploymentDecision.objects.exists()
+
+
+def test_report_page__before_30_days__no_form_but_when_it_opens(rollout, operator_client):
+    rollout = at_full_for(rollout, 3)
+    body = operator_client.get(f"/metrics/{rollout.key}/report/").content.decode()
+    assert "Record the decision" not in body
+    assert "the form opens on" in body
+    response = operator_client.post(
+        f"/metrics/{rollout.key}/report/decision/", {"decision": "success", "reason": "early"}
+    )
+    assert response.status_code == 422 and "the form opens on" in response.content.decode()
+    assert not DeploymentDecision.objects.exists()
+
+
+def test_report__no_replies__says_no_data_not_zero_dollars(rollout, viewer_client):
+    rollout = at_full_for(rollout, 2)
+    body = viewer_client.get(f"/metrics/{rollout.key}/report/").content.decode()
+    md = viewer_client.get(f"/metrics/{rollout.key}/report.md").content.decode()
+    assert "$0.00000" not in body and "$0.00000" not in md
+    assert "no data → no data" in body
+    assert "| Cost per reply | no data | no data |" in md

@@ -94,6 +94,8 @@ def test_move_to_phase__advance_before_watch__needs_override_reason(rollout):
 
 
 def test_move_to_phase__after_watch_with_checklist__no_override_needed(rollout):
+    # the success criteria gate is tested in tests/metrics/test_criteria.py; no rule applies here
+    rollout.guardrail_rules.update(enabled=False)
     services.move_to_phase(rollout, phase=1, actor=ALICE, reason="alpha", now=timezone.now() - timedelta(hours=25))
     rollout.refresh_from_db()
     for item in ITEM_KEYS:
@@ -121,7 +123,7 @@ def test_audit__append_only(rollout):
 
 def test_override__unknown_variant__refused(rollout):
     with pytest.raises(services.InvalidChange, match="variant must be one of"):
-        services.set_override(rollout, "123", variant="v9", actor=ALICE, reason="x")
+        services.set_override(rollout, "123456789012345678", variant="v9", actor=ALICE, reason="x")
 
 
 def _race(n: int, target) -> list:

@@ -101,8 +101,10 @@ def test_set_override__stale_revision__conflict_nothing_written(rollout):
 
 
 def test_remove_override__stale_revision__conflict_override_kept(rollout):
-    services.set_override(rollout, "1", variant="v1", actor=SYSTEM, reason="r")
+    services.set_override(rollout, "100000000000000001", variant="v1", actor=SYSTEM, reason="r")
     stale = Rollout.objects.get(pk=rollout.pk).revision - 1
     with pytest.raises(services.Conflict):
-        services.remove_override(rollout, "1", actor=ALICE, reason="r", expected_revision=stale)
-    assert ChannelOverride.objects.filter(channel_id="1").exists()
+        services.remove_override(
+            rollout, "100000000000000001", actor=ALICE, reason="r", expected_revision=stale
+        )
+    assert ChannelOverride.objects.filter(channel_id="100000000000000001").exists()

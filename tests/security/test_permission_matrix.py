@@ -46,6 +46,7 @@ PAGES: dict[str, dict[str, str]] = {
     "api:openapi-json": {"GET": PUBLIC},
     "api:openapi-view": {"GET": PUBLIC},
     "api:api-root": {"GET": PUBLIC},
+    "favicon": {"GET": PUBLIC},
     # the console
     "rollout:index": {"GET": LOGIN},
     "rollout:audit": {"GET": LOGIN},
@@ -90,6 +91,7 @@ PAGES: dict[str, dict[str, str]] = {
     "metrics:guardrail_webhook": {"POST": OPERATOR},
     "metrics:guardrail_update": {"POST": OPERATOR},
     "metrics:guardrail_reset": {"POST": OPERATOR},
+    "metrics:guardrail_evaluate": {"POST": OPERATOR},
     "metrics:report": {"GET": LOGIN},
     "metrics:report_decide": {"POST": OPERATOR},
     "metrics:report_download": {"GET": LOGIN},

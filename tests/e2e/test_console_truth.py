@@ -1,0 +1,226 @@
+"""What a person sees is true and current (issue 16), in Debian's Chromium: "Evaluate now" shows
+fresh guardrail states; a v2 regression (manage.py demo_regression) is rolled back by the
+scheduler and the console shows it; success criteria gate the advance; the off-plan state after
+re-enabling at 20% in Full; Discord snowflakes and a New York operator's expiry; "Last 24 h" as
+history; the report before 30 days; no CSP violation when an htmx request fails; the favicon.
+Screenshots: docs/screenshots/console-{evaluate,regression,criteria,off-plan,override-*,...}.png.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import pytest
+from django.core.management import call_command
+from django.utils import timezone
+from playwright.sync_api import Page, expect
+
+from metrics import tasks
+from metrics.intake import record_events
+from metrics.scheduler import InProcessBeat
+from rollout import services
+from rollout.checklist import ITEM_KEYS
+from rollout.models import AuditEntry, ChannelOverride, Rollout
+
+from .conftest import DESKTOP, _new_page, htmx_idle, login, screenshot
+
+pytestmark = pytest.mark.e2e
+
+KEY = "prompts_v2"
+SYSTEM = services.Actor("e2e", via="system")
+
+
+def _rollout() -> Rollout:
+    return Rollout.objects.select_related("current_phase").get(key=KEY)
+
+
+def _beta(hours: float = 2) -> Rollout:
+    return services.move_to_phase(
+        _rollout(), phase=2, actor=SYSTEM, reason="beta", gate_override_reason="e2e",
+        now=timezone.now() - timedelta(hours=hours),
+    )
+
+
+def _csp_watch(page: Page) -> list[str]:
+    seen: list[str] = []
+    page.on("console", lambda m: "Content Security Policy" in m.text and seen.append(m.text))
+    return seen
+
+
+def test_evaluate_now__shows_fresh_guardrail_states(page: Page, console: str, alice):
+    _beta()
+    csp = _csp_watch(page)
+    login(page, alice)
+    panel = page.locator("#guardrails")
+    expect(panel).to_contain_text("not evaluated yet")
+    page.get_by_role("button", name="Evaluate now").click()
+    expect(panel).to_contain_text("(just now)")
+    expect(panel).to_contain_text("not enough data")
+    expect(page.locator("#criteria")).to_contain_text("not yet known")
+    assert AuditEntry.objects.filter(action="guardrail.evaluate", actor="alice").exists()
+    screenshot(page, "console-evaluate-now")
+    assert csp == []
+
+
+def test_demo_regression__scheduler_rolls_back__console_shows_it(page: Page, console: str, alice):
+    _beta()
+    login(page, alice)
+    expect(page.locator("#sec-status")).to_contain_text("Live")
+    call_command("demo_regression", "--replies", "3000", "--seed", "5")
+    InProcessBeat(tasks.app).tick()  # make run's scheduler, due every minute
+    page.reload()
+    banner = page.locator("#banner")
+    expect(banner).to_contain_text("Kill switch ON")
+    expect(banner).to_contain_text("guardrail:errors")
+    expect(page.locator("#guardrails")).to_contain_text("breached")
+    expect(page.locator("#criteria tr[data-criterion=errors]")).to_contain_text("fails")
+    expect(page.locator("#served-table tr[data-variant=v2_full]")).to_be_visible()  # not cached
+    screenshot(page, "console-regression-rolled-back")
+    page.goto("/audit/?action=kill_switch.engage")
+    expect(page.locator("#audit-rows")).to_contain_text("guardrail:errors")
+
+
+def test_success_criteria__not_known__advance_needs_an_override_reason(
+    page: Page, console: str, alice
+):
+    beta = _beta(hours=24 * 8)  # the minimum watch has passed
+    for item in ITEM_KEYS:
+        services.tick_checklist_item(beta, beta.current_phase, item, actor=SYSTEM, checked=True)
+    login(page, alice)
+    criteria = page.locator("#criteria")
+    expect(criteria.locator("tr[data-criterion=errors]")).to_contain_text("not yet known")
+    expect(criteria).to_contain_text("no data from v2_full or v2_simplified yet")
+    timeline = page.locator("#sec-timeline")
+    expect(timeline).to_contain_text("Not ready yet")
+    expect(timeline).to_contain_text("Success criterion errors is not yet known")
+    screenshot(page, "console-criteria")
+    page.fill("#advance-reason", "Beta done")
+    page.get_by_role("button", name="Advance to Canary").click()
+    assert _rollout().current_phase.name == "Beta"  # the override field is required
+    page.fill("#gate-override", "reviews are too few this week; accepted by the team")
+    page.get_by_role("button", name="Advance to Canary").click()
+    expect(page.locator(".step-current")).to_contain_text("Canary")
+    entry = AuditEntry.objects.filter(action="phase.change").latest("id")
+    assert "gate override: reviews are too few" in entry.reason
+
+
+def test_reenable_at_20_in_full__off_plan_shown_and_watch_stopped(
+    page: Page, phone_page: Page, console: str, alice
+):
+    when = timezone.now() - timedelta(days=2)
+    full = services.move_to_phase(
+        _rollout(), phase=4, actor=SYSTEM, reason="full", gate_override_reason="e2e", now=when
+    )
+    services.engage_kill_switch(full, actor=SYSTEM, reason="crash")
+    login(page, alice)
+    page.fill("#banner input[name=percentage]", "20")
+    page.fill("#banner input[name=reason]", "fix deployed, slowly")
+    page.get_by_role("button", name="Re-enable").click()
+    status = page.locator("#sec-status")
+    expect(status.locator("#off-plan")).to_have_text("off plan: Full is 100%, serving 20%")
+    expect(status).to_contain_text("stopped")
+    expect(status).to_contain_text("counts only at 100%")
+    expect(page.locator("#sec-timeline")).to_contain_text("serving 20%")
+    screenshot(page, "console-off-plan")
+    login(phone_page, alice)
+    expect(phone_page.locator("#off-plan")).to_be_visible()
+    screenshot(phone_page, "console-off-plan-phone")
+    assert phone_page.evaluate("document.documentElement.scrollWidth") <= 390
+
+
+def test_override__channel_name_refused__new_york_expiry_kept(browser, console: str, alice):
+    page = _new_page(browser, console, viewport=DESKTOP, timezone_id="America/New_York")
+    try:
+        login(page, alice)
+        overrides = page.locator("#sec-overrides")
+        overrides.get_by_text("Add an override").click()
+        expect(overrides).to_contain_text("In your time zone: America/New_York")
+        page.fill("#ovr-channel", "general")
+        page.fill("#ovr-reason", "team channel")
+        page.get_by_role("button", name="Add override").click()
+        expect(overrides).to_contain_text("'general' is not a Discord channel id")
+        expect(overrides).to_contain_text("17 to 20 digits")
+        screenshot(page, "console-override-snowflake")
+        htmx_idle(page)
+        local = datetime.now(ZoneInfo("America/New_York")) + timedelta(minutes=3)
+        page.fill("#ovr-channel", "123456789012345678")
+        page.fill("#ovr-expires", local.strftime("%Y-%m-%dT%H:%M"))
+        page.get_by_role("button", name="Add override").click()
+        expect(overrides.locator("#override-123456789012345678")).to_be_visible()
+        stored = ChannelOverride.objects.get().expires_at
+        expected = local.replace(second=0, microsecond=0).astimezone(UTC)
+        assert stored == expected
+        expect(page.locator("#sec-status .tile").nth(4)).to_contain_text("1")
+    finally:
+        page.context.close()
+
+
+def test_last_24h__after_moving_to_full__history_not_projection(page: Page, console: str, alice):
+    services.move_to_phase(_rollout(), phase=2, actor=SYSTEM, reason="b", gate_override_reason="t")
+    now = datetime.now(UTC)
+    events = [
+        {
+            "id": f"t{i}", "type": "response", "ts": (now - timedelta(hours=3)).isoformat(),
+            "channel_id": str(10**17 + i), "message_id": f"m{i}", "rollout": KEY,
+            "variant": "v1" if i % 5 else "v2_full", "model": "anthropic/claude-3.5-sonnet",
+            "input_tokens": 500, "output_tokens": 200, "latency_ms": 900.0, "error": None,
+        }
+        for i in range(100)
+    ]
+    assert record_events(events).accepted == 100
+    services.move_to_phase(_rollout(), phase=4, actor=SYSTEM, reason="f", gate_override_reason="t")
+    login(page, alice)
+    served = page.locator("#served-table")
+    expect(served.locator("tr[data-variant=v1]")).to_contain_text("80 · 80%")
+    expect(served.locator("tr[data-variant=v2_full]")).to_contain_text("20 · 20%")
+    projection = page.locator("#projection")
+    expect(projection).to_contain_text("Projection: the current rule applied")
+    projection.locator("summary").click()
+    expect(projection).to_contain_text("Not history")
+    screenshot(page, "console-last-24h")
+
+
+def test_report__before_30_days_at_full__no_data_and_when_the_decision_opens(
+    page: Page, phone_page: Page, console: str, alice
+):
+    when = timezone.now() - timedelta(days=3)
+    services.move_to_phase(
+        _rollout(), phase=4, actor=SYSTEM, reason="full", gate_override_reason="e2e", now=when
+    )
+    login(page, alice)
+    page.goto(f"/metrics/{KEY}/report/")
+    expect(page.locator("#cost-per-reply")).to_have_text("no data → no data")
+    expect(page.locator("body")).not_to_contain_text("$0.00000")
+    expect(page.locator("#decision-not-yet")).to_contain_text("the form opens on")
+    expect(page.get_by_role("button", name="Record the decision")).to_have_count(0)
+    screenshot(page, "report-before-30-days")
+    login(phone_page, alice)
+    phone_page.goto(f"/metrics/{KEY}/report/")
+    expect(phone_page.locator("#decision-not-yet")).to_be_visible()
+    screenshot(phone_page, "report-before-30-days-phone")
+
+
+def test_failed_htmx_request_in_debug__no_csp_violation_console_stays(
+    page: Page, console: str, alice, settings
+):
+    settings.DEBUG = True  # make run's setting: django-htmx used to add its error-page helper
+    csp = _csp_watch(page)
+    login(page, alice)
+    page.evaluate(
+        "htmx.ajax('GET', '/rollouts/prompts_v2/sections/nope/', {target: '#sec-status'})"
+    )
+    page.wait_for_timeout(800)
+    expect(page.locator("#sec-status")).to_be_visible()
+    assert "Page not found" not in page.title()
+    assert csp == []
+
+
+def test_console_page__no_failed_resource_favicon_included(page: Page, console: str, alice):
+    failed: list[str] = []
+    page.on("console", lambda m: "Failed to load resource" in m.text and failed.append(m.text))
+    login(page, alice)
+    page.wait_for_timeout(500)
+    assert page.evaluate("document.querySelector('link[rel=icon]').href").endswith(".svg")
+    assert page.request.get("/favicon.ico").ok
+    assert failed == []

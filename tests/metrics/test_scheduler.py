@@ -1,0 +1,135 @@
+"""The quick start watches the guardrails as production does (issue 16): the beat schedule run
+in-process (metrics.scheduler, manage.py run_scheduler), "Evaluate now" in the console, and
+manage.py demo_regression, whose v2 errors lead to an automatic rollback."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from io import StringIO
+
+import pytest
+import time_machine
+from django.core.management import CommandError, call_command
+from django.utils import timezone
+
+from metrics import tasks
+from metrics.guardrail_models import GuardrailState
+from metrics.management.commands.demo_regression import regression_events
+from metrics.scheduler import InProcessBeat
+from rollout import services
+from rollout.models import AuditEntry, Rollout
+from tests.conftest import SYSTEM
+
+KEY = "prompts_v2"
+
+
+def _beta(rollout: Rollout, hours: float = 2) -> Rollout:
+    return services.move_to_phase(
+        rollout, phase=2, actor=SYSTEM, reason="beta", gate_override_reason="t",
+        now=timezone.now() - timedelta(hours=hours),
+    )
+
+
+def test_beat_schedule__run_in_process__interval_entries_now_weekly_sample_waits():
+    ran: list[str] = []
+    beat = InProcessBeat(tasks.app, run_task=ran.append)
+    beat.tick()
+    assert sorted(ran) == ["metrics.tasks.evaluate_guardrails", "metrics.tasks.update_rollups"]
+    ran.clear()
+    beat.tick()
+    assert ran == []  # nothing due again at once
+    with time_machine.travel(timezone.now() + timedelta(seconds=31), tick=False):
+        beat.tick()
+    assert ran == ["metrics.tasks.update_rollups"]  # every 30 s; the guardrails every minute
+    with time_machine.travel(timezone.now() + timedelta(seconds=62), tick=False):
+        beat.tick()
+    assert "metrics.tasks.evaluate_guardrails" in ran
+
+
+def test_beat__one_task_fails__the_others_still_run_and_it_is_retried_at_its_next_tick():
+    ran: list[str] = []
+
+    def run(name: str) -> None:
+        if name == "metrics.tasks.update_rollups":
+            raise RuntimeError("database is locked")
+        ran.append(name)
+
+    beat = InProcessBeat(tasks.app, run_task=run)
+    beat.tick()
+    assert ran == ["metrics.tasks.evaluate_guardrails"]
+    failed = next(e for e in beat.entries if e.task == "metrics.tasks.update_rollups")
+    assert failed.failures == 1
+
+
+def test_run_scheduler_once__evaluates_the_guardrails_for_real(rollout):
+    _beta(rollout)
+    out = StringIO()
+    call_command("run_scheduler", "--once", stdout=out)
+    assert "ran metrics.tasks.evaluate_guardrails: 1 ok" in out.getvalue()
+    state = GuardrailState.objects.get(rule__rollout=rollout, rule__key="errors")
+    assert state.evaluated_at is not None and state.status == "insufficient"
+
+
+def test_demo_regression__then_the_scheduler__kill_switch_engaged_by_the_guardrail(rollout):
+    _beta(rollout)
+    out = StringIO()
+    call_command("demo_regression", "--replies", "3000", "--seed", "3", stdout=out)
+    assert "3000 replies sent" in out.getvalue()
+    InProcessBeat(tasks.app).tick()  # what make run's scheduler does within a minute
+    rollout.refresh_from_db()
+    assert rollout.enabled is False
+    entry = AuditEntry.objects.filter(action="kill_switch.engage").get()
+    assert entry.actor == "guardrail:errors" and "v2_full error rate" in entry.reason
+
+
+def test_demo_regression__events_follow_the_rule_and_v2_fails_at_the_rate(rollout):
+    rollout = services.update_rollout(
+        rollout, actor=SYSTEM, reason="x", enabled=True, percentage=50
+    )
+    events = regression_events(rollout, replies=4000, error_rate=0.3, now=timezone.now(), seed=1)
+    v2 = [e for e in events if e["variant"] != "v1"]
+    v1 = [e for e in events if e["variant"] == "v1"]
+    assert 0.4 < len(v2) / len(events) < 0.6
+    assert 0.25 < sum(1 for e in v2 if e["error"]) / len(v2) < 0.35
+    assert sum(1 for e in v1 if e["error"]) / len(v1) < 0.03
+
+
+def test_demo_regression__kill_switch_on__says_to_re_enable_first(rollout):
+    with pytest.raises(CommandError, match="re-enable it first"):
+        call_command("demo_regression")
+
+
+def test_evaluate_now__operator__fresh_states_and_an_audit_row_naming_who(
+    rollout, operator_client
+):
+    _beta(rollout)
+    response = operator_client.post(
+        f"/metrics/{KEY}/guardrails/evaluate/", headers={"HX-Request": "true"}
+    )
+    assert response.status_code == 204 and response["HX-Trigger"] == "rollout-changed"
+    state = GuardrailState.objects.get(rule__rollout=rollout, rule__key="errors")
+    assert state.status == "insufficient"
+    entry = AuditEntry.objects.get(action="guardrail.evaluate")
+    assert entry.actor == "alice" and entry.after["errors"] == "insufficient"
+    assert entry.before["errors"] == "off"
+    # nothing changed the second time: nothing to audit
+    operator_client.post(f"/metrics/{KEY}/guardrails/evaluate/", headers={"HX-Request": "true"})
+    assert AuditEntry.objects.filter(action="guardrail.evaluate").count() == 1
+
+
+def test_evaluate_now__without_javascript__redirects_back_to_the_page(rollout, operator_client):
+    _beta(rollout)
+    response = operator_client.post(
+        f"/metrics/{KEY}/guardrails/evaluate/", {"next": f"/rollouts/{KEY}/"}
+    )
+    assert response.status_code == 302 and response["Location"] == f"/rollouts/{KEY}/"
+    response = operator_client.post(
+        f"/metrics/{KEY}/guardrails/evaluate/", {"next": "https://evil.example/"}
+    )
+    assert response["Location"] == f"/rollouts/{KEY}/"
+
+
+def test_evaluate_now__viewer__403_nothing_evaluated(rollout, viewer_client):
+    _beta(rollout)
+    assert viewer_client.post(f"/metrics/{KEY}/guardrails/evaluate/").status_code == 403
+    assert not GuardrailState.objects.filter(evaluated_at__isnull=False).exists()
