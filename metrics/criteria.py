@@ -215,6 +215,13 @@ def _assess_cost(spec: g.RuleSpec, arms: Mapping[str, g.Arm], treatments: list[s
 _ORDER = {FAILS: 0, UNKNOWN: 1, HOLDS: 2}
 
 
+def is_criterion(metric: str) -> bool:
+    """Comparisons and the cost budget are success criteria; the crash guard is not: it is an
+    alarm on v2's most recent replies (a breach engages the kill switch, which stops any
+    advance anyway), not evidence about the phase's window."""
+    return metric in TOLERANCE or metric == g.DAILY_COST
+
+
 def assess(
     key: str,
     spec: g.RuleSpec,
@@ -258,7 +265,21 @@ def for_rollout(
 ) -> list[Criterion]:
     """The current phase's criteria: one per enabled guardrail that applies in it, over the
     guardrail's own evidence window (``guardrail_services.window_start``). ``rows``: the rules
-    with their states when the caller has them (``guardrail_services.states``)."""
+    with their states when the caller has them (``guardrail_services.states``).
+
+    Asked for "now", the answer is kept on the rollout instance for its revision, so a page
+    that shows the criteria and the phase gate (both read them) computes them once."""
+    if now is not None:
+        return _for_rollout(rollout, now=now, rows=rows)
+    cached = getattr(rollout, "_criteria_now", None)
+    if cached is not None and cached[0] == rollout.revision:
+        return cached[1]
+    found = _for_rollout(rollout, now=timezone.now(), rows=rows)
+    rollout._criteria_now = (rollout.revision, found)
+    return found
+
+
+def _for_rollout(rollout, *, now: datetime, rows: list | None) -> list[Criterion]:
     from . import guardrail_services as gs
 
     phase = rollout.current_phase
@@ -270,7 +291,7 @@ def for_rollout(
     rows = gs.states(rollout) if rows is None else rows
     released = gs.last_release(rollout) if any(r.applies_in(phase) for r, _ in rows) else None
     for rule, state in rows:
-        if not rule.applies_in(phase):
+        if not rule.applies_in(phase) or not is_criterion(rule.metric):
             continue
         start = gs.window_start(rollout, rule, released=released)
         if start is None:

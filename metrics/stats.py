@@ -382,7 +382,11 @@ def _compare_clustered(metric, label, direction, control, treatment, clusters) -
         c.verdict = SAME if direction == NEUTRAL else UNKNOWN
         return c
     ratio, lo, hi, se = risk_ratio(*et, *ec)
-    c.relative, c.relative_lo, c.relative_hi = ratio - 1, lo - 1, hi - 1
+    # As in compare_rates: the point is the plain relative difference of the two rates; the
+    # zero-cell 0.5 belongs to the interval only, which is widened to hold the point.
+    c.relative = (kt / nt) / (kc / nc) - 1 if kc else math.inf
+    c.relative_lo = -1.0 if kt == 0 else min(lo - 1, c.relative)
+    c.relative_hi = math.inf if kc == 0 else max(hi - 1, c.relative)
     c.verdict = verdict(c.relative_lo, c.relative_hi, direction)
     if min(channels) < 2:
         c.note = "fewer than two channels on a variant: the interval cannot see channel spread"

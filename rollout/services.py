@@ -341,7 +341,7 @@ def phase_gate_problems(rollout: Rollout, target: Phase, now: datetime | None = 
     if current is None or target.order <= current.order:
         return []
     problems = []
-    now = now or timezone.now()
+    asked, now = now, now or timezone.now()
     ends = rollout.phase_watch_ends_at()
     if ends is not None and now < ends:
         left = ends - now
@@ -364,7 +364,9 @@ def phase_gate_problems(rollout: Rollout, target: Phase, now: datetime | None = 
         )
     from . import gates  # success criteria from other apps (metrics.criteria)
 
-    problems.extend(gates.problems(rollout, target, now))
+    # "now" stays unset when the caller asked about the present, so the criteria computed for
+    # the same page (metrics.criteria.for_rollout) are reused rather than read again
+    problems.extend(gates.problems(rollout, target, asked))
     return problems
 
 

@@ -244,7 +244,7 @@ def test_remove_override__hostile_channel_and_reason__never_5xx(operator, channe
     from rollout import services
     from tests.conftest import SYSTEM
 
-    services.set_override(KEY, "42", variant="v1", actor=SYSTEM, reason="fixture")
+    services.set_override(KEY, "123456789012345678", variant="v1", actor=SYSTEM, reason="fixture")
     data = {"reason": reason, "revision": _revision() if current_revision else 0}
     before = snapshot()
     path = f"/rollouts/{KEY}/overrides/{path_segment(channel_id)}/remove/"

@@ -179,12 +179,12 @@ def test_summary__rfc_3339_lower_case_t_and_z__accepted(reader):
 
 def test_put_override__iso_week_expiry__400_and_lower_case_accepted(operator_api):
     week = operator_api.put(
-        f"/api/v1/rollouts/{KEY}/overrides/1",
+        f"/api/v1/rollouts/{KEY}/overrides/123456789012345678",
         {"variant": "v1", "reason": "x", "expires_at": "2099-W23-1T12:00:00Z"},
     )
     assert week.status_code == 400 and "not an RFC 3339 timestamp" in week.json()["error"]
     lower = operator_api.put(
-        f"/api/v1/rollouts/{KEY}/overrides/1",
+        f"/api/v1/rollouts/{KEY}/overrides/123456789012345678",
         {"variant": "v1", "reason": "x", "expires_at": "2099-06-01t12:00:00z"},
     )
     assert lower.status_code == 201, lower.content
