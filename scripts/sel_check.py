@@ -130,7 +130,7 @@ class Check:
         )
 
     def database(self) -> None:
-        sql = f'DROP DATABASE IF EXISTS "{self.db}"; '
+        sql = f'DROP DATABASE IF EXISTS "{self.db}" WITH (FORCE)'
         run(["psql", self.pg, "-qc", sql], capture_output=True)
         run(["psql", self.pg, "-qc", f'CREATE DATABASE "{self.db}"'], capture_output=True)
         run([sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env=self.server_env())
@@ -604,9 +604,13 @@ print(sum(sc.prompt_variant(c) != s.select_prompt_variant(c) for c in ids))
             self.compare([first, second])
         finally:
             self.stop_server()
+            if "django.db" in sys.modules:  # compare() held connections into the database
+                from django.db import connections
+
+                connections.close_all()
             if not self.args.keep:
                 run(
-                    ["psql", self.pg, "-qc", f'DROP DATABASE IF EXISTS "{self.db}"'],
+                    ["psql", self.pg, "-qc", f'DROP DATABASE IF EXISTS "{self.db}" WITH (FORCE)'],
                     check=False,
                     capture_output=True,
                 )

@@ -200,10 +200,31 @@ def test_sender__long_backoff__events_on_disk_within_spool_after(tmp_path):
     assert wait_until(lambda: bot.events.failures >= 4, 20)  # back-off is now seconds long
     recorded = time.monotonic()
     bot.record_response(**response(1))
-    assert wait_until(lambda: bot.stats()["events"]["buffered"] == 0, 2)
+    assert wait_until(lambda: bot.stats()["events"]["spool_pending"] == 2, 2), bot.stats()
     assert time.monotonic() - recorded <= 0.5 + 0.3  # spool_after, plus the watcher's step
-    assert bot.stats()["events"]["spool_pending"] == 2
     bot.close(timeout=0.2)
+
+
+def test_async_sender__long_backoff__events_on_disk_within_spool_after(tmp_path):
+    down = f"http://127.0.0.1:{free_port()}"
+
+    async def scenario() -> float:
+        bot = AsyncSelControl(down, "t", spool_dir=tmp_path / "spool", flush_interval=0.05,
+                              backoff_max=30.0, spool_after=0.5, config_cache=None, push=False,
+                              report=False)  # fmt: skip
+        await bot.start()
+        bot.record_response(**response(0))
+        while bot.events.failures < 4:  # back-off is now seconds long
+            await asyncio.sleep(0.01)
+        recorded = time.monotonic()
+        bot.record_response(**response(1))
+        while bot.stats()["events"]["spool_pending"] < 2:
+            await asyncio.sleep(0.01)
+        took = time.monotonic() - recorded
+        await bot.close(timeout=0.2)
+        return took
+
+    assert asyncio.run(asyncio.wait_for(scenario(), 30)) <= 0.5 + 0.3
 
 
 # -- shutdown --------------------------------------------------------------------------------------
