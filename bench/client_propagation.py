@@ -139,9 +139,11 @@ def main() -> None:
         missed = {name: 0 for name in clients}
         rng = random.Random(7)
         for _ in range(args.rollbacks):
-            answer = ops.patch(
+            etag = ops.get("/api/v1/rollouts/prompts_v2").headers["ETag"]
+            answer = ops.patch(  # re-enabling after a rollback names the revision (If-Match)
                 "/api/v1/rollouts/prompts_v2",
                 json={"enabled": True, "percentage": 100, "reason": "bench"},
+                headers={"If-Match": etag},
             )
             answer.raise_for_status()
             for client in clients.values():

@@ -1,7 +1,9 @@
 """Event intake: ``record_events`` validates a batch and stores it idempotently.
 
 Used by ``POST /api/v1/events`` and by ``manage.py simulate_traffic`` alike. Per event: a bad
-one is rejected with one sentence and does not sink the rest; an id already stored (per event
+one (metrics.events; for a reply also a rollout that does not exist or a variant that is not
+one of its rollout's, read once per batch) is rejected with one sentence and does not sink the
+rest; an id already stored (per event
 type) is a duplicate and changes nothing, also when two retries of one batch race. On
 PostgreSQL each event type's rows are COPYed (binary) into a session staging table and moved
 into the real table by one statement, ``INSERT ... SELECT ... ORDER BY event_id ON CONFLICT DO
@@ -110,9 +112,12 @@ def check_variant(event: Event, variants: dict[str, tuple[str, ...]]) -> None:
     key, variant = event.fields["rollout_key"], event.fields["variant"]
     allowed = variants.get(key)
     if allowed is None:
-        raise Invalid(f"rollout {key!r} does not exist here; the rollouts are {', '.join(sorted(variants)) or 'none'}.")
+        known = ", ".join(sorted(variants)) or "none"
+        raise Invalid(f"rollout {key!r} does not exist here; the rollouts are {known}.")
     if variant not in allowed:
-        raise Invalid(f"variant {variant[:40]!r} is not a variant of {key}; use one of {', '.join(allowed)}.")
+        raise Invalid(
+            f"variant {variant[:40]!r} is not a variant of {key}; use one of {', '.join(allowed)}."
+        )
 
 
 def _event_id(event: Event) -> str:

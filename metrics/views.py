@@ -68,7 +68,8 @@ def _parse_when(value: str, name: str, *, end: bool = False) -> datetime:
             parsed = moment.replace(tzinfo=UTC)
         else:
             parsed = datetime.fromisoformat(value)
-            parsed = parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+            aware = parsed.tzinfo is not None
+            parsed = parsed.astimezone(UTC) if aware else parsed.replace(tzinfo=UTC)
     except (ValueError, OverflowError):
         raise BadInput(f"{name} {value[:40]!r} is not a date (YYYY-MM-DD) or a date and time.") from None
     return _within_data_years(parsed, name, value)

@@ -77,8 +77,11 @@ def _describe(error: dict) -> str:
         return "The request body is not valid JSON."
     if error.get("type") == "missing":
         return f"{field} is required." if field else "The request body is missing."
-    if error.get("type") == "value_error":  # our validators' sentences name the field already
-        return msg.removeprefix("Value error, ")
+    if error.get("type") == "value_error":
+        sentence = msg.removeprefix("Value error, ")
+        if field and sentence.startswith(loc[-1]):  # the validator's sentence names the field
+            return sentence
+        msg = sentence.rstrip(".")
     return f"{field}: {msg}." if field else f"{msg}."
 
 

@@ -43,13 +43,19 @@ class InputGuardMiddleware:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        if "\x00" in request.path_info or "\x00" in request.META.get("QUERY_STRING", "") or any(
-            "\x00" in key or any("\x00" in v for v in values)
-            for key, values in request.GET.lists()
+        if (
+            "\x00" in request.path_info
+            or "\x00" in request.META.get("QUERY_STRING", "")
+            or any(
+                "\x00" in key or any("\x00" in v for v in values)
+                for key, values in request.GET.lists()
+            )
         ):
             if _is_api(request):
                 return json_error(400, NUL_IN_ADDRESS)
-            return HttpResponse(NUL_IN_ADDRESS, status=400, content_type="text/plain; charset=utf-8")
+            return HttpResponse(
+                NUL_IN_ADDRESS, status=400, content_type="text/plain; charset=utf-8"
+            )
         response = self.get_response(request)
         if _is_api(request) and response.status_code in (404, 405):
             if not response.get("Content-Type", "").startswith("application/json"):
@@ -68,8 +74,7 @@ class InputGuardMiddleware:
             allowed = response.get("Allow", "")
             answer = json_error(
                 405,
-                f"{request.method} is not allowed here"
-                + (f"; use {allowed}." if allowed else "."),
+                f"{request.method} is not allowed here" + (f"; use {allowed}." if allowed else "."),
             )
             if allowed:
                 answer["Allow"] = allowed

@@ -75,7 +75,10 @@ def test_post_events__ts_not_rfc_3339__rejected_with_sentence(bot, ts):
     bad["ts"] = ts
     result = _post(bot, [bad])
     assert result["accepted"] == 0
-    assert "is not an RFC 3339 timestamp such as 2025-01-31T12:00:00Z" in result["rejected"][0]["error"]
+    assert (
+        "is not an RFC 3339 timestamp such as 2025-01-31T12:00:00Z"
+        in result["rejected"][0]["error"]
+    )
 
 
 def test_post_events__rfc_3339_lower_case_t_and_z__accepted(bot):
@@ -93,7 +96,7 @@ def test_post_events__surrogate_id__rejection_echoes_no_id(bot):
     assert answer.json()["rejected"][0]["id"] is None
 
 
-@pytest.mark.parametrize("variant", ["=HYPERLINK(\"http://evil.example\")", "@SUM(1)", "v3"])
+@pytest.mark.parametrize("variant", ['=HYPERLINK("http://evil.example")', "@SUM(1)", "v3"])
 def test_post_events__variant_not_of_its_rollout__rejected_naming_the_variants(bot, variant):
     result = _post(bot, [response("ok", variant="v2_full"), response("bad", variant=variant)])
     assert result["accepted"] == 1
@@ -112,7 +115,7 @@ def test_post_events__unknown_rollout__rejected_by_index(bot):
 
 @pytest.mark.parametrize(
     "cell",
-    ["=HYPERLINK(\"http://evil.example\",\"x\")", "+1+1", "-2+3", "@SUM(A1)", "\tx", "\rx"],
+    ['=HYPERLINK("http://evil.example","x")', "+1+1", "-2+3", "@SUM(A1)", "\tx", "\rx"],
 )
 def test_csv_export__cell_starting_a_formula__neutralised_as_text(cell):
     response_ = _csv_response("x.csv", ["variant", "change"], [{"variant": cell, "change": -0.25}])

@@ -62,8 +62,11 @@ def test_api__redis_down__config_and_decide_still_answer(redis_down, reader):
 
 
 def test_api__redis_down__change_through_the_api_still_works(redis_down, operator_api, reader):
+    etag = operator_api.get("/api/v1/rollouts/prompts_v2")["ETag"]
     response = operator_api.patch(
-        "/api/v1/rollouts/prompts_v2", {"enabled": True, "percentage": 100, "reason": "redis down"}
+        "/api/v1/rollouts/prompts_v2",
+        {"enabled": True, "percentage": 100, "reason": "redis down"},
+        headers={"If-Match": etag},
     )
     assert response.status_code == 200
     decide = reader.get("/api/v1/rollouts/prompts_v2/decide", channel_id="123456789012345678")

@@ -43,7 +43,9 @@ def test_put_override__expiry_at_calendar_edge__400_sentence_nothing_stored(
     operator_api, operator_client, edge
 ):
     revision = operator_api.get(f"/api/v1/rollouts/{KEY}").json()["revision"]
-    response = operator_api.put(OVERRIDE, {"variant": "v2_full", "reason": "vip", "expires_at": edge})
+    response = operator_api.put(
+        OVERRIDE, {"variant": "v2_full", "reason": "vip", "expires_at": edge}
+    )
     assert response.status_code == 400
     error = response.json()["error"]
     assert error.startswith(f"expires_at {edge!r} is outside the times selcontrol can keep")
@@ -81,7 +83,9 @@ def test_set_override__service__refuses_expiry_past_the_readable_range(rollout):
 
     edge = datetime(9999, 12, 31, 23, 59, 59, tzinfo=timezone(timedelta(hours=-14)))
     with pytest.raises(services.InvalidChange, match="outside the times selcontrol can keep"):
-        services.set_override(rollout, CHANNEL, variant="v1", actor=SYSTEM, reason="x", expires_at=edge)
+        services.set_override(
+            rollout, CHANNEL, variant="v1", actor=SYSTEM, reason="x", expires_at=edge
+        )
     assert not AuditEntry.objects.filter(action=AuditEntry.Action.OVERRIDE_SET).exists()
 
 

@@ -45,7 +45,7 @@ CLASSICS = [
     "\ufeff",
     "%00",
     "%ED%A0%80",
-    "=HYPERLINK(\"http://evil.example\",\"x\")",
+    '=HYPERLINK("http://evil.example","x")',
     "+1+1",
     "-1+1",
     "@SUM(A1)",
@@ -66,15 +66,20 @@ BIG_INTS = [2**31, 2**31 - 1, -(2**31), 2**63, 2**63 - 1, -(2**63) - 1, 2**64, 1
 
 def hostile_text(max_size: int = 40) -> st.SearchStrategy[str]:
     """Any characters (surrogates, NUL, controls, RTL), the classics, and huge strings."""
-    poisoned = st.tuples(
-        st.text(max_size=8), st.sampled_from(POISON), st.text(max_size=8)
-    ).map("".join)
+    poisoned = st.tuples(st.text(max_size=8), st.sampled_from(POISON), st.text(max_size=8)).map(
+        "".join
+    )
     classics = st.sampled_from(CLASSICS + EDGE_TIMES)
     huge = st.sampled_from([2_001, 70_000, 300_000]).map(lambda n: "\u202e\U0001d54f" * (n // 2))
     # one_of picks a branch evenly: repeating one weighs it.
     return st.one_of(
-        st.text(st.characters(), max_size=max_size), poisoned, poisoned, poisoned, classics,
-        classics, huge,
+        st.text(st.characters(), max_size=max_size),
+        poisoned,
+        poisoned,
+        poisoned,
+        classics,
+        classics,
+        huge,
     )
 
 
@@ -103,7 +108,13 @@ def hostile_json_value() -> st.SearchStrategy[Any]:
 def field(valid: st.SearchStrategy[Any] | list[Any]) -> st.SearchStrategy[Any]:
     """Mostly valid, often hostile: each field of a request."""
     valid_strategy = st.sampled_from(valid) if isinstance(valid, list) else valid
-    return st.one_of(valid_strategy, valid_strategy, hostile_text(), hostile_number(), st.sampled_from(EDGE_TIMES))
+    return st.one_of(
+        valid_strategy,
+        valid_strategy,
+        hostile_text(),
+        hostile_number(),
+        st.sampled_from(EDGE_TIMES),
+    )
 
 
 def maybe(fields: dict[str, st.SearchStrategy[Any]]) -> st.SearchStrategy[dict[str, Any]]:

@@ -23,7 +23,15 @@ from metrics.models import FollowupEvent, ReactionEvent, ResponseEvent
 from rollout.models import ApiToken, AuditEntry, ChannelOverride, Instance, Rollout
 from tests.conftest import ApiClient
 
-from .hostile import EDGE_TIMES, field, hostile_json_value, hostile_text, maybe, path_segment, query_string
+from .hostile import (
+    EDGE_TIMES,
+    field,
+    hostile_json_value,
+    hostile_text,
+    maybe,
+    path_segment,
+    query_string,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -35,8 +43,11 @@ FUZZ = settings(
     deadline=None,
     derandomize=True,
     database=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
-                           HealthCheck.data_too_large],
+    suppress_health_check=[
+        HealthCheck.function_scoped_fixture,
+        HealthCheck.too_slow,
+        HealthCheck.data_too_large,
+    ],
 )
 
 keys = field([KEY, "nope"])
@@ -60,16 +71,30 @@ def snapshot() -> dict[str, Any]:
             )
         ),
         "overrides": list(
-            ChannelOverride.objects.order_by("pk").values_list("channel_id", "variant", "expires_at", "reason")
+            ChannelOverride.objects.order_by("pk").values_list(
+                "channel_id", "variant", "expires_at", "reason"
+            )
         ),
         "audit": AuditEntry.objects.count(),
-        "events": (ResponseEvent.objects.count(), ReactionEvent.objects.count(), FollowupEvent.objects.count()),
+        "events": (
+            ResponseEvent.objects.count(),
+            ReactionEvent.objects.count(),
+            FollowupEvent.objects.count(),
+        ),
         "instances": list(Instance.objects.order_by("pk").values_list("instance_id", "revision")),
     }
 
 
-def send(api: ApiClient, method: str, path: str, *, query: dict | None = None, body: Any = None,
-         raw_body: str | None = None, headers: dict | None = None):
+def send(
+    api: ApiClient,
+    method: str,
+    path: str,
+    *,
+    query: dict | None = None,
+    body: Any = None,
+    raw_body: str | None = None,
+    headers: dict | None = None,
+):
     url = path + (f"?{query_string(query)}" if query else "")
     kwargs: dict[str, Any] = {"headers": api._headers(headers)}
     if body is not None or raw_body is not None:
@@ -91,7 +116,9 @@ def check_write(answer, before: dict[str, Any]) -> None:
     check(answer, before)
     if answer.status_code < 300:
         after = snapshot()
-        changed = after["rollouts"] != before["rollouts"] or after["overrides"] != before["overrides"]
+        changed = (
+            after["rollouts"] != before["rollouts"] or after["overrides"] != before["overrides"]
+        )
         assert after["audit"] - before["audit"] == (1 if changed else 0)
 
 
@@ -124,7 +151,11 @@ def test_reads__hostile_path_and_query__never_5xx(api, key, channel_id, wait):
             "reason": reasons,
         }
     ),
-    if_match=st.one_of(st.none(), st.sampled_from(["*", '"1"', "W/\"2\"", "abc", '"99999999999999999999999"']), st.text(st.characters(codec="ascii", exclude_categories=["Cc"]), max_size=30)),
+    if_match=st.one_of(
+        st.none(),
+        st.sampled_from(["*", '"1"', 'W/"2"', "abc", '"99999999999999999999999"']),
+        st.text(st.characters(codec="ascii", exclude_categories=["Cc"]), max_size=30),
+    ),
 )
 def test_patch__hostile_fields__4xx_sentence_or_one_audited_change(api, key, body, if_match):
     before = snapshot()
@@ -149,7 +180,8 @@ def test_rollback__hostile_reason__4xx_sentence_or_one_audited_change(api, key, 
     delete_reason=st.one_of(st.none(), hostile_text()),
 )
 @example(  # issue 15, item 1
-    key=KEY, channel_id=CHANNEL,
+    key=KEY,
+    channel_id=CHANNEL,
     body={"variant": "v1", "reason": "x", "expires_at": "9999-12-31T23:59:59-14:00"},
     delete_reason="x\x00",
 )
@@ -174,15 +206,29 @@ def _event(kind: str) -> st.SearchStrategy[dict[str, Any]]:
     }
     extra = {
         "response": {
-            "rollout": keys, "variant": variants, "model": field(["anthropic/claude-3.5-sonnet"]),
-            "input_tokens": field([0, 500]), "output_tokens": field([0, 200]),
-            "cached_tokens": field([0, 10]), "cache_hit": field([True, None]),
-            "latency_ms": field([0, 1200.5]), "error": field([None, "timeout"]),
-            "conversation_id": field(["c-1", None]), "user_text": field(["hi"]),
+            "rollout": keys,
+            "variant": variants,
+            "model": field(["anthropic/claude-3.5-sonnet"]),
+            "input_tokens": field([0, 500]),
+            "output_tokens": field([0, 200]),
+            "cached_tokens": field([0, 10]),
+            "cache_hit": field([True, None]),
+            "latency_ms": field([0, 1200.5]),
+            "error": field([None, "timeout"]),
+            "conversation_id": field(["c-1", None]),
+            "user_text": field(["hi"]),
             "response_text": field(["hello"]),
         },
-        "reaction": {"emoji": field(["👍", "👎"]), "action": field(["add", "remove"]), "user_id": field(["u1"])},
-        "followup": {"reply_to": field(["m-1"]), "text": field(["actually no"]), "is_correction": field([True, None])},
+        "reaction": {
+            "emoji": field(["👍", "👎"]),
+            "action": field(["add", "remove"]),
+            "user_id": field(["u1"]),
+        },
+        "followup": {
+            "reply_to": field(["m-1"]),
+            "text": field(["actually no"]),
+            "is_correction": field([True, None]),
+        },
     }[kind]
     required = {k: common.pop(k) for k in ("id", "type")}
     # Whole events of the right type (so that every later check is reached), and events of any
@@ -205,12 +251,33 @@ def _event(kind: str) -> st.SearchStrategy[dict[str, Any]]:
 )
 @example(  # issue 15, item 2: one bad event among good ones
     events=[
-        {"id": "ok", "type": "reaction", "ts": "2026-03-02T10:00:00Z", "channel_id": "1",
-         "message_id": "m", "emoji": "x", "action": "add"},
-        {"id": "bad", "type": "reaction", "ts": "9999-12-31T23:59:59-14:00", "channel_id": "1",
-         "message_id": "m", "emoji": "x", "action": "add"},
-        {"id": "bad-2", "type": "reaction", "ts": "2026-03-02T10:00:00Z", "channel_id": "1",
-         "message_id": "\ud800", "emoji": "x", "action": "add"},
+        {
+            "id": "ok",
+            "type": "reaction",
+            "ts": "2026-03-02T10:00:00Z",
+            "channel_id": "1",
+            "message_id": "m",
+            "emoji": "x",
+            "action": "add",
+        },
+        {
+            "id": "bad",
+            "type": "reaction",
+            "ts": "9999-12-31T23:59:59-14:00",
+            "channel_id": "1",
+            "message_id": "m",
+            "emoji": "x",
+            "action": "add",
+        },
+        {
+            "id": "bad-2",
+            "type": "reaction",
+            "ts": "2026-03-02T10:00:00Z",
+            "channel_id": "1",
+            "message_id": "\ud800",
+            "emoji": "x",
+            "action": "add",
+        },
     ]
 )
 def test_events__hostile_batch__each_event_stored_or_rejected_by_index(api, events):
@@ -220,14 +287,18 @@ def test_events__hostile_batch__each_event_stored_or_rejected_by_index(api, even
     if answer.status_code == 200:
         result = answer.json()
         assert result["accepted"] + result["duplicates"] + len(result["rejected"]) == len(events)
-        assert [r["index"] for r in result["rejected"]] == sorted(r["index"] for r in result["rejected"])
+        assert [r["index"] for r in result["rejected"]] == sorted(
+            r["index"] for r in result["rejected"]
+        )
         assert all(r["error"].strip() for r in result["rejected"])
         stored = sum(snapshot()["events"]) - sum(before["events"])
         assert stored == result["accepted"]
 
 
 @FUZZ
-@given(body=st.one_of(hostile_json_value(), st.fixed_dictionaries({"events": hostile_json_value()})))
+@given(
+    body=st.one_of(hostile_json_value(), st.fixed_dictionaries({"events": hostile_json_value()}))
+)
 def test_events__hostile_body__never_5xx(api, body):
     before = snapshot()
     check(send(api, "post", "/api/v1/events", body=body), before)

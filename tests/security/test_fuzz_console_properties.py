@@ -32,8 +32,11 @@ FUZZ = settings(
     deadline=None,
     derandomize=True,
     database=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
-                           HealthCheck.data_too_large],
+    suppress_health_check=[
+        HealthCheck.function_scoped_fixture,
+        HealthCheck.too_slow,
+        HealthCheck.data_too_large,
+    ],
 )
 
 keys = field([KEY, "nope"])
@@ -47,15 +50,28 @@ def snapshot() -> dict[str, Any]:
     return {
         "rollouts": list(
             Rollout.objects.order_by("key").values_list(
-                "key", "enabled", "percentage", "simplified_percentage", "strategy", "revision",
+                "key",
+                "enabled",
+                "percentage",
+                "simplified_percentage",
+                "strategy",
+                "revision",
                 "current_phase_id",
             )
         ),
-        "overrides": list(ChannelOverride.objects.order_by("pk").values_list("channel_id", "variant", "expires_at")),
+        "overrides": list(
+            ChannelOverride.objects.order_by("pk").values_list(
+                "channel_id", "variant", "expires_at"
+            )
+        ),
         "audit": AuditEntry.objects.count(),
         "ticks": ChecklistTick.objects.count(),
         "tokens": list(ApiToken.objects.order_by("pk").values_list("name", "revoked_at")),
-        "rules": list(GuardrailRule.objects.order_by("pk").values_list("enabled", "threshold", "min_samples", "alpha", "action", "from_phase_id")),
+        "rules": list(
+            GuardrailRule.objects.order_by("pk").values_list(
+                "enabled", "threshold", "min_samples", "alpha", "action", "from_phase_id"
+            )
+        ),
         "decisions": DeploymentDecision.objects.count(),
     }
 
@@ -113,12 +129,26 @@ SECTIONS = ["status", "timeline", "checklist", "percentage", "overrides"]
     alert_rollout=keys,
     preview=maybe({"percentage": percentages, "simplified_percentage": percentages}),
     channel_id=field(["123456789012345678", "42"]),
-    audit=maybe({"rollout": keys, "actor": field(["alice"]), "action": field(["rollout.update"]), "page": field([1, 2, 999])}),
+    audit=maybe(
+        {
+            "rollout": keys,
+            "actor": field(["alice"]),
+            "action": field(["rollout.update"]),
+            "page": field([1, 2, 999]),
+        }
+    ),
     htmx=htmx,
 )
 @example(  # the inputs of issue 15, item 6, always among the examples
-    key=KEY, section="overrides", q="x\x00", part="banner", alert_rollout="x\x00",
-    preview={"percentage": "5\x00"}, channel_id="1\x00", audit={"actor": "x\x00"}, htmx=True,
+    key=KEY,
+    section="overrides",
+    q="x\x00",
+    part="banner",
+    alert_rollout="x\x00",
+    preview={"percentage": "5\x00"},
+    channel_id="1\x00",
+    audit={"actor": "x\x00"},
+    htmx=True,
 )
 def test_rollout_pages__hostile_query__never_5xx(
     operator, key, section, q, part, alert_rollout, preview, channel_id, audit, htmx
@@ -155,15 +185,22 @@ def test_rollout_pages__hostile_query__never_5xx(
     ),
     chart=field(["responses", "errors", "latency", "cost"]),
     fmt=field(["csv", "json"]),
-    projection=maybe({"rollout": keys, "percentage": percentages, "simplified_percentage": percentages}),
+    projection=maybe(
+        {"rollout": keys, "percentage": percentages, "simplified_percentage": percentages}
+    ),
     start=st.one_of(dates, st.sampled_from(["2026-03-01", "9999-12-30", "0001-01-01"])),
     end=st.one_of(dates, st.sampled_from(["2026-03-02", "9999-12-31", "0001-01-02"])),
     htmx=htmx,
 )
 @example(  # the inputs of issue 15, item 6, always among the examples
-    key=KEY, params={"range": "custom", "start": "9999-12-30", "end": "9999-12-31"},
-    chart="responses", fmt="csv", projection={"rollout": "x\x00"}, start="9999-12-30",
-    end="9999-12-31", htmx=False,
+    key=KEY,
+    params={"range": "custom", "start": "9999-12-30", "end": "9999-12-31"},
+    chart="responses",
+    fmt="csv",
+    projection={"rollout": "x\x00"},
+    start="9999-12-30",
+    end="9999-12-31",
+    htmx=False,
 )
 def test_dashboard__hostile_query__never_5xx(
     operator, key, params, chart, fmt, projection, start, end, htmx
@@ -201,7 +238,9 @@ revision = st.one_of(st.none(), field([0, 1, 999999999999999999999]))
 
 @FUZZ
 @given(
-    form=st.sampled_from(["percentage", "phase", "hold", "checklist", "overrides", "reenable", "rollback"]),
+    form=st.sampled_from(
+        ["percentage", "phase", "hold", "checklist", "overrides", "reenable", "rollback"]
+    ),
     data=maybe(
         {
             "percentage": percentages,
@@ -240,7 +279,9 @@ def test_rollout_forms__hostile_fields__4xx_stores_nothing_or_one_audited_change
     current_revision=st.booleans(),
     htmx=htmx,
 )
-def test_remove_override__hostile_channel_and_reason__never_5xx(operator, channel_id, reason, current_revision, htmx):
+def test_remove_override__hostile_channel_and_reason__never_5xx(
+    operator, channel_id, reason, current_revision, htmx
+):
     from rollout import services
     from tests.conftest import SYSTEM
 
@@ -263,7 +304,9 @@ def test_tokens__hostile_create_and_revoke__never_5xx(operator, name, scopes, pk
     answer = operator.generic(
         "POST",
         "/tokens/new/",
-        "&".join([query_string({"name": name})] + [query_string({"scopes": s}) for s in scopes]).encode(),
+        "&".join(
+            [query_string({"name": name})] + [query_string({"scopes": s}) for s in scopes]
+        ).encode(),
         content_type="application/x-www-form-urlencoded",
         headers={"HX-Request": "true"} if htmx else {},
     )

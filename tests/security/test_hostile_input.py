@@ -109,7 +109,9 @@ def test_api__nul_or_surrogate_in_reason__400_naming_the_field_nothing_stored(
 
 def test_patch__3_mb_reason__413_sentence_nothing_stored(operator_api):
     state = _state(operator_api)
-    answer = operator_api.patch(f"/api/v1/rollouts/{KEY}", {"percentage": 5, "reason": "x" * 3_000_000})
+    answer = operator_api.patch(
+        f"/api/v1/rollouts/{KEY}", {"percentage": 5, "reason": "x" * 3_000_000}
+    )
     assert answer.status_code == 413
     assert answer.json() == {"error": "The request body is larger than 2.5 MiB; send less."}
     assert _state(operator_api) == state
@@ -171,7 +173,9 @@ def test_summary__iso_forms_that_are_not_rfc_3339__400_sentence(reader, since):
 
 def test_summary__rfc_3339_lower_case_t_and_z__accepted(reader):
     answer = reader.get(
-        f"/api/v1/rollouts/{KEY}/summary", since="2026-03-01t00:00:00z", until="2026-03-02t00:00:00z"
+        f"/api/v1/rollouts/{KEY}/summary",
+        since="2026-03-01t00:00:00z",
+        until="2026-03-02t00:00:00z",
     )
     assert answer.status_code == 200, answer.content
     assert answer.json()["since"].startswith("2026-03-01T00:00:00")
@@ -301,9 +305,9 @@ def test_create_token__eight_at_once_with_one_name__one_created_the_rest_a_sente
         t.start()
     for t in threads:
         t.join()
-    assert sorted(outcomes) == ["A token named 'sel-bot' exists already; pick another name."] * 7 + [
-        "created"
-    ]
+    assert sorted(outcomes) == [
+        "A token named 'sel-bot' exists already; pick another name."
+    ] * 7 + ["created"]
     assert ApiToken.objects.filter(name="sel-bot").count() == 1
 
 
