@@ -4,7 +4,7 @@
 
 
 The Dockerfile's CMD and docker-compose's web service start gunicorn with this file, and the live
-tests (tests/ops/test_slow_clients_live.py, tests/ops/test_access_log_live.py) start it the same
+tests (tests/faults/test_slow_clients.py, tests/faults/test_access_log_live.py) start it the same
 way, so what is tested is what runs.
 
 The production topology (docs/operations.md, "Slow clients and long polls"): nginx in front

@@ -15,6 +15,8 @@ from django.http import HttpRequest, JsonResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
+from . import heartbeat  # also registers its /metrics gauge in the web process
+
 
 @never_cache
 @require_GET
@@ -47,8 +49,6 @@ def _check_broker() -> str | None:
 
 def _heartbeats() -> dict[str, tuple[bool, str]]:
     """The worker's and beat's heartbeats: (stale, sentence) each (selcontrol/heartbeat.py)."""
-    from . import heartbeat
-
     if not heartbeat.watched():
         return {name: (False, "not watched (tasks run in-process)") for name in heartbeat.PROCESSES}
     return {name: (beat.stale, beat.describe()) for name, beat in heartbeat.status().items()}

@@ -13,7 +13,8 @@ could not tell (issue 15). Two timestamps in the shared cache (Redis) tell it:
   other task as it finishes). So a dead beat leaves the worker's heartbeat fresh, and a dead or
   disconnected worker leaves beat's fresh: each shows on its own.
 
-``status()`` reads both; ``/readyz`` shows them, ``/readyz?deep=1`` answers 503 when one is
+``status()`` reads both; ``/metrics`` has their ages (``selcontrol_heartbeat_age_seconds``),
+``/readyz`` shows them, ``/readyz?deep=1`` answers 503 when one is
 older than SELCONTROL_HEARTBEAT_STALE_SECONDS (90), the rollout page's guardrail panel shows a
 stale one, and ``manage.py heartbeat check worker|beat`` is the containers' health check. Without
 a broker (tasks run in-process) there is nothing to watch.
@@ -33,6 +34,7 @@ from django.conf import settings
 from django.core.cache import cache
 
 from .celery import app
+from .telemetry import register_collector
 
 logger = logging.getLogger("selcontrol.heartbeat")
 
@@ -138,3 +140,20 @@ class HeartbeatScheduler(PersistentScheduler):
         result = super().apply_async(entry, producer=producer, advance=advance, **kwargs)
         beat("beat")
         return result
+
+
+@register_collector
+def _heartbeat_gauges():
+    """``selcontrol_heartbeat_age_seconds{process}`` on /metrics (-1: never seen)."""
+    if not watched():
+        return
+    samples = [
+        ("selcontrol_heartbeat_age_seconds", {"process": name}, -1.0 if b.age is None else b.age)
+        for name, b in status().items()
+    ]
+    yield (
+        "selcontrol_heartbeat_age_seconds",
+        "gauge",
+        "Seconds since the Celery worker or beat last showed it works (-1: never).",
+        samples,
+    )

@@ -41,3 +41,16 @@ def test_rollout_page__both_heartbeats_fresh__nothing_stopped(viewer_client, rol
 def test_rollout_page__tasks_in_process__no_heartbeat_expected(viewer_client, rollout):
     page = viewer_client.get(f"/rollouts/{rollout.key}/").content.decode()
     assert "stopped</span>" not in page
+
+
+def test_metrics__heartbeats__ages_match_the_stored_timestamps(client, watched):
+    heartbeat.beat("worker", at=time.time() - 600)
+    heartbeat.beat("beat", at=time.time() - 5)
+    text = client.get("/metrics").content.decode()
+    ages = {
+        line.split('"')[1]: float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("selcontrol_heartbeat_age_seconds{")
+    }
+    assert set(ages) == {"worker", "beat"}
+    assert 600 <= ages["worker"] < 660 and 5 <= ages["beat"] < 65

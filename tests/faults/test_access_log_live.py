@@ -9,8 +9,8 @@ import json
 import httpx
 import pytest
 
-from tests.faults.conftest import PORT_BASE, private_pg, stack  # noqa: F401 - fixtures
-from tests.faults.production import Nginx, ProductionServer
+from .conftest import PORT_BASE
+from .production import Nginx, ProductionServer
 
 pytestmark = pytest.mark.live
 
@@ -26,7 +26,7 @@ def send_secrets(url: str) -> None:
 
 
 @pytest.fixture
-def gunicorn(stack):  # noqa: F811 - the fault tests' fixture
+def gunicorn(stack):
     servers: list[ProductionServer] = []
 
     def start(*args: str) -> ProductionServer:
