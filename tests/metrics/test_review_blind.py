@@ -330,9 +330,7 @@ def test_dashboard__others_graded_part_of_the_sample__week_still_hidden_from_the
         reviews.submit_grade(reviews.next_item(sample, bob), bob, GOOD)
     response = dave_client.get(DASHBOARD_URLS[0].format(q=custom(WEEK)))
     assert response.status_code == 403
-    assert "sample {} has 4 replies you may still grade".format(sample.pk) in (
-        response.content.decode()
-    )
+    assert f"sample {sample.pk} has 4 replies you may still grade" in (response.content.decode())
 
 
 def test_results__reviewer_grading_a_week__sees_none_of_its_other_graded_replies(
