@@ -71,9 +71,11 @@ def seed(*, rollout_key: str, now: datetime | None = None) -> tuple[ReviewSample
         raise MissingGraders(
             f"The demo reviewers {', '.join(GRADERS)} do not exist; run manage.py seed_demo first."
         )
+    week = reviews.previous_week(now)
     sample = reviews.draw_sample(
         rollout_key=rollout_key,
-        week_start=reviews.previous_week(now),
+        week_start=week,
+        seed=int(week.strftime("%Y%m%d")),  # the same demo sample for the same week
         kind=ReviewSample.Kind.SCHEDULED,
         origin=ReviewSample.Origin.DEMO,
         double_share=DOUBLE_SHARE,

@@ -329,7 +329,9 @@ def dashboard(request: HttpRequest, key: str) -> HttpResponse:
                 "ranges": RANGE_CHOICES,
                 "params": None,
             },
-            status=exc.status,
+            # htmx swaps 409/422 only (base.html): a hidden range is shown in place as a choice
+            # to change, like a bad one; the page and the data endpoints answer 403
+            status=422 if request.htmx else exc.status,
         )
     context = _context(request, rollout, params)
     if request.htmx and not request.htmx.boosted:

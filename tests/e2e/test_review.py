@@ -52,12 +52,12 @@ EXCHANGES = [
 VARIANTS = ["v1", "v2_full", "v1", "v2_full", "v1", "v2_full"]
 
 
-def store_replies(n: int, *, start: int = 0) -> None:
+def store_replies(n: int, *, start: int = 0, ago: timedelta = timedelta(0)) -> None:
     now = timezone.now()
     events = []
     for i in range(start, start + n):
         user, bot = EXCHANGES[i % len(EXCHANGES)]
-        ts = now - timedelta(minutes=5 + i)
+        ts = now - ago - timedelta(minutes=5 + i)
         events.append(
             {
                 "id": f"e2e-review-{i}",
@@ -398,3 +398,21 @@ def test_review_draw__same_week_again__says_which_sample_exists(page, console, b
     page.wait_for_url(f"**/metrics/reviews/samples/{first.pk}/")
     assert "Weekly" not in page.locator("#drawn-by").inner_text()
     assert "On demand, drawn by" in page.locator("#drawn-by").inner_text()
+
+
+def test_review_blind__reviewer_picks_a_range_holding_the_week__sees_the_sentence_not_old_charts(
+    page, console, bob
+):
+    store_replies(4, ago=timedelta(days=8))
+    last_week = reviews.week_start_of(timezone.now() - timedelta(days=8))
+    reviews.draw_sample(
+        rollout_key="prompts_v2", week_start=last_week, actor=SYSTEM, size=4, double_share=0
+    )
+    login(page, bob)
+    page.goto("/metrics/prompts_v2/?range=custom&start=2025-01-06&end=2025-01-07")
+    page.locator(".chart-grid").wait_for()
+    page.click("label[for=range-7d]")
+    alert = page.locator("#dash-body [role=alert]")
+    alert.wait_for()
+    assert "hidden from you while you review it" in alert.inner_text()
+    assert page.locator("#dash-body .chart-grid").count() == 0

@@ -330,9 +330,7 @@ def test_dashboard__others_graded_part_of_the_sample__week_still_hidden_from_the
         reviews.submit_grade(reviews.next_item(sample, bob), bob, GOOD)
     response = dave_client.get(DASHBOARD_URLS[0].format(q=custom(WEEK)))
     assert response.status_code == 403
-    assert "sample {} has 4 replies you may still grade".format(sample.pk) in (
-        response.content.decode()
-    )
+    assert f"sample {sample.pk} has 4 replies you may still grade" in (response.content.decode())
 
 
 def test_results__reviewer_grading_a_week__sees_none_of_its_other_graded_replies(
@@ -349,3 +347,12 @@ def test_results__reviewer_grading_a_week__sees_none_of_its_other_graded_replies
     assert "dave graded it" in html and mine.response.response_text in html
     assert "2 graded replies left out while you review blind" in html
     assert "the rest of the week you are grading (2 Mar 2026)" in html
+
+
+def test_dashboard__htmx_range_change_to_the_week__is_a_422_fragment_the_page_swaps_in(
+    reviewer_client, rollout, sample
+):
+    response = reviewer_client.get(DASHBOARD_URLS[0].format(q=custom(WEEK)), headers=HTMX)
+    html = response.content.decode()
+    assert response.status_code == 422 and "<html" not in html
+    assert "are hidden from you while you review it" in html

@@ -54,12 +54,13 @@ def test_demo_sample__30_graded_by_the_simulated_truth__the_rest_left_for_review
     grades = ReviewGrade.objects.filter(reviewer__username="reviewer2").select_related(
         "item__response"
     )
-    agree = sum(
-        (simulation.HALLUCINATED.get(g.item.response.response_text, "none") == "none")
-        == (g.hallucination == "none")
-        for g in grades
-    )
-    assert grades.count() == 30 and agree / 30 >= 0.75
+    table = {(True, True): 0, (True, False): 0, (False, True): 0, (False, False): 0}
+    for g in grades:
+        wrong = g.item.response.response_text in simulation.HALLUCINATED
+        table[(wrong, g.hallucination != "none")] += 1
+    assert grades.count() == 30 and table[(True, True)] + table[(True, False)] >= 3
+    assert table[(True, True)] / (table[(True, True)] + table[(True, False)]) >= 0.75
+    assert table[(False, False)] / (table[(False, False)] + table[(False, True)]) >= 0.75
     sample = ReviewSample.objects.get()
     progress = reviews.sample_progress(sample)
     assert progress["graded"] == 30 and progress["total"] == 50

@@ -239,7 +239,9 @@ def test_submit_grade__single_item_already_graded__is_409_and_keeps_the_grade(bo
     item = reviews.next_item(draw(size=1), bob)
     reviews.submit_grade(item, bob, GOOD)
     with pytest.raises(reviews.NotYours):
-        reviews.submit_grade(item, dave, {**GOOD, "hallucination": "major", "hallucination_note": "x"})
+        reviews.submit_grade(
+            item, dave, {**GOOD, "hallucination": "major", "hallucination_note": "x"}
+        )
     assert list(ReviewGrade.objects.values_list("reviewer__username", "hallucination")) == [
         ("bob", "none")
     ]
