@@ -251,6 +251,38 @@ class ChannelHourlyRollup(models.Model):
         return f"{self.rollout_key}/{self.variant}/{self.channel_id} {self.hour:%Y-%m-%d %H}:00"
 
 
+class ChannelDailyRollup(models.Model):
+    """One channel's replies of one rollout's variant over one UTC day: the sum of that day's
+    ChannelHourlyRollup rows, rebuilt in the same transaction as any of them, so that a window of
+    days reads one row per channel and day instead of 24."""
+
+    rollout_key = models.CharField(max_length=64)
+    day = models.DateTimeField(help_text="00:00 UTC of the day")
+    variant = models.CharField(max_length=64)
+    channel_id = models.CharField(max_length=64)
+    responses = models.IntegerField(default=0)
+    errors = models.IntegerField(default=0)
+    timeouts = models.IntegerField(default=0)
+    cache_hits = models.IntegerField(default=0)
+    cache_known = models.IntegerField(default=0)
+    reactions_positive = models.IntegerField(default=0)
+    reactions_negative = models.IntegerField(default=0)
+    followups = models.IntegerField(default=0)
+    corrections = models.IntegerField(default=0)
+    latency_hist = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["rollout_key", "day", "variant", "channel_id"],
+                name="channel_daily_unique_bucket",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.rollout_key}/{self.variant}/{self.channel_id} {self.day:%Y-%m-%d}"
+
+
 class DirtyHour(models.Model):
     """A (rollout, hour) whose raw events changed since its rollup was computed."""
 

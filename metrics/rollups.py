@@ -27,6 +27,7 @@ from django.utils import timezone
 
 from . import histogram
 from .models import (
+    ChannelDailyRollup,
     ChannelHourlyRollup,
     ConversationStat,
     DailyRollup,
@@ -351,6 +352,7 @@ def _recompute_day(rollout_key: str, day: datetime) -> None:
     for row in HourlyRollup.objects.filter(rollout_key=rollout_key, hour__gte=day, hour__lt=day + DAY):
         add_figures(totals[row.variant], figures_of_rollup(row))
     _replace_rollups(DailyRollup, "day", rollout_key, day, totals)
+    _recompute_channel_day(rollout_key, day)
 
 
 def _replace_rollups(model, bucket: str, rollout_key: str, start: datetime, figures) -> None:
@@ -866,6 +868,59 @@ def _replace_channel_rollups(rollout_key: str, hour: datetime, figures) -> None:
     )
 
 
+_CHANNEL_DAY_SQL = """
+WITH h AS (
+  SELECT * FROM metrics_channelhourlyrollup
+  WHERE rollout_key = %(key)s AND hour >= %(day)s AND hour < %(next)s
+), hist AS (
+  SELECT variant, channel_id, jsonb_object_agg(k, n) AS latency_hist
+  FROM (
+    SELECT variant, channel_id, e.key AS k, sum(e.value::bigint) AS n
+    FROM h, jsonb_each_text(h.latency_hist) AS e GROUP BY variant, channel_id, e.key
+  ) AS t GROUP BY variant, channel_id
+), sums AS (
+  SELECT variant, channel_id, {sums} FROM h GROUP BY variant, channel_id
+)
+INSERT INTO metrics_channeldailyrollup
+  (rollout_key, day, variant, channel_id, {columns}, latency_hist)
+SELECT %(key)s, %(day)s, s.variant, s.channel_id, {columns},
+       COALESCE(hist.latency_hist, '{{}}'::jsonb)
+FROM sums AS s LEFT JOIN hist USING (variant, channel_id)
+"""
+
+
+def _recompute_channel_day(rollout_key: str, day: datetime) -> None:
+    """Rebuild a day's per-channel rows as the sums of its per-channel hourly rows (in the
+    caller's transaction, under the day's lock taken by _recompute_day)."""
+    ChannelDailyRollup.objects.filter(rollout_key=rollout_key, day=day).delete()
+    if is_postgres():
+        sql = _CHANNEL_DAY_SQL.format(
+            sums=", ".join(f"sum({c})::int AS {c}" for c in CHANNEL_FIELDS),
+            columns=", ".join(CHANNEL_FIELDS),
+        )
+        with connection.cursor() as cursor:
+            cursor.execute(sql, {"key": rollout_key, "day": day, "next": day + DAY})
+        return
+    totals: dict[tuple[str, str], dict[str, Any]] = defaultdict(empty_channel)
+    for row in ChannelHourlyRollup.objects.filter(
+        rollout_key=rollout_key, hour__gte=day, hour__lt=day + DAY
+    ):
+        f = totals[(row.variant, row.channel_id)]
+        for name in CHANNEL_FIELDS:
+            f[name] += getattr(row, name)
+        for k, n in row.latency_hist.items():
+            f["latency_hist"][k] = f["latency_hist"].get(k, 0) + n
+    ChannelDailyRollup.objects.bulk_create(
+        [
+            ChannelDailyRollup(
+                rollout_key=rollout_key, day=day, variant=variant, channel_id=channel, **f
+            )
+            for (variant, channel), f in totals.items()
+        ],
+        batch_size=1000,
+    )
+
+
 def channel_totals(
     rollout_key: str, since: datetime, until: datetime, *, latency: bool = False
 ) -> dict[str, dict[str, dict[str, Any]]]:
@@ -901,20 +956,35 @@ def _channel_totals(rollout_key, since, until, latency: bool):
             for k, n in part["latency_hist"].items():
                 hist[int(k)] = hist.get(int(k), 0) + int(n)
 
-    rows = ChannelHourlyRollup.objects.filter(
-        rollout_key=rollout_key, hour__gte=first, hour__lt=until
-    ).exclude(hour__in=sorted(skip))
-    sums = rows.values("variant", "channel_id").annotate(
-        **{f"s_{name}": Sum(name) for name in CHANNEL_FIELDS}
-    )
-    for row in sums:
-        add(
-            row["variant"],
-            row["channel_id"],
-            {**{name: int(row[f"s_{name}"] or 0) for name in CHANNEL_FIELDS}, "latency_hist": {}},
+    # whole clean days from the daily rows, the other clean hours from the hourly ones
+    days, segments = _rollup_parts(first, until, skip)
+    parts = []
+    if days:
+        parts.append(ChannelDailyRollup.objects.filter(rollout_key=rollout_key, day__in=days))
+    if segments:
+        ranges = Q()
+        for start, end in segments:
+            ranges |= Q(hour__gte=start, hour__lt=end)
+        parts.append(
+            ChannelHourlyRollup.objects.filter(ranges, rollout_key=rollout_key).exclude(
+                hour__in=sorted(skip)
+            )
         )
-    if latency:
-        _merge_channel_hists(out, rows)
+    for rows in parts:
+        sums = rows.values("variant", "channel_id").annotate(
+            **{f"s_{name}": Sum(name) for name in CHANNEL_FIELDS}
+        )
+        for row in sums:
+            add(
+                row["variant"],
+                row["channel_id"],
+                {
+                    **{name: int(row[f"s_{name}"] or 0) for name in CHANNEL_FIELDS},
+                    "latency_hist": {},
+                },
+            )
+        if latency:
+            _merge_channel_hists(out, rows)
     for hour in sorted(skip):
         ts_from = since if hour < since else None
         ts_to = until if hour + HOUR > until else None

@@ -364,3 +364,74 @@ def test_channel_aggregate__portable_path__equals_the_postgresql_one(rollout, mo
     monkeypatch.setattr(rollups, "is_postgres", lambda: False)
     assert rollups.channel_aggregate("prompts_v2", T0) == sql
     assert sum(f["responses"] for f in sql.values()) == 30
+
+
+def _days_of_traffic() -> None:
+    from .conftest import reaction
+
+    events = []
+    for i in range(400):  # three days and a bit, a reply every 12 minutes
+        e = response(
+            f"day-{i}",
+            ts=T0 + timedelta(minutes=12 * i, seconds=i % 50),
+            channel_id=f"ch{i % 17}",
+            variant="v2_full" if i % 17 < 6 else "v1",
+            latency_ms=300.0 + 37 * (i % 23),
+            error="timeout" if i % 11 == 0 else None,
+        )
+        events.append(e)
+        if i % 4 == 0:
+            events.append(reaction(e["message_id"], "👎" if i % 8 else "👍"))
+    record_events(events)
+    rollups.catch_up(time_budget=120)
+
+
+def test_channel_rollups__window_of_days__daily_rows_and_raw_events_agree(rollout):
+    _days_of_traffic()
+    from metrics.models import ChannelDailyRollup
+
+    day = rollups.day_of(T0) + timedelta(days=1)
+    daily = {
+        (r.variant, r.channel_id): (r.responses, r.errors, r.reactions_negative, r.latency_hist)
+        for r in ChannelDailyRollup.objects.filter(day=day)
+    }
+    hourly: dict = {}
+    for r in ChannelHourlyRollup.objects.filter(hour__gte=day, hour__lt=day + timedelta(days=1)):
+        f = hourly.setdefault((r.variant, r.channel_id), [0, 0, 0, {}])
+        f[0] += r.responses
+        f[1] += r.errors
+        f[2] += r.reactions_negative
+        for k, n in r.latency_hist.items():
+            f[3][k] = f[3].get(k, 0) + n
+    assert daily == {key: tuple(f) for key, f in hourly.items()}
+    # a window over whole days (daily rows) with partial hours at both ends (raw rows)
+    since, until = T0 + timedelta(minutes=30), T0 + timedelta(days=3, minutes=10)
+    got = rollups.channel_totals("prompts_v2", since, until, latency=True)
+    want = _raw_by_channel(since, until)
+    for variant in want:
+        assert {c: {k: f[k] for k in rollups.CHANNEL_FIELDS} for c, f in got[variant].items()} == {
+            c: {k: f[k] for k in rollups.CHANNEL_FIELDS} for c, f in want[variant].items()
+        }
+    responses = ResponseEvent.objects.filter(ts__gte=since, ts__lt=until).count()
+    assert sum(sum(f["latency_hist"].values()) for ch in got.values() for f in ch.values()) == (
+        responses
+    )
+
+
+def test_channel_day__portable_rebuild__equals_the_postgresql_one(rollout, monkeypatch):
+    _days_of_traffic()
+    from metrics.models import ChannelDailyRollup
+
+    day = rollups.day_of(T0) + timedelta(days=1)
+
+    def rows():
+        return sorted(
+            ChannelDailyRollup.objects.filter(day=day).values_list(
+                "variant", "channel_id", *rollups.CHANNEL_FIELDS, "latency_hist"
+            )
+        )
+
+    sql = rows()
+    monkeypatch.setattr(rollups, "is_postgres", lambda: False)
+    rollups._recompute_channel_day("prompts_v2", day)
+    assert rows() == sql and sql
