@@ -274,3 +274,12 @@ def test_guardrail_panel__evaluate_now_for_operators_only_with_the_date(
     operator_client.post(f"/metrics/{KEY}/guardrails/evaluate/", headers=HX)
     html = viewer_client.get(url("detail", KEY)).content.decode()
     assert f"evaluated {timezone.now():%b} {timezone.now().day}, " in html
+
+
+def test_guardrail_panel__new_phase_not_evaluated_yet__says_so_not_inactive(
+    operator_client, rollout
+):
+    services.move_to_phase(rollout, phase=2, actor=SYSTEM, reason="b", gate_override_reason="t")
+    html = operator_client.get(url("section", KEY, "status")).content.decode()
+    assert "4 watched in Beta, not evaluated since it began" in html
+    assert "not active in this phase" not in html
