@@ -37,7 +37,11 @@ def _rollout() -> Rollout:
 
 def _beta(hours: float = 2) -> Rollout:
     return services.move_to_phase(
-        _rollout(), phase=2, actor=SYSTEM, reason="beta", gate_override_reason="e2e",
+        _rollout(),
+        phase=2,
+        actor=SYSTEM,
+        reason="beta",
+        gate_override_reason="e2e",
         now=timezone.now() - timedelta(hours=hours),
     )
 
@@ -165,10 +169,18 @@ def test_last_24h__after_moving_to_full__history_not_projection(page: Page, cons
     now = datetime.now(UTC)
     events = [
         {
-            "id": f"t{i}", "type": "response", "ts": (now - timedelta(hours=3)).isoformat(),
-            "channel_id": str(10**17 + i), "message_id": f"m{i}", "rollout": KEY,
-            "variant": "v1" if i % 5 else "v2_full", "model": "anthropic/claude-3.5-sonnet",
-            "input_tokens": 500, "output_tokens": 200, "latency_ms": 900.0, "error": None,
+            "id": f"t{i}",
+            "type": "response",
+            "ts": (now - timedelta(hours=3)).isoformat(),
+            "channel_id": str(10**17 + i),
+            "message_id": f"m{i}",
+            "rollout": KEY,
+            "variant": "v1" if i % 5 else "v2_full",
+            "model": "anthropic/claude-3.5-sonnet",
+            "input_tokens": 500,
+            "output_tokens": 200,
+            "latency_ms": 900.0,
+            "error": None,
         }
         for i in range(100)
     ]
