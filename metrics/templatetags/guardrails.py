@@ -23,10 +23,13 @@ PILL = {g.OK: "ok", g.INSUFFICIENT: "muted", g.WARNING: "warn", g.BREACHED: "bad
 def guardrail_status(context, rollout) -> dict:
     rows = guardrail_services.states(rollout)
     active = [(r, s) for r, s in rows if s is not None and s.status != g.OFF]
+    phase = rollout.current_phase
+    applying = [r for r, _ in rows if r.applies_in(phase)]
     return {
         "rollout": rollout,
         "rows": rows,
         "active": active,
+        "applying": applying,
         "counts": {
             status: sum(1 for _, s in active if s.status == status)
             for status in (g.BREACHED, g.WARNING, g.INSUFFICIENT, g.OK)

@@ -157,7 +157,8 @@ def test_operator__walks_the_guide(page: Page, phone_page: Page, console: str, a
     screenshot(page, "console-overrides")
     htmx_idle(page)
     page.prompt_answer = "test finished"
-    overrides.get_by_role("button", name="Remove the override of channel 424242424242424242").click()
+    remove = "Remove the override of channel 424242424242424242"
+    overrides.get_by_role("button", name=remove).click()
     expect(overrides.locator("#override-424242424242424242")).to_have_count(0)
     assert AuditEntry.objects.filter(action="override.remove", reason="test finished").exists()
 

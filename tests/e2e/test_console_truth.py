@@ -37,7 +37,11 @@ def _rollout() -> Rollout:
 
 def _beta(hours: float = 2) -> Rollout:
     return services.move_to_phase(
-        _rollout(), phase=2, actor=SYSTEM, reason="beta", gate_override_reason="e2e",
+        _rollout(),
+        phase=2,
+        actor=SYSTEM,
+        reason="beta",
+        gate_override_reason="e2e",
         now=timezone.now() - timedelta(hours=hours),
     )
 
@@ -58,6 +62,7 @@ def test_evaluate_now__shows_fresh_guardrail_states(page: Page, console: str, al
     expect(panel).to_contain_text("(just now)")
     expect(panel).to_contain_text("not enough data")
     expect(page.locator("#criteria")).to_contain_text("not yet known")
+    htmx_idle(page)
     assert AuditEntry.objects.filter(action="guardrail.evaluate", actor="alice").exists()
     screenshot(page, "console-evaluate-now")
     assert csp == []
@@ -101,6 +106,7 @@ def test_success_criteria__not_known__advance_needs_an_override_reason(
     page.fill("#gate-override", "reviews are too few this week; accepted by the team")
     page.get_by_role("button", name="Advance to Canary").click()
     expect(page.locator(".step-current")).to_contain_text("Canary")
+    htmx_idle(page)  # the other sections refresh; let them finish before the database is reset
     entry = AuditEntry.objects.filter(action="phase.change").latest("id")
     assert "gate override: reviews are too few" in entry.reason
 
@@ -122,6 +128,7 @@ def test_reenable_at_20_in_full__off_plan_shown_and_watch_stopped(
     expect(status).to_contain_text("stopped")
     expect(status).to_contain_text("counts only at 100%")
     expect(page.locator("#sec-timeline")).to_contain_text("serving 20%")
+    htmx_idle(page)
     screenshot(page, "console-off-plan")
     login(phone_page, alice)
     expect(phone_page.locator("#off-plan")).to_be_visible()
@@ -152,6 +159,7 @@ def test_override__channel_name_refused__new_york_expiry_kept(browser, console: 
         expected = local.replace(second=0, microsecond=0).astimezone(UTC)
         assert stored == expected
         expect(page.locator("#sec-status .tile").nth(4)).to_contain_text("1")
+        htmx_idle(page)
     finally:
         page.context.close()
 
@@ -161,10 +169,18 @@ def test_last_24h__after_moving_to_full__history_not_projection(page: Page, cons
     now = datetime.now(UTC)
     events = [
         {
-            "id": f"t{i}", "type": "response", "ts": (now - timedelta(hours=3)).isoformat(),
-            "channel_id": str(10**17 + i), "message_id": f"m{i}", "rollout": KEY,
-            "variant": "v1" if i % 5 else "v2_full", "model": "anthropic/claude-3.5-sonnet",
-            "input_tokens": 500, "output_tokens": 200, "latency_ms": 900.0, "error": None,
+            "id": f"t{i}",
+            "type": "response",
+            "ts": (now - timedelta(hours=3)).isoformat(),
+            "channel_id": str(10**17 + i),
+            "message_id": f"m{i}",
+            "rollout": KEY,
+            "variant": "v1" if i % 5 else "v2_full",
+            "model": "anthropic/claude-3.5-sonnet",
+            "input_tokens": 500,
+            "output_tokens": 200,
+            "latency_ms": 900.0,
+            "error": None,
         }
         for i in range(100)
     ]

@@ -19,7 +19,7 @@ from metrics.guardrail_models import GuardrailRule
 from rollout import checklist, services
 from rollout.models import AuditEntry
 
-from .test_guardrail_rollback import T0, V1, V2, SYSTEM, Traffic, run, start_phase
+from .test_guardrail_rollback import SYSTEM, T0, V1, V2, Traffic, run, start_phase
 
 ERRORS = g.RuleSpec(g.ERROR_RATE, threshold=0.0, min_samples=200)
 COMPLAINTS = g.RuleSpec(g.NEGATIVE_REACTIONS, threshold=0.10, min_samples=200)
@@ -81,14 +81,15 @@ def test_criterion__healthy_v2_at_beta_size__holds_far_more_often_than_half():
 
 def test_criterion__v2_three_points_worse__fails_and_never_holds():
     rng = random.Random(7)
-    outcomes = [
-        _assess(ERRORS, _arms(rng, 15_000, 0.012, 15_000, 0.052)).status for _ in range(20)
-    ]
+    outcomes = [_assess(ERRORS, _arms(rng, 15_000, 0.012, 15_000, 0.052)).status for _ in range(20)]
     assert set(outcomes) == {criteria.FAILS}
 
 
 def test_criterion__below_the_data_floor__not_yet_known_saying_how_many():
-    arms = {"v1": g.Arm("v1", responses=5_000, errors=60), "v2_full": g.Arm("v2_full", responses=80)}
+    arms = {
+        "v1": g.Arm("v1", responses=5_000, errors=60),
+        "v2_full": g.Arm("v2_full", responses=80),
+    }
     c = _assess(ERRORS, arms)
     assert c.status == criteria.UNKNOWN
     assert "below the data floor: 80 of 200 replies per variant" in c.why
@@ -118,9 +119,17 @@ def test_criterion__relative_margin_rule__healthy_reactions_hold():
 
 
 def test_criterion__guardrail_breached_in_the_window__fails_whatever_the_figures():
-    arms = {"v1": g.Arm("v1", responses=9_000, errors=90), "v2_full": g.Arm("v2_full", responses=9_000)}
+    arms = {
+        "v1": g.Arm("v1", responses=9_000, errors=90),
+        "v2_full": g.Arm("v2_full", responses=9_000),
+    }
     c = criteria.assess(
-        "errors", ERRORS, arms, control="v1", treatments=["v2_full"], window_hours=5,
+        "errors",
+        ERRORS,
+        arms,
+        control="v1",
+        treatments=["v2_full"],
+        window_hours=5,
         breached="v2_full error rate 30% vs v1 1%",
     )
     assert c.status == criteria.FAILS and "breached in this window" in c.why
@@ -155,7 +164,10 @@ def test_gate__criteria_not_known__advance_refused_naming_each_criterion(beta_th
 def test_gate__override_reason__advances_and_audit_keeps_the_criteria(beta_thin):
     with time_machine.travel(T0 + timedelta(days=8), tick=False):
         moved = services.move_to_phase(
-            beta_thin, phase=3, actor=SYSTEM, reason="beta done",
+            beta_thin,
+            phase=3,
+            actor=SYSTEM,
+            reason="beta done",
             gate_override_reason="reviews too few this week; accepted by the team",
         )
     assert moved.current_phase.name == "Canary"
@@ -195,7 +207,10 @@ def test_gate__healthy_v2_through_the_ingest_path__criteria_hold_and_advance_nee
     with time_machine.travel(T0 + timedelta(days=8), tick=False):
         rows = criteria.for_rollout(canary)
         assert {c.key: c.status for c in rows} == {
-            "errors": "holds", "complaints": "holds", "corrections": "holds", "latency": "holds"
+            "errors": "holds",
+            "complaints": "holds",
+            "corrections": "holds",
+            "latency": "holds",
         }, [c.why for c in rows]
         moved = services.move_to_phase(canary, phase=4, actor=SYSTEM, reason="canary done")
     assert moved.current_phase.name == "Full"

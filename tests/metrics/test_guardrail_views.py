@@ -9,8 +9,7 @@ from io import StringIO
 
 from django.core.management import call_command
 
-from metrics import criteria, guardrail_services
-from metrics import guardrails as g
+from metrics import criteria
 from metrics.guardrail_models import AlertSettings, GuardrailRule
 from rollout.models import AuditEntry
 

@@ -25,7 +25,11 @@ KEY = "prompts_v2"
 
 def _beta(rollout: Rollout, hours: float = 2) -> Rollout:
     return services.move_to_phase(
-        rollout, phase=2, actor=SYSTEM, reason="beta", gate_override_reason="t",
+        rollout,
+        phase=2,
+        actor=SYSTEM,
+        reason="beta",
+        gate_override_reason="t",
         now=timezone.now() - timedelta(hours=hours),
     )
 
@@ -105,9 +109,7 @@ def test_demo_regression__kill_switch_on__says_to_re_enable_first(rollout):
         call_command("demo_regression")
 
 
-def test_evaluate_now__operator__fresh_states_and_an_audit_row_naming_who(
-    rollout, operator_client
-):
+def test_evaluate_now__operator__fresh_states_and_an_audit_row_naming_who(rollout, operator_client):
     _beta(rollout)
     response = operator_client.post(
         f"/metrics/{KEY}/guardrails/evaluate/", headers={"HX-Request": "true"}

@@ -429,7 +429,12 @@ def test_override__bad_channel_id__422_naming_field(operator_client, rollout):
 def test_override__unknown_variant__422(operator_client, rollout):
     response = operator_client.post(
         url("add_override", KEY),
-        {"channel_id": "100000000000000001", "variant": "v9", "reason": "r", "revision": rollout.revision},
+        {
+            "channel_id": "100000000000000001",
+            "variant": "v9",
+            "reason": "r",
+            "revision": rollout.revision,
+        },
         headers=HX,
     )
     assert response.status_code == 422
@@ -472,7 +477,9 @@ def test_override__search__filters_rows(operator_client, rollout):
 
 def test_lookup__override__explains_who_and_why(operator_client, rollout):
     started(rollout)
-    services.set_override(rollout, "550000000000000055", variant="v2_simplified", actor=SYSTEM, reason="vip")
+    services.set_override(
+        rollout, "550000000000000055", variant="v2_simplified", actor=SYSTEM, reason="vip"
+    )
     html = operator_client.get(
         url("lookup", KEY), {"channel_id": "550000000000000055"}, headers=HX
     ).content.decode()
@@ -557,7 +564,9 @@ def test_reenable__stale_revision__409_still_off(operator_client, rollout):
 
 def test_audit__filters_by_actor_and_kind(operator_client, rollout):
     services.update_rollout(rollout, actor=services.Actor("dave"), reason="a", percentage=5)
-    services.set_override(rollout, "100000000000000001", variant="v1", actor=services.Actor("erin"), reason="b")
+    services.set_override(
+        rollout, "100000000000000001", variant="v1", actor=services.Actor("erin"), reason="b"
+    )
     html = operator_client.get(url("audit"), {"actor": "erin"}, headers=HX).content.decode()
     assert "erin" in html and "dave" not in html
     html = operator_client.get(

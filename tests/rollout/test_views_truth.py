@@ -64,7 +64,11 @@ def test_slider_moved_inside_a_phase__off_plan_gates_the_advance(rollout):
 
 def test_back_on_plan__watch_restarts_from_then(rollout):
     canary = services.move_to_phase(
-        rollout, phase=3, actor=SYSTEM, reason="c", gate_override_reason="t",
+        rollout,
+        phase=3,
+        actor=SYSTEM,
+        reason="c",
+        gate_override_reason="t",
         now=timezone.now() - timedelta(days=6),
     )
     services.update_rollout(canary, actor=SYSTEM, reason="slow down", percentage=30)
@@ -164,7 +168,10 @@ def test_expired_override__not_counted_on_the_page_nor_in_the_api(
 ):
     for i, minutes in enumerate((-5, 60, None, None)):
         ChannelOverride.objects.create(
-            rollout=rollout, channel_id=f"10000000000000000{i}", variant="v1", reason="r",
+            rollout=rollout,
+            channel_id=f"10000000000000000{i}",
+            variant="v1",
+            reason="r",
             created_by="x",
             expires_at=timezone.now() + timedelta(minutes=minutes) if minutes else None,
         )
@@ -181,9 +188,18 @@ def test_expired_override__not_counted_on_the_page_nor_in_the_api(
 
 def _reply(i: int, variant: str, ts: datetime) -> dict:
     return {
-        "id": f"h{i}", "type": "response", "ts": ts.isoformat(), "channel_id": str(10**17 + i),
-        "message_id": f"m{i}", "rollout": KEY, "variant": variant, "model": "m",
-        "input_tokens": 10, "output_tokens": 5, "latency_ms": 100, "error": None,
+        "id": f"h{i}",
+        "type": "response",
+        "ts": ts.isoformat(),
+        "channel_id": str(10**17 + i),
+        "message_id": f"m{i}",
+        "rollout": KEY,
+        "variant": variant,
+        "model": "m",
+        "input_tokens": 10,
+        "output_tokens": 5,
+        "latency_ms": 100,
+        "error": None,
     }
 
 
@@ -250,7 +266,9 @@ def test_last_24h__replies_arrive_after_a_page_load__shown_at_once_not_a_cached_
     first = operator_client.get(url("section", KEY, "status")).content.decode()
     assert "No traffic seen yet" in first
     now = timezone.now()
-    assert not record_events([_reply(i, "v1", now - timedelta(minutes=5)) for i in range(7)]).rejected
+    assert not record_events(
+        [_reply(i, "v1", now - timedelta(minutes=5)) for i in range(7)]
+    ).rejected
     html = operator_client.get(url("section", KEY, "status")).content.decode()
     assert "No traffic seen yet" not in html and "7 · 100%" in html
 
@@ -274,3 +292,12 @@ def test_guardrail_panel__evaluate_now_for_operators_only_with_the_date(
     operator_client.post(f"/metrics/{KEY}/guardrails/evaluate/", headers=HX)
     html = viewer_client.get(url("detail", KEY)).content.decode()
     assert f"evaluated {timezone.now():%b} {timezone.now().day}, " in html
+
+
+def test_guardrail_panel__new_phase_not_evaluated_yet__says_so_not_inactive(
+    operator_client, rollout
+):
+    services.move_to_phase(rollout, phase=2, actor=SYSTEM, reason="b", gate_override_reason="t")
+    html = operator_client.get(url("section", KEY, "status")).content.decode()
+    assert "4 watched in Beta, not evaluated since it began" in html
+    assert "not active in this phase" not in html
