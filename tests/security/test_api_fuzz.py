@@ -46,14 +46,7 @@ MAX_EXAMPLES = int(os.environ.get("SELCONTROL_FUZZ_EXAMPLES", "25"))
 # conftest.py so the run stays green while the owner fixes them. (Not strict: schemathesis's
 # pytest plugin crashes the session on a strict XPASS.) A fixed one shows as XPASS in the
 # summary: remove its entry then. Never add an entry without telling the owner.
-KNOWN_FAILURES: dict[str, str] = {
-    # Found once date-time fields were drawn from the calendar's edges (issue 15, item 6); the
-    # endpoint is the fleet's (rollout/fleet_api.py), fixed on its owner's branch.
-    "POST /api/v1/instances/report": (
-        'started_at "9999-12-31T23:59:59-14:00" -> 500 (OverflowError): issue 15 item 6, '
-        "instances/report is fixed by its owner"
-    ),
-}
+KNOWN_FAILURES: dict[str, str] = {}
 
 DOCUMENT = json.loads(json.dumps(api.get_openapi_schema(), default=str))
 schema = schemathesis.openapi.from_dict(DOCUMENT)
