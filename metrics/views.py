@@ -300,6 +300,15 @@ def dashboard(request: HttpRequest, key: str) -> HttpResponse:
     try:
         params = parse_params(request, rollout)
     except BadInput as exc:
+        if request.htmx and isinstance(exc, HiddenFromReviewer):
+            # the charts on the page are of another range: they go, the sentence takes their
+            # place (htmx swaps 409/422 only, base.html)
+            return render(
+                request,
+                "metrics/partials/dashboard_body.html",
+                {"rollout": rollout, "input_error": str(exc), "params": None},
+                status=422,
+            )
         if request.htmx:
             # the sentence beside the controls; the charts already on the page stay
             response = render(

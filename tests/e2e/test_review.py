@@ -412,7 +412,8 @@ def test_review_blind__reviewer_picks_a_range_holding_the_week__sees_the_sentenc
     page.goto("/metrics/prompts_v2/?range=custom&start=2025-01-06&end=2025-01-07")
     page.locator(".chart-grid").wait_for()
     page.click("label[for=range-7d]")
-    alert = page.locator("#dash-body [role=alert]")
+    alert = page.locator("#dash-input-error")
     alert.wait_for()
     assert "hidden from you while you review it" in alert.inner_text()
-    assert page.locator("#dash-body .chart-grid").count() == 0
+    page.locator("#dash-body .chart-grid").wait_for(state="detached")
+    assert "Choose a range above" in page.locator("#dash-body").inner_text()

@@ -43,6 +43,25 @@ def _wait_for(url: str, proc: subprocess.Popen, log: Path, timeout: float) -> No
     raise RuntimeError(f"did not start: {log.read_text()[-3000:]}")
 
 
+_STATIC_ROOT: Path | None = None
+
+
+def collected_static(stack: Stack) -> Path:
+    """The static files collected once, as the Dockerfile's build does (``collectstatic``):
+    without them the manifest storage answers every page with a 500."""
+    global _STATIC_ROOT
+    if _STATIC_ROOT is None:
+        root = Path(tempfile.mkdtemp(prefix="sc_prod_static_"))
+        subprocess.run(
+            [str(ROOT / ".venv/bin/python"), "manage.py", "collectstatic", "--noinput", "-v0"],
+            cwd=ROOT,
+            env=stack.env(STATIC_ROOT=str(root)),
+            check=True,
+        )
+        _STATIC_ROOT = root
+    return _STATIC_ROOT
+
+
 class ProductionServer:
     """gunicorn as the Dockerfile starts it, bound to 127.0.0.1:port."""
 
@@ -55,10 +74,11 @@ class ProductionServer:
 
     def start(self, timeout: float = 60.0) -> ProductionServer:
         command = [str(ROOT / ".venv/bin" / GUNICORN_COMMAND[0]), *GUNICORN_COMMAND[1:]]
+        static = {"STATIC_ROOT": str(collected_static(self.stack))}
         self.proc = subprocess.Popen(
             [*command, *self.extra_args],
             cwd=ROOT,
-            env=self.stack.env(**self.env),
+            env=self.stack.env(**static, **self.env),
             stdout=self.log.open("ab"),
             stderr=subprocess.STDOUT,
             start_new_session=True,

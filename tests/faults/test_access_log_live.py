@@ -5,6 +5,7 @@ gunicorn with its own access log turned on."""
 from __future__ import annotations
 
 import json
+import time
 
 import httpx
 import pytest
@@ -21,8 +22,19 @@ SECRET = "qs-secret-4f1d9c"
 def send_secrets(url: str) -> None:
     """A bot that puts its token in the query string, on the API, the probes and a page."""
     for path in ("/api/v1/config", "/api/v1/rollouts/prompts_v2/decide", "/healthz", "/login/"):
-        httpx.get(f"{url}{path}", params={"token": SECRET, "channel_id": "1"}, timeout=10)
+        answer = httpx.get(f"{url}{path}", params={"token": SECRET, "channel_id": "1"}, timeout=10)
+        assert answer.status_code < 500, (path, answer.status_code)
     httpx.post(f"{url}/api/v1/events?api_key={SECRET}", json={"events": []}, timeout=10)
+
+
+def logged(read, needle: str, timeout: float = 5.0) -> str:
+    """The log once it holds ``needle`` (a server writes its access line after the answer)."""
+    deadline = time.monotonic() + timeout
+    text = read()
+    while needle not in text and time.monotonic() < deadline:
+        time.sleep(0.05)
+        text = read()
+    return text
 
 
 @pytest.fixture
@@ -44,7 +56,7 @@ def test_production_topology__token_in_query_string__in_no_log_line(gunicorn):
     proxy = Nginx(NGINX_PORT, GUNICORN_PORT).start()
     try:
         send_secrets(proxy.url)
-        nginx_log = proxy.output()
+        nginx_log = logged(proxy.output, '"/api/v1/events"')
     finally:
         proxy.stop()
     output = server.output()
