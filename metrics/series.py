@@ -591,9 +591,14 @@ def _percentiles(hist: dict) -> dict[str, float | None]:
         return out
     n, keys = running[-1], list(hist)
     for name, q in (("p50", 0.50), ("p95", 0.95), ("p99", 0.99)):
-        index = keys[bisect_left(running, max(1, math.ceil(q * n)))]
-        out[name] = round(histogram.representative(int(index)), 1)
+        out[name] = _bucket_value(keys[bisect_left(running, max(1, math.ceil(q * n)))])
     return out
+
+
+@lru_cache(maxsize=1024)
+def _bucket_value(index: str) -> float:
+    """A histogram bucket's reported value, rounded for display (a few hundred buckets)."""
+    return round(histogram.representative(int(index)), 1)
 
 
 def _metrics(f: dict[str, Any]) -> dict[str, Any]:
@@ -668,7 +673,10 @@ def figure_rows(window: Window, key: str) -> list[dict[str, Any]]:
     a 30-day page by hour draws 1,440 of them in each of a dozen charts, so none is copied)."""
     if key in ("reviews", "cost_per_day", *CONVERSATION_CHARTS):
         return chart_rows(window, key)
-    return [m for _p, _v, m in period_table(window, window.granularity)]
+    cache = window.__dict__.setdefault("_figure_rows", {})
+    if window.granularity not in cache:
+        cache[window.granularity] = [m for _p, _v, m in period_table(window, window.granularity)]
+    return cache[window.granularity]
 
 
 def _cost_per_day_rows(window: Window) -> list[dict[str, Any]]:
