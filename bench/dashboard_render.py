@@ -9,7 +9,9 @@ override: the chart markers), then times with Django's in-process client, logged
 - the dashboard page (last 24 h, 7 days, 30 days by day and by hour), the htmx fragment a range
   change fetches, a chart's JSON, the comparison and cost JSON, the guardrails fragment the
   page loads beside it, and the console's projection fragment;
-- the 30-day page again with one dirty hour (1000 events just ingested, no rollup worker);
+- the 30-day page by hour again with the hourly cache emptied before each call (a fresh web
+  process), and the 30-day page with one dirty hour (1000 events just ingested, no rollup
+  worker);
 - the baseline: the 30-day page's figures by SQL over the raw rows (per day and variant: counts,
   sums, latency percentiles; totals with reactions and follow-ups joined).
 
@@ -220,6 +222,16 @@ def main() -> None:
 
         results = [(label, timed(get(path, headers), args.calls)) for label, path, headers in pages]
         print("  pages timed", flush=True)
+
+        from metrics import series
+
+        hourly = get("/metrics/prompts_v2/?range=30d&granularity=hour", {})
+
+        def cold():
+            series._SLIM_CACHE.clear()  # as a fresh web process: no hour derived yet
+            return hourly()
+
+        results.append(("30 d by hour, cold cache", timed(cold, args.calls)))
 
         until = rollups.hour_of(end) + timedelta(hours=1)
         since = until - timedelta(days=30)
