@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import math
-import threading
 from bisect import bisect_left
 from collections import OrderedDict, defaultdict
 from collections.abc import Iterable
@@ -303,25 +302,28 @@ def _from_epoch(seconds: int) -> datetime:
 # so a 30-day page by hour decodes and derives only the hours new since the last view.
 _SLIM_CACHE: OrderedDict[tuple, dict[str, Any]] = OrderedDict()
 _SLIM_CACHE_SIZE = 10_000  # ~3 kB each: a few 30-day ranges of a few rollouts
-_SLIM_LOCK = threading.Lock()
 
 
 def _slim(key: tuple, build) -> dict[str, Any]:
     """The cached slim figures of a rollup row (every scalar, the chart metrics under
-    "_metrics", no histogram), built by ``build()`` when missing."""
-    with _SLIM_LOCK:
-        slim = _SLIM_CACHE.get(key)
-        if slim is not None:
+    "_metrics", no histogram), built by ``build()`` when missing. No lock: each OrderedDict
+    operation is atomic under the GIL, and a racing eviction only finds the cache smaller."""
+    slim = _SLIM_CACHE.get(key)
+    if slim is not None:
+        try:
             _SLIM_CACHE.move_to_end(key)
-            return slim
-    figures = build()
-    slim = {k: v for k, v in figures.items() if k != "latency_hist"}
-    slim["latency_hist"] = {}
-    slim["_metrics"] = _metrics(figures)
-    with _SLIM_LOCK:
-        _SLIM_CACHE[key] = slim
-        while len(_SLIM_CACHE) > _SLIM_CACHE_SIZE:
+        except KeyError:  # evicted meanwhile by another thread
+            pass
+        return slim
+    slim = build()
+    slim["_metrics"] = _metrics(slim)
+    slim["latency_hist"] = {}  # drawn already; only the chart metrics are kept
+    _SLIM_CACHE[key] = slim
+    while len(_SLIM_CACHE) > _SLIM_CACHE_SIZE:
+        try:
             _SLIM_CACHE.popitem(last=False)
+        except KeyError:
+            break
     return slim
 
 
