@@ -345,11 +345,10 @@ def _figures_rows(
             rows = cursor.fetchall()
         decode = json.loads
     else:
-        model = HourlyRollup if table == "metrics_hourlyrollup" else DailyRollup
-        lookups = {
-            "metrics_hourlyrollup": {"hour__gte": params[0], "hour__lt": params[1]},
-            "metrics_dailyrollup": {"day__in": params[0]},
-        }[table]
+        if table == "metrics_hourlyrollup":
+            model, lookups = HourlyRollup, {"hour__gte": params[0], "hour__lt": params[1]}
+        else:
+            model, lookups = DailyRollup, {"day__in": params[0]}
         rows = model.objects.filter(rollout_key=rollout_key, **lookups).values_list(
             bucket, "variant", *_ROLLUP_COLUMNS, "computed_at"
         )

@@ -193,3 +193,20 @@ def test_window__hour_recomputed__the_cache_serves_the_new_figures(rollout, fort
     assert after.hours[(hour, "v1")]["responses"] == n + 3
     rows = {(r["period"], r["variant"]): r for r in series.figure_rows(after, "responses")}
     assert rows[(hour, "v1")]["responses"] == n + 3
+
+
+def test_window__portable_path_used_on_sqlite__same_figures(rollout, fortnight, monkeypatch):  # noqa: F811
+    """`make run` serves from SQLite: the ORM path (daily rows by day__in) gives what the SQL
+    path gives (it raised IndexError reading the daily rows)."""
+    with time_machine.travel(NOW, tick=False):
+        expected = {g: _window(rollout, g) for g in ("day", "hour")}
+        monkeypatch.setattr(rollups, "is_postgres", lambda: False)
+        for granularity, sql in expected.items():
+            orm = _window(rollout, granularity)
+            assert orm.totals().keys() == sql.totals().keys()
+            for variant, totals in sql.totals().items():
+                got = orm.totals()[variant]
+                assert got["responses"] == totals["responses"]
+                assert got["cost_usd"] == pytest.approx(totals["cost_usd"])
+                assert got["latency_hist"] == totals["latency_hist"]
+            assert series.figure_rows(orm, "latency") == series.figure_rows(sql, "latency")
