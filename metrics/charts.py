@@ -268,19 +268,30 @@ def time_figure(
     period_ms = PERIOD_MS[WEEKLY.get(key, DAILY.get(key, granularity))]
     series = SERIES[key]
     data = []
+    by_variant: dict[str, list[dict[str, Any]]] = {v: [] for v in variants}
+    for r in rows:  # one pass: a 30-day page by hour draws 1,440 rows in each chart
+        if r["variant"] in by_variant:
+            by_variant[r["variant"]].append(r)
     for variant in variants:
-        mine = [r for r in rows if r["variant"] == variant]
+        mine = by_variant[variant]
         if not mine:
             continue
+        every_x = [_iso(r["period"]) for r in mine]
         for i, (column, suffix) in enumerate(series):
-            points = [(r["period"], r[column]) for r in mine if r.get(column) is not None]
-            if not points and i:
+            ys = [r.get(column) for r in mine]
+            if None in ys:
+                kept = [j for j, y in enumerate(ys) if y is not None]
+                xs, ys = [every_x[j] for j in kept], [ys[j] for j in kept]
+            else:
+                xs = every_x
+            points = list(zip(xs, ys, strict=True)) if key in WEEKLY else ys
+            if not ys and i:
                 continue
             name = f"{variant} {suffix}".strip()
             hover = f"{name}: %{{y:{Y_FORMAT.get(key, '')}}}<extra></extra>"
             trace: dict[str, Any] = {
-                "x": [_iso(p) for p, _ in points],
-                "y": [v for _, v in points],
+                "x": xs,
+                "y": ys,
                 "name": name,
                 "legendgroup": variant,
                 "marker": {"color": colours[variant]},
@@ -288,7 +299,11 @@ def time_figure(
                 "xperiod": period_ms,
                 "xperiodalignment": "middle",
             }
-            intervals = [r.get(f"{column}_ci") for r in mine if r.get(column) is not None]
+            intervals = (
+                [r.get(f"{column}_ci") for r in mine if r.get(column) is not None]
+                if key in WEEKLY
+                else []
+            )
             if intervals and all(intervals):
                 # asymmetric 95% confidence intervals (the weekly review rates carry them)
                 trace["error_y"] = {
@@ -308,7 +323,7 @@ def time_figure(
             else:
                 trace.update(
                     type="scatter",
-                    mode="lines+markers" if len(points) <= 48 else "lines",
+                    mode="lines+markers" if len(ys) <= 48 else "lines",
                     line={
                         "color": colours[variant],
                         "width": 2 if i == 0 else 1.5,

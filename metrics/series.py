@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import math
 from bisect import bisect_left
-from collections import defaultdict
+from collections import OrderedDict, defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -280,7 +280,8 @@ _ROLLUP_COLUMNS = (
 )
 _FIGURES_SQL = (
     "SELECT extract(epoch FROM {bucket})::bigint, variant, {counts}, cost_usd::float8, "
-    "latency_sum, latency_hist::text, errors_by_code::text "
+    "latency_sum, latency_hist::text, COALESCE((errors_by_code->>'timeout')::bigint, 0), "
+    "(extract(epoch FROM computed_at) * 1000000)::bigint "
     "FROM {table} WHERE rollout_key = %s AND ({where})"
 )
 LIGHT_COLUMNS = ("responses", "input_tokens", "output_tokens", "cost_usd", "followups")
@@ -297,10 +298,44 @@ def _from_epoch(seconds: int) -> datetime:
     return datetime.fromtimestamp(seconds, UTC)
 
 
-def _figures_rows(table: str, bucket: str, rollout_key: str, where: str, params: list) -> list:
-    """(bucket, variant, *_ROLLUP_COLUMNS) rows of a rollup table; histograms and error codes as
-    dicts with string keys in the stored order (jsonb keeps non-negative integer keys in
-    ascending numeric order: shorter first, then bytewise)."""
+# Derived figures of hourly rollup rows, by (rollout, hour, variant, computed_at): a row is
+# rewritten with a new computed_at whenever its hour is recomputed, and a past hour seldom is,
+# so a 30-day page by hour decodes and derives only the hours new since the last view.
+_SLIM_CACHE: OrderedDict[tuple, dict[str, Any]] = OrderedDict()
+_SLIM_CACHE_SIZE = 10_000  # ~3 kB each: a few 30-day ranges of a few rollouts
+
+
+def _slim(key: tuple, build) -> dict[str, Any]:
+    """The cached slim figures of a rollup row (every scalar, the chart metrics under
+    "_metrics", no histogram), built by ``build()`` when missing. No lock: each OrderedDict
+    operation is atomic under the GIL, and a racing eviction only finds the cache smaller."""
+    slim = _SLIM_CACHE.get(key)
+    if slim is not None:
+        try:
+            _SLIM_CACHE.move_to_end(key)
+        except KeyError:  # evicted meanwhile by another thread
+            pass
+        return slim
+    slim = build()
+    slim["_metrics"] = _metrics(slim)
+    slim["latency_hist"] = {}  # drawn already; only the chart metrics are kept
+    _SLIM_CACHE[key] = slim
+    while len(_SLIM_CACHE) > _SLIM_CACHE_SIZE:
+        try:
+            _SLIM_CACHE.popitem(last=False)
+        except KeyError:
+            break
+    return slim
+
+
+def _figures_rows(
+    table: str, bucket: str, rollout_key: str, where: str, params: list, slim=None
+) -> list:
+    """(bucket, variant, *_ROLLUP_COLUMNS) rows of a rollup table; histograms as dicts with
+    string keys in the stored order (jsonb keeps non-negative integer keys in ascending numeric
+    order: shorter first, then bytewise). Of the error codes only the timeouts are read (all the
+    dashboard shows; a second JSON document per hour cost as much as the histogram). Rows whose
+    bucket ``slim(bucket)`` accepts (hours only drawn, never summed) come slim (``_slim``)."""
     if rollups.is_postgres():
         # plain tuples: Django's per-value converters cost more than the query at ~2,000 rows
         sql = _FIGURES_SQL.format(
@@ -311,30 +346,47 @@ def _figures_rows(table: str, bucket: str, rollout_key: str, where: str, params:
             rows = cursor.fetchall()
         decode = json.loads
     else:
-        model = HourlyRollup if table == "metrics_hourlyrollup" else DailyRollup
-        lookups = {
-            "metrics_hourlyrollup": {"hour__gte": params[0], "hour__lt": params[1]},
-            "metrics_dailyrollup": {"day__in": params[0]},
-        }[table]
+        if table == "metrics_hourlyrollup":
+            model, lookups = HourlyRollup, {"hour__gte": params[0], "hour__lt": params[1]}
+        else:
+            model, lookups = DailyRollup, {"day__in": params[0]}
         rows = model.objects.filter(rollout_key=rollout_key, **lookups).values_list(
-            bucket, "variant", *_ROLLUP_COLUMNS
+            bucket, "variant", *_ROLLUP_COLUMNS, "computed_at"
         )
         decode = dict
     out = []
-    for start, variant, *values in rows:
+    for start, variant, *values, stamp in rows:
         if decode is json.loads:
             start = _from_epoch(start)
-        figures = dict(zip(_ROLLUP_COLUMNS, values, strict=True))
-        figures["cost_usd"] = float(figures["cost_usd"])
-        figures["latency_hist"] = decode(figures["latency_hist"])
-        codes = figures["errors_by_code"]
-        figures["errors_by_code"] = {} if codes == "{}" else decode(codes)
-        if decode is dict:
-            figures["latency_hist"] = _sorted_hist(
-                {str(k): n for k, n in figures["latency_hist"].items()}
-            )
-        out.append((start, variant, figures))
+        if slim is not None and slim(start):
+            # every scalar in the key too: a clock frozen in tests gives equal computed_at
+            hist = values[_ROLLUP_COLUMNS.index("latency_hist")]
+            key = (table, rollout_key, start, variant, stamp, len(hist), *values[:-2])
+
+            def build(values=values):
+                return _decoded(values, decode)
+
+            out.append((start, variant, _slim(key, build)))
+        else:
+            out.append((start, variant, _decoded(values, decode)))
     return out
+
+
+def _decoded(values: list, decode) -> dict[str, Any]:
+    """One rollup row's figures (see _figures_rows)."""
+    figures = dict(zip(_ROLLUP_COLUMNS, values, strict=True))
+    figures["cost_usd"] = float(figures["cost_usd"])
+    figures["latency_hist"] = decode(figures["latency_hist"])
+    codes = figures["errors_by_code"]
+    if decode is json.loads:  # PostgreSQL: the timeouts alone, read from the jsonb in SQL
+        figures["errors_by_code"] = {"timeout": codes} if codes else {}
+    else:
+        figures["errors_by_code"] = decode(codes)
+    if decode is dict:
+        figures["latency_hist"] = _sorted_hist(
+            {str(k): n for k, n in figures["latency_hist"].items()}
+        )
+    return figures
 
 
 def window_figures(
@@ -357,11 +409,18 @@ def _window_figures(
 ) -> tuple[dict, dict, dict]:
     live = rollups.live_hours(rollout_key, since, until)
     whole_days, segments = rollups._rollup_parts(since, until, live)
+    whole = set(whole_days)
     hours: dict[tuple[datetime, str], dict[str, Any]] = {}
     spans = [(since, until)] if granularity == "hour" else segments
     for lo, hi in spans:
         for hour, variant, figures in _figures_rows(
-            "metrics_hourlyrollup", "hour", rollout_key, "hour >= %s AND hour < %s", [lo, hi]
+            "metrics_hourlyrollup",
+            "hour",
+            rollout_key,
+            "hour >= %s AND hour < %s",
+            [lo, hi],
+            # the hours of whole days are only drawn (the days come from daily rollups)
+            slim=lambda hour: hour.replace(hour=0) in whole,
         ):
             if hour not in live:
                 hours[(hour, variant)] = figures
@@ -378,7 +437,6 @@ def _window_figures(
             "metrics_dailyrollup", "day", rollout_key, "day = ANY(%s::timestamptz[])", [whole_days]
         ):
             days[(day, variant)] = figures
-    whole = set(whole_days)
     summed: set[tuple[datetime, str]] = set()
     for (hour, variant), figures in sorted(hours.items()):
         day = rollups.day_of(hour)
@@ -592,9 +650,14 @@ def _percentiles(hist: dict) -> dict[str, float | None]:
         return out
     n, keys = running[-1], list(hist)
     for name, q in (("p50", 0.50), ("p95", 0.95), ("p99", 0.99)):
-        index = keys[bisect_left(running, max(1, math.ceil(q * n)))]
-        out[name] = round(histogram.representative(int(index)), 1)
+        out[name] = _bucket_value(keys[bisect_left(running, max(1, math.ceil(q * n)))])
     return out
+
+
+@lru_cache(maxsize=1024)
+def _bucket_value(index: str) -> float:
+    """A histogram bucket's reported value, rounded for display (a few hundred buckets)."""
+    return round(histogram.representative(int(index)), 1)
 
 
 def _metrics(f: dict[str, Any]) -> dict[str, Any]:
@@ -637,7 +700,7 @@ def period_table(window: Window, granularity: str) -> list[tuple[datetime, str, 
         table = []
         for variant, periods in window.by_period(granularity).items():
             for period, figures in periods.items():
-                metrics = _metrics(figures)
+                metrics = figures.get("_metrics") or _metrics(figures)
                 metrics["period"], metrics["variant"] = period, variant
                 table.append((period, variant, metrics))
         table.sort(key=lambda r: (r[0], order[r[1]]))
@@ -669,7 +732,10 @@ def figure_rows(window: Window, key: str) -> list[dict[str, Any]]:
     a 30-day page by hour draws 1,440 of them in each of a dozen charts, so none is copied)."""
     if key in ("reviews", "cost_per_day", *CONVERSATION_CHARTS):
         return chart_rows(window, key)
-    return [m for _p, _v, m in period_table(window, window.granularity)]
+    cache = window.__dict__.setdefault("_figure_rows", {})
+    if window.granularity not in cache:
+        cache[window.granularity] = [m for _p, _v, m in period_table(window, window.granularity)]
+    return cache[window.granularity]
 
 
 def _cost_per_day_rows(window: Window) -> list[dict[str, Any]]:

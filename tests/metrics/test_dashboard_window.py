@@ -27,10 +27,16 @@ def _window(rollout, granularity: str, days: int = 30) -> series.Window:
     return series.load_window(rollout, until - timedelta(days=days), until, granularity, now=NOW)
 
 
-def _sum_hours(window: series.Window) -> dict[tuple[datetime, str], dict]:
+def _sum_hours(since: datetime, until: datetime) -> dict[tuple[datetime, str], dict]:
+    """The HourlyRollup rows of the range summed per UTC day, read through the ORM."""
+    from metrics.models import HourlyRollup
+
     out: dict[tuple[datetime, str], dict] = {}
-    for (hour, variant), f in window.hours.items():
-        slot = out.setdefault((rollups.day_of(hour), variant), series._empty())
+    for row in HourlyRollup.objects.filter(hour__gte=since, hour__lt=until):
+        f = rollups.figures_of_rollup(row)
+        f["cost_usd"] = float(f["cost_usd"])
+        f["latency_hist"] = {str(k): n for k, n in f["latency_hist"].items()}
+        slot = out.setdefault((rollups.day_of(row.hour), row.variant), series._empty())
         series._add(slot, f)
     return out
 
@@ -38,14 +44,14 @@ def _sum_hours(window: series.Window) -> dict[tuple[datetime, str], dict]:
 def test_window__by_day__whole_days_from_daily_rollups_equal_their_hours(rollout, fortnight):  # noqa: F811
     with time_machine.travel(NOW, tick=False):
         by_hour, by_day = _window(rollout, "hour"), _window(rollout, "day")
-    expected = _sum_hours(by_hour)  # every hour of the range, summed per day
+    expected = _sum_hours(by_hour.since, by_hour.until)  # every hourly row, summed per day
     assert set(by_day.days) == set(by_hour.days) == set(expected)
     for key, figures in expected.items():
         for window in (by_day, by_hour):
             got = window.days[key]
             assert {f: got[f] for f in SUMMED} == {f: figures[f] for f in SUMMED}, key
             assert got["cost_usd"] == pytest.approx(figures["cost_usd"])
-            assert dict(got["latency_hist"]) == {
+            assert {k: n for k, n in got["latency_hist"].items() if n} == {
                 k: n for k, n in figures["latency_hist"].items() if n
             }
     # by day, only the two edge days are read hour by hour (Feb 18 has no replies)
@@ -164,3 +170,43 @@ def test_dashboard__small_samples__relative_change_agrees_with_the_two_values(
 
     assert cells("error_rate")[:3] == ["100.0%", "100.0%", "+0.0%"]
     assert cells("timeout_rate")[:3] == ["33.3%", "0.0%", "−100.0%"]
+
+
+def test_window__by_hour_twice__the_second_read_draws_the_same_figures(rollout, fortnight):  # noqa: F811
+    """Whole days' hours come slim from a cache by computed_at the second time: same rows."""
+    with time_machine.travel(NOW, tick=False):
+        first = series.figure_rows(_window(rollout, "hour"), "latency")
+        first = [dict(r) for r in first]
+        again = series.figure_rows(_window(rollout, "hour"), "latency")
+    assert [dict(r) for r in again] == first
+    assert len(first) > 24 * 10
+
+
+def test_window__hour_recomputed__the_cache_serves_the_new_figures(rollout, fortnight):  # noqa: F811
+    with time_machine.travel(NOW, tick=False):
+        hour = datetime(2026, 3, 10, 12, tzinfo=UTC)
+        before = _window(rollout, "hour")
+        n = before.hours[(hour, "v1")]["responses"]
+        record_events([response(ts=hour + timedelta(minutes=30)) for _ in range(3)])
+        rollups.catch_up()
+        after = _window(rollout, "hour")
+    assert after.hours[(hour, "v1")]["responses"] == n + 3
+    rows = {(r["period"], r["variant"]): r for r in series.figure_rows(after, "responses")}
+    assert rows[(hour, "v1")]["responses"] == n + 3
+
+
+def test_window__portable_path_used_on_sqlite__same_figures(rollout, fortnight, monkeypatch):  # noqa: F811
+    """`make run` serves from SQLite: the ORM path (daily rows by day__in) gives what the SQL
+    path gives (it raised IndexError reading the daily rows)."""
+    with time_machine.travel(NOW, tick=False):
+        expected = {g: _window(rollout, g) for g in ("day", "hour")}
+        monkeypatch.setattr(rollups, "is_postgres", lambda: False)
+        for granularity, sql in expected.items():
+            orm = _window(rollout, granularity)
+            assert orm.totals().keys() == sql.totals().keys()
+            for variant, totals in sql.totals().items():
+                got = orm.totals()[variant]
+                assert got["responses"] == totals["responses"]
+                assert got["cost_usd"] == pytest.approx(totals["cost_usd"])
+                assert got["latency_hist"] == totals["latency_hist"]
+            assert series.figure_rows(orm, "latency") == series.figure_rows(sql, "latency")
