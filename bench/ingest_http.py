@@ -217,7 +217,9 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20)
     parser.add_argument("--clients", type=int, default=4)
     parser.add_argument("--workers", type=int, default=3, help="gunicorn worker processes (Dockerfile: 3)")
-    parser.add_argument("--threads", type=int, default=8, help="threads per gunicorn worker (Dockerfile: 8)")
+    parser.add_argument(
+        "--threads", type=int, default=32, help="threads per gunicorn worker (selcontrol/gunicorn_conf.py: 32)"
+    )
     args = parser.parse_args()
 
     psql(f"DROP DATABASE IF EXISTS {DB}")
