@@ -214,7 +214,25 @@ class DailyRollup(RollupFigures):
         return f"{self.rollout_key}/{self.variant} {self.day:%Y-%m-%d}"
 
 
-class ChannelHourlyRollup(models.Model):
+class ChannelCounts(models.Model):
+    """The per-channel counters the hourly and daily per-channel rollups share."""
+
+    responses = models.IntegerField(default=0)
+    errors = models.IntegerField(default=0)
+    timeouts = models.IntegerField(default=0)
+    cache_hits = models.IntegerField(default=0)
+    cache_known = models.IntegerField(default=0)
+    reactions_positive = models.IntegerField(default=0)
+    reactions_negative = models.IntegerField(default=0)
+    followups = models.IntegerField(default=0)
+    corrections = models.IntegerField(default=0)
+    latency_hist = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        abstract = True
+
+
+class ChannelHourlyRollup(ChannelCounts):
     """One channel's replies of one rollout's variant over one UTC hour.
 
     Whole channels are assigned to a variant, so channels, not replies, are the unit of
@@ -228,16 +246,6 @@ class ChannelHourlyRollup(models.Model):
     hour = models.DateTimeField()
     variant = models.CharField(max_length=64)
     channel_id = models.CharField(max_length=64)
-    responses = models.IntegerField(default=0)
-    errors = models.IntegerField(default=0)
-    timeouts = models.IntegerField(default=0)
-    cache_hits = models.IntegerField(default=0)
-    cache_known = models.IntegerField(default=0)
-    reactions_positive = models.IntegerField(default=0)
-    reactions_negative = models.IntegerField(default=0)
-    followups = models.IntegerField(default=0)
-    corrections = models.IntegerField(default=0)
-    latency_hist = models.JSONField(default=dict, blank=True)
 
     class Meta:
         constraints = [
@@ -251,7 +259,7 @@ class ChannelHourlyRollup(models.Model):
         return f"{self.rollout_key}/{self.variant}/{self.channel_id} {self.hour:%Y-%m-%d %H}:00"
 
 
-class ChannelDailyRollup(models.Model):
+class ChannelDailyRollup(ChannelCounts):
     """One channel's replies of one rollout's variant over one UTC day: the sum of that day's
     ChannelHourlyRollup rows, rebuilt in the same transaction as any of them, so that a window of
     days reads one row per channel and day instead of 24."""
@@ -260,16 +268,6 @@ class ChannelDailyRollup(models.Model):
     day = models.DateTimeField(help_text="00:00 UTC of the day")
     variant = models.CharField(max_length=64)
     channel_id = models.CharField(max_length=64)
-    responses = models.IntegerField(default=0)
-    errors = models.IntegerField(default=0)
-    timeouts = models.IntegerField(default=0)
-    cache_hits = models.IntegerField(default=0)
-    cache_known = models.IntegerField(default=0)
-    reactions_positive = models.IntegerField(default=0)
-    reactions_negative = models.IntegerField(default=0)
-    followups = models.IntegerField(default=0)
-    corrections = models.IntegerField(default=0)
-    latency_hist = models.JSONField(default=dict, blank=True)
 
     class Meta:
         constraints = [
