@@ -13,7 +13,7 @@ Shared by every browser test. What you get:
   serializes every table, which breaks as soon as any model lacks its migration.)
 - ``page`` (function): a fresh browser context (1280x900) and page. Every ``confirm()`` is
   accepted; every ``prompt()`` is answered with ``page.prompt_answer`` (set it before the click;
-  defaults to "e2e"). Default timeout 5 s.
+  defaults to "e2e"). Default timeout 5 s (15 s for a navigation).
 - ``phone_page`` (function): the same with a 390x844 phone viewport and touch.
 - ``login(page, user)``: log a persona in through the login form (users from tests/conftest.py:
   ``alice`` operator, ``bob`` reviewer, ``carol`` viewer; password ``PASSWORD``).
@@ -80,6 +80,9 @@ def console(live_server, transactional_db) -> str:
 def _new_page(browser: Browser, base_url: str, **context_args) -> Page:
     context = browser.new_context(base_url=base_url, **context_args)
     context.set_default_timeout(5000)
+    # A whole page load waits for every script (plotly.min.js is 4.6 MB to parse): on a loaded
+    # 2-core machine that alone has taken over 5 s. Page speed is measured in bench/, not here.
+    context.set_default_navigation_timeout(15000)
     page = context.new_page()
     page.prompt_answer = "e2e"
 
