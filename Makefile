@@ -9,8 +9,8 @@ test:  ## the whole test suite against PostgreSQL and Redis (browser tests inclu
 e2e:  ## browser tests only
 	./scripts/test tests/e2e
 
-lint:
-	./scripts/bootstrap && .venv/bin/ruff check . && .venv/bin/ruff format --check .
+lint:  ## ruff check, ruff format --check, and test names that read as sentences
+	./scripts/bootstrap && .venv/bin/ruff check . && .venv/bin/ruff format --check . && .venv/bin/python scripts/check_test_names.py
 
 format:
 	./scripts/bootstrap && .venv/bin/ruff format . && .venv/bin/ruff check --fix .

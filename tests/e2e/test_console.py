@@ -278,7 +278,7 @@ def test_stale_form__409_shows_who_changed_what(page: Page, console: str, alice)
     assert Rollout.objects.get(key=KEY).percentage == 20
 
 
-def test_login_page__renders(page: Page, console: str):
+def test_login_page__shows_its_heading(page: Page, console: str):
     page.goto("/login/")
     expect(page.get_by_role("heading", name="Log in to selcontrol")).to_be_visible()
     screenshot(page, "console-login")

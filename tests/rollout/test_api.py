@@ -149,7 +149,7 @@ def test_config__expired_override__left_out(reader, rollout):
     assert overrides == {"2": {"variant": "v2_full", "expires_at": None}}
 
 
-def test_state__shape(reader):
+def test_state__has_the_contract_fields_and_the_four_phases(reader):
     body = reader.get(STATE).json()
     for key in ("enabled", "percentage", "simplified_percentage", "strategy", "phase", "revision"):
         assert key in body
