@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
 from typing import Any
@@ -634,6 +635,18 @@ def fmt_relative(value: float | None) -> str:
     return f"{value * 100:+.1f}%".replace("-", "−")
 
 
+def _settle(row: stats.Comparison) -> str:
+    """How much more data would settle an unknown verdict. With channels as the unit, more
+    replies from the same channels do not help and channels cannot be added at will: the
+    sentence says how many times today's channels would be needed (e.g. 2x: the next phase's
+    share), not a count of channels the rollout may not have."""
+    now = sum(row.extra.get("channels") or ()) if row.sample == "channels" else 0
+    if now:
+        times = math.ceil((now + row.more_needed) / now)
+        return f"not settled at {now:,} channels: about {times:,}x as many would settle it"
+    return f"about {row.more_needed:,} more {row.sample} would settle it"
+
+
 def display_row(row: stats.Comparison) -> dict[str, Any]:
     """Strings for one table row (the template stays free of arithmetic)."""
     has_ci = row.relative_lo is not None and row.relative_hi is not None
@@ -646,7 +659,7 @@ def display_row(row: stats.Comparison) -> dict[str, Any]:
             )
     if row.verdict == stats.UNKNOWN:
         if row.more_needed:
-            settle = f"about {row.more_needed:,} more {row.sample} would settle it"
+            settle = _settle(row)
         elif row.note:
             settle = row.note
         elif row.relative is not None:

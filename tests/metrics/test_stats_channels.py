@@ -96,6 +96,45 @@ def test_compare_rates__clustered_undecided__more_channels_not_more_replies_woul
     assert row.extra["channels"] == (20, 20)
 
 
+def _clustered_row(control, treatment):
+    kc, nc = sum(k for k, _ in control), sum(n for _, n in control)
+    kt, nt = sum(k for k, _ in treatment), sum(n for _, n in treatment)
+    return stats.compare_rates(
+        "error_rate",
+        "Error rate",
+        stats.LOWER,
+        (kc, nc),
+        (kt, nt),
+        clusters=(Clusters.of(control), Clusters.of(treatment)),
+    )
+
+
+def test_dashboard_settle_sentence__channels_as_the_unit__says_how_many_times_todays_channels():
+    """With channels as the unit the page must not ask for "N more channels" (a rollout has the
+    channels it has): it says how many times today's channels would settle the question."""
+    from metrics.views import display_row
+
+    small = _clustered_row([(5, 100), (15, 100)] * 10, [(5, 100), (16, 100)] * 10)
+    near = _clustered_row([(5, 100), (15, 100)] * 10, [(7, 100), (19, 100)] * 10)
+    times = {}
+    for name, row in (("small", small), ("near", near)):
+        now = sum(row.extra["channels"])
+        assert row.verdict == stats.UNKNOWN and row.more_needed > 0 and now == 40
+        times[name] = math.ceil((now + row.more_needed) / now)
+        assert display_row(row)["settle"] == (
+            f"not settled at 40 channels: about {times[name]:,}x as many would settle it"
+        )
+    assert times["small"] > times["near"] >= 2
+
+
+def test_dashboard_settle_sentence__replies_as_the_unit__counts_the_replies():
+    from metrics.views import display_row
+
+    row = stats.compare_rates("error_rate", "Error rate", stats.LOWER, (20, 1000), (26, 1000))
+    assert row.verdict == stats.UNKNOWN and row.sample == "replies"
+    assert display_row(row)["settle"] == f"about {row.more_needed:,} more replies would settle it"
+
+
 def test_dashboard_comparison__error_rate_interval__from_the_raw_events_per_channel(rollout):
     """The comparison table's error-rate row against the same interval computed from the raw
     replies grouped by channel in this test."""
