@@ -30,7 +30,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from django.utils import timezone
@@ -231,6 +231,7 @@ def assess(
     treatments: list[str],
     window_hours: float,
     breached: str = "",
+    since: datetime | None = None,
 ) -> Criterion:
     """One criterion from the figures per variant (pure). ``breached``: the guardrail's summary
     when it breached in this window (then the criterion fails whatever the figures say now).
@@ -251,7 +252,11 @@ def assess(
         status, why, numbers = _assess_arm(spec, control_arm, arm, alpha)
         results.append((status, f"{variant}: {why}", {**numbers, "variant": variant}))
     if not results:
-        return Criterion(key, ask, UNKNOWN, f"no data from {' or '.join(treatments)} yet")
+        began = ""
+        if since is not None:
+            at = since.astimezone(UTC)
+            began = f" (this window began {at:%b} {at.day}, {at:%H:%M} UTC)"
+        return Criterion(key, ask, UNKNOWN, f"no data from {' or '.join(treatments)} yet{began}")
     worst = min(results, key=lambda r: _ORDER[r[0]])
     why = "; ".join(r[1] for r in results) if len(results) > 1 else worst[1]
     return Criterion(key, ask, worst[0], why, worst[2])
@@ -312,6 +317,7 @@ def _for_rollout(rollout, *, now: datetime, rows: list | None) -> list[Criterion
                 treatments=gs.treatments_of(rollout),
                 window_hours=(now - since).total_seconds() / 3600,
                 breached=breached,
+                since=since,
             )
         )
     return out

@@ -63,6 +63,27 @@ def test_always_valid_bound__no_data__is_the_whole_line():
     assert bound.lower == -math.inf and bound.upper == math.inf
 
 
+def test_criterion__no_v2_data_in_the_window__says_when_the_window_began():
+    """After a rollback and release the window starts again: the page's "no data" must say
+    since when, or it contradicts the last-24-h table that shows v2's replies."""
+    from datetime import UTC, datetime
+
+    arms = {"v1": g.Arm("v1", responses=500, errors=5)}
+    found = criteria.assess(
+        "errors",
+        ERRORS,
+        arms,
+        control="v1",
+        treatments=["v2_full", "v2_simplified"],
+        window_hours=0.1,
+        since=datetime(2026, 11, 29, 21, 33, 57, tzinfo=UTC),
+    )
+    assert found.status == criteria.UNKNOWN
+    assert found.why == (
+        "no data from v2_full or v2_simplified yet (this window began Nov 29, 21:33 UTC)"
+    )
+
+
 def test_criterion__healthy_v2_with_enough_data__holds_in_nearly_every_simulated_rollout():
     rng = random.Random(16)
     outcomes = [
