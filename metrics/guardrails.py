@@ -692,7 +692,7 @@ def crash_onset(
     counts every prefix (the path), not only the last. A prefix counts once it holds
     ``min_errors`` errors from at least two channels (from one when all of ``first`` is from
     one channel), as in the scan. Two errors in v2's first two replies give 41 against
-    p0 = 10% (the line at alpha 5%: 20), two in three 13; a crash from the start is caught on
+    p0 = 10% (the line at alpha 5%: 20), two in three 11.6; a crash from the start is caught on
     its first few errors, where the scan of the last hour, restarting at every reply, must ask
     for more."""
     if not 0 < p0 < 1:

@@ -577,3 +577,26 @@ def test_channel_day__portable_rebuild__equals_the_postgresql_one(rollout, monke
     monkeypatch.setattr(rollups, "is_postgres", lambda: False)
     rollups._recompute_channel_day("prompts_v2", day)
     assert rows() == sql and sql
+
+
+def test_migration_0009__moves_the_preloaded_crash_floor_to_two_and_leaves_edited_rules(rollout):
+    """The data step of metrics/0009: a crash guard still as 0007 preloaded it (3 errors, the old
+    note) gets the onset test's floor and note; one an operator changed keeps its values; the
+    reverse step puts the old ones back."""
+    import importlib
+
+    from django.apps import apps
+
+    step = importlib.import_module("metrics.migrations.0009_crash_guard_onset_floor")
+    rule = GuardrailRule.objects.get(rollout=rollout, key="crash")
+    GuardrailRule.objects.filter(pk=rule.pk).update(min_samples=step.OLD[0], note=step.OLD[1])
+    step.forwards(apps, None)
+    rule.refresh_from_db()
+    assert (rule.min_samples, rule.note) == step.NEW
+    step.backwards(apps, None)
+    rule.refresh_from_db()
+    assert (rule.min_samples, rule.note) == step.OLD
+    GuardrailRule.objects.filter(pk=rule.pk).update(min_samples=5)  # an operator's choice
+    step.forwards(apps, None)
+    rule.refresh_from_db()
+    assert rule.min_samples == 5
