@@ -23,6 +23,7 @@ same data judged by the rules before this change (arms without per-channel total
 independent; no crash guard).
 
     .venv/bin/python bench/guardrails_aa.py [--runs N] [--ab-runs N] [--seed S] [--quick]
+        [--only aa|crash|ab|aa-crash] [--crash-runs N]
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ RULES = {
     "complaints": (g.RuleSpec(g.NEGATIVE_REACTIONS, 0.10, 200), "reactions_negative"),
     "corrections": (g.RuleSpec(g.CORRECTIONS, 0.10, 200), "corrections"),
 }
-CRASH_SPEC = g.RuleSpec(g.CRASH, 0.10, 3)
+CRASH_SPEC = g.RuleSpec(g.CRASH, 0.10, 2)  # as preloaded (0.10, 2 errors)
 TREATMENTS = ["v2_full", "v2_simplified"]
 VARIANTS = ["v1", *TREATMENTS]
 PRESCREEN = math.log(10.0)  # looks within 10x of the breach line go to the product's code
@@ -277,7 +278,8 @@ def _crash_possible(run, minute, treated, errors, n2, e2, runs, minutes, spec) -
     so it has at least j_lb = (v2 replies after that minute) + 1 replies, and its tail is at
     least P(Bin(j_lb, threshold) >= e) (p0 is never below the threshold); a look is handed to
     the product's code when that bound x the replies in the lookback can reach alpha for some
-    e from min_errors on (always when the lookback has TAIL_ERRORS errors or more)."""
+    e from the scan's minimum errors on (always when the lookback has TAIL_ERRORS errors or
+    more)."""
     size = runs * minutes
     per_min_n = np.bincount(run[treated] * minutes + minute[treated], minlength=size)
     per_min_e = np.bincount(
@@ -288,7 +290,7 @@ def _crash_possible(run, minute, treated, errors, n2, e2, runs, minutes, spec) -
     table = _tail_table(spec.threshold, int(n2.max()) + 2)
     possible = e2 >= TAIL_ERRORS
     idx = np.arange(minutes)
-    for e in range(spec.min_samples, TAIL_ERRORS):
+    for e in range(max(spec.min_samples, g.CRASH_SCAN_MIN_ERRORS), TAIL_ERRORS):
         for r in range(runs):
             # the minute holding the e-th most recent error: first m with cum_e[m] > cum_e[t] - e
             m_star = np.searchsorted(cum_e[r], cum_e[r] - e, side="right")
@@ -301,9 +303,60 @@ def _crash_possible(run, minute, treated, errors, n2, e2, runs, minutes, spec) -
     return possible
 
 
+def _timeline(mins: np.ndarray, replies: list) -> dict:
+    """When v2 replied and failed in a run (minutes since the phase start, each + 1: the end
+    of the minute, when the guard looks): its first reply, its 20th reply, and the first
+    minute by which it had 1 error, or 2 errors from 2 channels (from 1 when v2 had replied in
+    one only): the earliest any rule needing that much evidence could act."""
+    out = {"first": None, "20th": None, "1 error": None, "2 errors": None}
+    seen, failed = set(), set()
+    errors = 0
+    for i, ((ch, err), m) in enumerate(zip(replies, mins.tolist(), strict=True)):
+        seen.add(ch)
+        if i == 0:
+            out["first"] = m + 1
+        if i == 19:
+            out["20th"] = m + 1
+        if err:
+            errors += 1
+            failed.add(ch)
+            if out["1 error"] is None:
+                out["1 error"] = m + 1
+            if out["2 errors"] is None and errors >= 2 and (len(failed) >= 2 or len(seen) == 1):
+                out["2 errors"] = m + 1
+        if out["20th"] is not None and out["2 errors"] is not None:
+            break
+    return out
+
+
+def _onset_from(mins: np.ndarray, replies: list, spec) -> list[int]:
+    """Minutes where the onset test could breach: its likelihood ratio over a prefix of v2's
+    first replies (the channel rule aside) reached 1/alpha by then; from that minute to the
+    one of v2's last reply the test reads (after it, the test's answer no longer changes)."""
+    first = replies[: g.CRASH_ONSET_REPLIES]
+    if not first:
+        return []
+    err = np.array([e for _c, e in first], dtype=float)
+    k = np.arange(1, err.size + 1)
+    e = np.cumsum(err)
+    p0 = spec.threshold
+    logs = np.array(
+        [
+            e * math.log(p / p0) + (k - e) * math.log((1 - p) / (1 - p0))
+            for p in g.CRASH_ONSET_RATES
+        ]
+    )
+    top = logs.max(axis=0)
+    log_lr = top + np.log(np.exp(logs - top).mean(axis=0))
+    over = np.flatnonzero((log_lr >= math.log(1 / spec.alpha)) & (e >= spec.min_samples))
+    if not over.size:
+        return []
+    return list(range(int(mins[over[0]]), int(mins[len(first) - 1]) + 1))
+
+
 def crash_breach(run_events, runs: int, minutes: int, spec=CRASH_SPEC) -> list[int | None]:
-    """The crash guard (pooled v2, last 60 minutes), decided by metrics.guardrails.evaluate_crash
-    at every minute where it could breach."""
+    """The crash guard (pooled v2: its first replies of the phase and its last 60 minutes),
+    decided by metrics.guardrails.evaluate_crash at every minute where it could breach."""
     run, minute, channel, arm, errors = run_events
     lookback = g.CRASH_LOOKBACK_MINUTES
     size = runs * minutes
@@ -324,17 +377,22 @@ def crash_breach(run_events, runs: int, minutes: int, spec=CRASH_SPEC) -> list[i
     possible = _crash_possible(run, minute, treated, errors, n2, e2, runs, minutes, spec)
     bounds = np.searchsorted(run, np.arange(runs + 1))
     out: list[int | None] = []
+    crash_breach.timelines = []
     for r in range(runs):
         found = None
         lo, hi = bounds[r], bounds[r + 1]
         sel = treated[lo:hi]
         mins = minute[lo:hi][sel]  # v2's replies of this run, in time order
         replies = list(zip(channel[lo:hi][sel].tolist(), errors[lo:hi][sel].tolist(), strict=True))
-        for t in np.flatnonzero(possible[r]):
+        crash_breach.timelines.append(_timeline(mins, replies))
+        onset = set(_onset_from(mins, replies, spec))
+        for t in sorted({*np.flatnonzero(possible[r]).tolist(), *onset}):
             a = np.searchsorted(mins, t - lookback + 1)
             b = np.searchsorted(mins, t, side="right")
-            recent = replies[a:b]
-            verdict = g.evaluate_crash(spec, recent, (int(e1[r, t]), int(n1[r, t])))
+            # the onset test cannot breach outside ``onset``: not read there (speed only)
+            first = replies[: min(b, g.CRASH_ONSET_REPLIES)] if t in onset else None
+            control = (int(e1[r, t]), int(n1[r, t]))
+            verdict = g.evaluate_crash(spec, replies[a:b], control, first=first)
             if verdict.status == g.BREACHED:
                 found = int(t) + 1
                 break
@@ -342,25 +400,34 @@ def crash_breach(run_events, runs: int, minutes: int, spec=CRASH_SPEC) -> list[i
     return out
 
 
-def simulate(model: Model, phase: Phase, runs: int, seed: int, *, chunk: int = 20):
-    """Per run: the first breach minute per rule (new and today's), and the crash guard's."""
+def simulate(
+    model: Model, phase: Phase, runs: int, seed: int, *, chunk: int = 20, rules: bool = True
+):
+    """Per run: the first breach minute per rule (new and today's), and the crash guard's
+    (``rules=False``: the crash guard only; the same data, as the generator runs first)."""
     rng = np.random.default_rng(seed)
     minutes = int(phase.days * DAY)
     rules_new: dict[str, list] = {key: [] for key in RULES}
     rules_old: dict[str, list] = {key: [] for key in RULES}
     crash: list = []
     first_hour: list = []  # v2 replies in the phase's first hour, per run
+    timelines: list = []
     for done in range(0, runs, chunk):
         r_n = min(chunk, runs - done)
         run, minute, channel, arm, outcomes, _arms = generate(model, phase, r_n, rng)
         first_hour += np.bincount(run[(arm > 0) & (minute < 60)], minlength=r_n).tolist()
-        m = moments(run, minute, channel, arm, outcomes, r_n, minutes)
-        for key, (spec, field) in RULES.items():
-            for clustered, sink in ((True, rules_new), (False, rules_old)):
-                hits = candidates(m, field, spec, clustered)
-                sink[key] += [first_breach(m, spec, hits, r, clustered, rng) for r in range(r_n)]
+        if rules:
+            m = moments(run, minute, channel, arm, outcomes, r_n, minutes)
+            for key, (spec, field) in RULES.items():
+                for clustered, sink in ((True, rules_new), (False, rules_old)):
+                    hits = candidates(m, field, spec, clustered)
+                    sink[key] += [
+                        first_breach(m, spec, hits, r, clustered, rng) for r in range(r_n)
+                    ]
         crash += crash_breach((run, minute, channel, arm, outcomes["errors"]), r_n, minutes)
+        timelines += crash_breach.timelines
     simulate.first_hour = first_hour
+    simulate.timelines = timelines
     return rules_new, rules_old, crash
 
 
@@ -449,10 +516,14 @@ def ab(runs: int, seed: int) -> None:
 def crash_alpha(runs: int, seed: int) -> None:
     print(f"\nCrash in Alpha: v2 errors 50% from the phase start, {runs} phases each")
     print("(v2's traffic varies from run to run: which channels land in the 5% decides it; the")
-    print("columns 'at >= 15/h' and '< 15/h' split the runs by v2's replies in the first hour)")
+    print("columns 'at >= 15/h' and '< 15/h' split the runs by v2's replies in the first hour;")
+    print("'1st reply + 1 h': within an hour of v2's first reply; 'by 20th': by v2's 20th reply,")
+    print("about an hour at the guide's Alpha traffic; 'ceiling': share of runs with 2 errors from")
+    print("2 channels (1 error) within the first hour, the most any rule needing them can catch)")
     print(
-        f"{'model':52} {'within 1 h':>10} {'2 h':>6} {'median':>8} {'at >= 15/h':>11} "
-        f"{'< 15/h':>8}  errors rule today (median)"
+        f"{'model':44} {'within 1 h':>10} {'2 h':>6} {'median':>8} {'at >= 15/h':>12} "
+        f"{'< 15/h':>12} {'1st reply + 1 h':>15} {'by 20th':>8} {'ceiling':>13}  "
+        "errors rule (median)"
     )
     for model in (
         replace(CHANNEL_MODEL, crash=0.5),
@@ -460,17 +531,49 @@ def crash_alpha(runs: int, seed: int) -> None:
         replace(CHANNEL_MODEL, crash=0.5, split=False, name="channels, no split"),
     ):
         new, old, crash = simulate(model, PHASES[0], runs, seed)
+        lines = simulate.timelines
         within = [h is not None and h <= 60 for h in crash]
         within2 = [h is not None and h <= 120 for h in crash]
         med = sorted(h if h is not None else 10**9 for h in crash)[len(crash) // 2]
         busy = [w for w, n in zip(within, simulate.first_hour, strict=True) if n >= 15]
         quiet = [w for w, n in zip(within, simulate.first_hour, strict=True) if n < 15]
+        first = [
+            h is not None and h <= t["first"] + 60 for h, t in zip(crash, lines, strict=True)
+        ]
+        by20 = [
+            (h is not None and h <= t["20th"])
+            for h, t in zip(crash, lines, strict=True)
+            if t["20th"] is not None
+        ]
+        ceil2 = sum(t["2 errors"] is not None and t["2 errors"] <= 60 for t in lines) / runs
+        ceil1 = sum(t["1 error"] is not None and t["1 error"] <= 60 for t in lines) / runs
         print(
-            f"{model.name[:52]:52} {sum(within) / runs:10.1%} {sum(within2) / runs:6.1%} "
-            f"{med:6d} min {sum(busy) / max(1, len(busy)):6.1%} ({len(busy)}) "
-            f"{sum(quiet) / max(1, len(quiet)):6.1%} ({len(quiet)})  {hours(old['errors'], 0.5)}",
+            f"{model.name[:44]:44} {sum(within) / runs:10.1%} {sum(within2) / runs:6.1%} "
+            f"{med:4d} min {sum(busy) / max(1, len(busy)):6.1%} ({len(busy)}) "
+            f"{sum(quiet) / max(1, len(quiet)):6.1%} ({len(quiet)}) {sum(first) / runs:15.1%} "
+            f"{sum(by20) / max(1, len(by20)):8.1%} {ceil2:6.1%} ({ceil1:.1%})  "
+            f"{hours(old['errors'], 0.5)}",
             flush=True,
         )
+
+
+def aa_crash(runs: int, seed: int, phases, models) -> None:
+    """A/A of the crash guard alone (its data generated as in ``aa``, without the other rules:
+    fast enough for more phases per cell)."""
+    print(f"\nA/A, crash guard only: share of phases with a false alarm, {runs} phases each,")
+    print("Wilson 95% interval; alpha 0.05 per look (the scan's p-value), measured per phase\n")
+    print(f"{'model / phase':58} {'rule':12} {'now':>7} {'95% interval':>16}")
+    for model in models:
+        for i, phase in enumerate(phases):
+            started = time.perf_counter()
+            _new, _old, crash = simulate(model, phase, runs, seed + 101 * i, rules=False)
+            p, lo, hi = rate(crash)
+            label = f"{model.name[:34]} | {phase.name}"
+            print(
+                f"{label:58} {'crash':12} {p:7.2%} [{lo:6.2%}, {hi:6.2%}]"
+                f"   ({time.perf_counter() - started:.0f} s)",
+                flush=True,
+            )
 
 
 def main() -> None:
@@ -479,13 +582,18 @@ def main() -> None:
     parser.add_argument("--ab-runs", type=int, default=300, help="phases per detection scenario")
     parser.add_argument("--seed", type=int, default=20261129)
     parser.add_argument("--quick", action="store_true", help="100 / 50 phases, for a smoke run")
-    parser.add_argument("--only", choices=["aa", "ab", "crash"], default=None)
+    parser.add_argument("--only", choices=["aa", "ab", "crash", "aa-crash"], default=None)
+    parser.add_argument(
+        "--crash-runs", type=int, default=2000, help="A/A phases per cell for --only aa-crash"
+    )
     args = parser.parse_args()
     if args.quick:
         args.runs, args.ab_runs = 100, 50
     started = time.perf_counter()
     if args.only in (None, "aa"):
         aa(args.runs, args.seed, PHASES, [CHANNEL_MODEL, INDEPENDENT])
+    if args.only == "aa-crash":
+        aa_crash(args.crash_runs, args.seed, PHASES, [CHANNEL_MODEL, INDEPENDENT])
     if args.only in (None, "crash"):
         crash_alpha(args.ab_runs * 2, args.seed + 3)
     if args.only in (None, "ab"):

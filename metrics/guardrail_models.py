@@ -99,8 +99,9 @@ class GuardrailRule(models.Model):
             return f"daily cost at 100% v2 above ${self.threshold:,.2f}"
         if self.metric == g.CRASH:
             return (
-                f"error rate of v2's last {g.CRASH_LOOKBACK_MINUTES} minutes of replies above "
-                f"{self.threshold * 100:g}% (or v1's), from {self.min_samples} errors"
+                f"error rate of v2's first replies or of its last {g.CRASH_LOOKBACK_MINUTES} "
+                f"minutes of replies above {self.threshold * 100:g}% (or v1's), from "
+                f"{self.min_samples} errors"
             )
         if self.threshold:
             return f"{label} of v2 up more than {self.threshold * 100:g}% relative to v1"

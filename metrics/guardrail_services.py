@@ -58,11 +58,11 @@ DEFAULT_RULES = [
         "crash",
         g.CRASH,
         0.10,
-        3,
+        2,
         1,
         GuardrailRule.Action.KILL_SWITCH,
-        "Alpha and every later phase: any crashes. v2's error rate over its last hour of "
-        "replies against 10% (or v1's rate then). Emergency rollback.",
+        "Alpha and every later phase: any crashes. v2's error rate over its first replies "
+        "and its last hour of replies against 10% (or v1's rate then). Emergency rollback.",
     ),
     (
         "complaints",
@@ -299,6 +299,24 @@ def recent_replies(
     return recent, (x1, n1)
 
 
+def first_replies(
+    rollout: Rollout, since: datetime, until: datetime, limit: int = g.CRASH_ONSET_REPLIES
+) -> list[tuple[str, bool]]:
+    """The crash guard's onset data: v2's first ``limit`` replies (every treatment variant) in
+    [since, until) as (channel, is_error), oldest first (the (rollout_key, ts) index)."""
+    rows = (
+        ResponseEvent.objects.filter(
+            rollout_key=rollout.key,
+            variant__in=treatments_of(rollout),
+            ts__gte=since,
+            ts__lt=until,
+        )
+        .order_by("ts", "id")
+        .values_list("channel_id", "error")[:limit]
+    )
+    return [(channel, error is not None) for channel, error in rows]
+
+
 def treatments_of(rollout: Rollout) -> list[str]:
     return [
         v
@@ -323,6 +341,7 @@ def _verdict(
             spec,
             recent,
             control,
+            first=first_replies(rollout, start, now),
             lookback_minutes=round((now - since).total_seconds() / 60, 1),
             control_variant=rollout.control_variant,
         )

@@ -37,13 +37,17 @@ variance of the same counts), and V above is the sum of the two arms' variances.
 ``min_channels`` channels per arm (10 by default) besides its data floor: with fewer, it says so
 and does not judge. Arms without per-channel totals (built by hand) get the binomial variance.
 
-The crash guard (``CRASH``) is not a comparison over the window but a scan of v2's most recent
-replies (the last ``CRASH_LOOKBACK_MINUTES``): for each run of the most recent replies that
-starts at an error, the binomial tail P(Bin(j, p0) >= e) of its e errors in j replies, against
-p0 = the rule's absolute error rate, or v1's error rate over the same minutes when that is higher
-(v1 with at least ``CRASH_CONTROL_FLOOR`` replies there); it breaches when the smallest tail x
-the replies in the lookback is at most alpha, with at least ``min_samples`` errors from at least
-two channels (when v2 had more than one). See ``evaluate_crash``.
+The crash guard (``CRASH``) is not a comparison over the window but two tests of v2's errors
+against p0 = the rule's absolute error rate, or v1's error rate over the last hour when that is
+higher (v1 with at least ``CRASH_CONTROL_FLOOR`` replies there). The onset test reads v2's first
+``CRASH_ONSET_REPLIES`` replies of the window: a sequential probability ratio test (a mixture
+over crash rates, ``crash_onset``) that may act from two errors and, by Ville's inequality,
+falsely fires at most alpha of the time over the whole phase. The scan reads v2's replies of the
+last ``CRASH_LOOKBACK_MINUTES``: for each run of the most recent replies that starts at an error,
+the binomial tail P(Bin(j, p0) >= e) of its e errors in j replies; the smallest tail x the
+replies in the lookback (Bonferroni over the runs) at most alpha breaches, with at least
+``CRASH_SCAN_MIN_ERRORS`` errors. Both need errors from at least two channels (when v2 had
+replied in more than one). See ``evaluate_crash``.
 
 Cost is measured, not estimated: the daily cost if every channel got v2 (v2's cost per reply x
 all replies per day, over the trailing 24 hours or the window if shorter, scaled to a day) is
@@ -112,6 +116,14 @@ DEFAULT_ALPHA = 0.05
 MIN_CHANNELS = 10  # per arm, before a rate rule may judge (channels are the unit of variance)
 CRASH_LOOKBACK_MINUTES = 60
 CRASH_CONTROL_FLOOR = 100  # v1 replies in the lookback before its error rate raises p0
+# The crash guard's onset test: v2's first replies of the evidence window, against p0, by a
+# likelihood ratio averaged over these error rates of a crash (equal weights), stopped after
+# CRASH_ONSET_REPLIES replies (the scan of the last hour watches from then on).
+CRASH_ONSET_RATES = (0.3, 0.5, 0.7, 0.9)
+CRASH_ONSET_REPLIES = 200
+# The scan restarts at every reply (thousands of looks per phase, each at alpha), so it needs
+# more errors than the onset test, which is one test for the whole phase (docs/guardrails.md).
+CRASH_SCAN_MIN_ERRORS = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -334,6 +346,10 @@ def exceedances(hist: Mapping, threshold_ms: float) -> int:
         if lo >= threshold_ms:
             total += int(count)
     return total
+
+
+def _channels(n: int) -> str:
+    return f"{n} channel" if n == 1 else f"{n} channels"
 
 
 def _pct(x: float) -> str:
@@ -644,24 +660,94 @@ def crash_scan(
     return best
 
 
+@dataclass(frozen=True, slots=True)
+class CrashOnset:
+    """The crash guard's onset test over v2's first replies of the window (``crash_onset``)."""
+
+    replies: int  # v2's first replies read (at most CRASH_ONSET_REPLIES)
+    errors: int
+    likelihood_ratio: float  # the largest over the prefixes that may count (1 if none)
+    at_reply: int  # the prefix that gave it: its replies, errors and channels with an error
+    at_errors: int
+    at_channels: int
+    crossed: bool  # it reached 1/alpha
+
+
+def crash_onset(
+    first: Sequence[tuple[str, bool]],
+    p0: float,
+    *,
+    min_errors: int,
+    alpha: float,
+    rates: Sequence[float] = CRASH_ONSET_RATES,
+) -> CrashOnset:
+    """A sequential probability ratio test from the start of the evidence window: v2's first
+    replies ``first`` as (channel, is_error), oldest first. After k replies with e errors,
+
+        L_k = mean over p in ``rates`` of (p / p0)^e ((1 - p) / (1 - p0))^(k - e)
+
+    is a nonnegative martingale with mean 1 when each reply fails with probability p0 (a
+    supermartingale at any rate below it), so by Ville's inequality the chance that it *ever*
+    reaches 1/alpha is at most alpha, for the whole phase however often it is looked at; it
+    counts every prefix (the path), not only the last. A prefix counts once it holds
+    ``min_errors`` errors from at least two channels (from one when all of ``first`` is from
+    one channel), as in the scan. Two errors in v2's first two replies give 41 against
+    p0 = 10% (the line at alpha 5%: 20), two in three 11.6; a crash from the start is caught on
+    its first few errors, where the scan of the last hour, restarting at every reply, must ask
+    for more."""
+    if not 0 < p0 < 1:
+        return CrashOnset(len(first), sum(e for _c, e in first), 1.0, 0, 0, 0, False)
+    up = [math.log(p / p0) for p in rates]
+    down = [math.log1p(-p) - math.log1p(-p0) for p in rates]
+    line = math.log(1 / alpha)
+    logs = [0.0] * len(rates)
+    errors = 0
+    several = len({c for c, _e in first}) > 1
+    failed: set[str] = set()
+    best = (-math.inf, 0, 0, 0)
+    for k, (channel, is_error) in enumerate(first, start=1):
+        if is_error:
+            errors += 1
+            failed.add(channel)
+        step = up if is_error else down
+        logs = [x + d for x, d in zip(logs, step, strict=True)]
+        if errors < max(1, min_errors) or (several and len(failed) < 2):
+            continue
+        top = max(logs)
+        log_lr = top + math.log(math.fsum(math.exp(x - top) for x in logs) / len(logs))
+        if log_lr > best[0]:
+            best = (log_lr, k, errors, len(failed))
+    log_lr, k, e, c = best
+    lr = math.exp(min(log_lr, 700.0)) if k else 1.0
+    return CrashOnset(len(first), errors, lr, k, e, c, bool(k) and log_lr >= line)
+
+
 def evaluate_crash(
     spec: RuleSpec,
     recent: Sequence[tuple[str, bool]],
     control: tuple[int, int] | None = None,
     *,
+    first: Sequence[tuple[str, bool]] | None = None,
     lookback_minutes: float = CRASH_LOOKBACK_MINUTES,
     control_variant: str = "v1",
 ) -> Verdict:
     """The crash guard: v2's most recent replies (oldest first, over the last
     ``lookback_minutes`` of the evidence window) against an absolute error rate
     (``spec.threshold``), or v1's over the same minutes when higher (``control`` = (errors,
-    replies) of v1 there, used from ``CRASH_CONTROL_FLOOR`` replies). Breached when the scan's
-    adjusted tail is at most ``spec.alpha``; ``spec.min_samples`` is the errors needed."""
+    replies) of v1 there, used from ``CRASH_CONTROL_FLOOR`` replies); and v2's first replies of
+    the window (``first``, up to ``CRASH_ONSET_REPLIES``) against the same rate. Breached when
+    the scan's p-value is at most ``spec.alpha`` (with at least ``CRASH_SCAN_MIN_ERRORS``
+    errors, and the floor) or the onset test's likelihood ratio reaches 1/alpha;
+    ``spec.min_samples`` is the errors needed (the floor)."""
     p_abs = spec.threshold or 0.10
     x1, n1 = control or (0, 0)
     p1 = x1 / n1 if n1 >= CRASH_CONTROL_FLOOR else None
     p0 = max(p_abs, p1) if p1 is not None else p_abs
-    scan = crash_scan(recent, p0, min_errors=max(1, spec.min_samples), alpha=spec.alpha)
+    floor = max(1, spec.min_samples)
+    scan = crash_scan(
+        recent, p0, min_errors=max(floor, CRASH_SCAN_MIN_ERRORS), alpha=spec.alpha
+    )
+    onset = crash_onset(first or (), p0, min_errors=floor, alpha=spec.alpha)
     rate = scan.errors / scan.replies if scan.replies else None
     numbers: dict[str, Any] = {
         "metric": CRASH,
@@ -681,11 +767,25 @@ def evaluate_crash(
         "run_replies": scan.run_replies,
         "run_errors": scan.run_errors,
         "run_channels": scan.run_channels,
+        "onset_replies": onset.replies,
+        "onset_errors": onset.errors,
+        "onset_likelihood_ratio": round(onset.likelihood_ratio, 6),
+        "onset_at_reply": onset.at_reply,
+        "onset_at_errors": onset.at_errors,
+        "onset_at_channels": onset.at_channels,
     }
     against = (
         f"{_pct(p0)} ({control_variant}'s rate then)" if p1 is not None and p1 > p_abs
         else f"{_pct(p0)}"
     )
+    if onset.crossed:
+        return Verdict(
+            BREACHED,
+            f"v2's first replies of the window fail: {onset.at_errors} errors in its first "
+            f"{onset.at_reply} replies from {_channels(onset.at_channels)} against {against} "
+            f"(likelihood ratio {onset.likelihood_ratio:.3g} >= 1/alpha = {1 / spec.alpha:g})",
+            numbers,
+        )
     if not scan.replies:
         text = f"no v2 replies in the last {lookback_minutes:g} minutes: nothing crashing."
         return Verdict(OK, text, numbers)
@@ -697,7 +797,8 @@ def evaluate_crash(
         return Verdict(
             BREACHED,
             f"{text}: {scan.run_errors} errors in its last {scan.run_replies} replies from "
-            f"{scan.run_channels} channels (p={scan.adjusted:.3g} adjusted, alpha={spec.alpha:g})",
+            f"{_channels(scan.run_channels)} (p={scan.adjusted:.3g} adjusted, "
+            f"alpha={spec.alpha:g})",
             numbers,
         )
     if rate is not None and rate > p0:

@@ -13,6 +13,7 @@ from dataclasses import replace
 from datetime import timedelta
 
 import pytest
+import time_machine
 
 from metrics import guardrail_services, rollups
 from metrics import guardrails as g
@@ -20,6 +21,7 @@ from metrics.guardrail_models import GuardrailRule
 from metrics.intake import record_events
 from metrics.models import ChannelHourlyRollup, FollowupEvent, ReactionEvent, ResponseEvent
 from rollout.models import AuditEntry
+from selcontrol_client import assignment
 
 from .conftest import response
 from .test_guardrail_rollback import T0, V1, V2, Traffic, run, start_phase
@@ -347,6 +349,146 @@ def test_crash_scan__shortcuts__decide_as_the_brute_force_scan():
         assert (verdict.status == g.BREACHED) == _brute_force_breach(recent, 0.10, 3, 0.05)
 
 
+def test_crash_scan__two_errors_in_a_row_later_in_the_phase__not_enough_for_the_scan():
+    """The scan restarts at every reply, each look a test at alpha: two errors in a row at a
+    quiet hour happen at a usual error rate many times a week, so it needs three
+    (CRASH_SCAN_MIN_ERRORS) even when the rule's floor is two (the onset test's)."""
+    recent = [("c1", False), ("c2", False), ("c1", True), ("c2", True)]
+    two = g.crash_scan(recent, 0.10, min_errors=2, alpha=0.05)
+    assert two.adjusted == pytest.approx(0.04)  # 2 in 2 (1%) x 4 replies: it would breach
+    verdict = g.evaluate_crash(g.RuleSpec(g.CRASH, 0.10, 2), recent, (5, 400))
+    assert verdict.status == g.WARNING  # 50% over the hour, above 10%: not conclusive
+    assert verdict.numbers["run_errors"] == 0  # no run with 3 errors: nothing scanned
+
+
+# --- the onset test ----------------------------------------------------------------------------
+
+CRASH2 = g.RuleSpec(g.CRASH, 0.10, 2)  # as preloaded
+
+
+def test_crash_onset__v2s_first_two_replies_fail_in_two_channels__breached():
+    first = [("a", True), ("b", True)]
+    verdict = g.evaluate_crash(CRASH2, first, (0, 0), first=first)
+    assert verdict.status == g.BREACHED
+    # (3^2 + 5^2 + 7^2 + 9^2) / 4 = 41: the mixture's likelihood ratio, above 1/alpha = 20
+    assert verdict.numbers["onset_likelihood_ratio"] == pytest.approx(41.0)
+    assert "2 errors in its first 2 replies from 2 channels" in verdict.summary
+
+
+def test_crash_onset__two_errors_in_five_replies__not_conclusive():
+    first = [("a", True), ("b", False), ("c", False), ("d", True), ("e", False)]
+    onset = g.crash_onset(first, 0.10, min_errors=2, alpha=0.05)
+    # the largest over the prefixes with 2 errors: the first four replies (2 errors, 2 not)
+    expected = sum((p / 0.1) ** 2 * ((1 - p) / 0.9) ** 2 for p in g.CRASH_ONSET_RATES) / 4
+    assert onset.likelihood_ratio == pytest.approx(expected) and expected < 20
+    assert (onset.at_reply, onset.at_errors, onset.at_channels) == (4, 2, 2)
+    assert not onset.crossed
+
+
+def test_crash_onset__path_counts__a_crossing_stays_when_later_replies_succeed():
+    first = [("a", True), ("b", True), ("c", True)] + [(f"c{i}", False) for i in range(30)]
+    onset = g.crash_onset(first, 0.10, min_errors=2, alpha=0.05)
+    assert onset.crossed and onset.at_reply == 3 and onset.at_errors == 3
+
+
+def test_crash_onset__one_channels_burst_while_v2_replies_in_others__not_a_crash():
+    first = [("busy", True)] * 8 + [("quiet", False), ("other", False)]
+    onset = g.crash_onset(first, 0.10, min_errors=2, alpha=0.05)
+    assert not onset.crossed and onset.likelihood_ratio == 1.0
+    verdict = g.evaluate_crash(CRASH2, first, (5, 400), first=first)
+    assert verdict.status == g.WARNING  # above 10%, but one channel's bad start
+
+
+def test_crash_onset__at_the_threshold_rate__crosses_at_most_alpha_of_the_time():
+    """Ville's inequality, checked: v2's first 200 replies each failing at exactly p0 (10%), the
+    likelihood ratio ever reaches 1/alpha in at most alpha of 4,000 simulated phases."""
+    rng = random.Random(3)
+    crossed = 0
+    for _ in range(4000):
+        first = [("c", rng.random() < 0.10) for _ in range(g.CRASH_ONSET_REPLIES)]
+        crossed += g.crash_onset(first, 0.10, min_errors=1, alpha=0.05).crossed
+    assert 0 < crossed / 4000 <= 0.05
+
+
+def test_crash_onset__v1_failing_as_much__not_a_crash_of_v2():
+    first = [(f"c{i}", i % 2 == 0) for i in range(20)]
+    assert g.evaluate_crash(CRASH2, [], (5, 400), first=first).status == g.BREACHED
+    verdict = g.evaluate_crash(CRASH2, [], (200, 400), first=first)
+    assert verdict.status != g.BREACHED and verdict.numbers["p0"] == 0.5
+
+
+def _v2_channels(rollout, count: int, at) -> list[str]:
+    rule = rollout.to_rule(overrides=[])
+    found = []
+    for i in range(5000):
+        channel = str(10**17 + 7_000_000 + i)
+        if assignment.decide(rule, channel, at)[0] == "v2_full":
+            found.append(channel)
+            if len(found) == count:
+                return found
+    raise AssertionError("too few v2 channels found")
+
+
+def test_crash_guard__one_v2_channels_burst_of_errors__no_rollback(rollout):
+    """In Alpha, one v2 channel fails every reply for 40 minutes (3 a minute) while v2's other
+    channels and v1 reply normally: one channel's trouble, not a crash of v2. The crash guard
+    warns and never rolls back (both of its tests need errors from two channels)."""
+    alpha = start_phase(rollout, 1)
+    GuardrailRule.objects.filter(rollout=alpha).exclude(key="crash").update(enabled=False)
+    bad, *good = _v2_channels(alpha, 6, T0)
+    statuses = []
+    for minute in range(40):
+        begin = T0 + timedelta(minutes=minute)
+        now = begin + timedelta(minutes=1)
+        events = [
+            response(ts=begin + timedelta(seconds=s), variant="v2_full", channel_id=bad,
+                     error="provider_error")
+            for s in (5, 25, 45)
+        ] + [
+            response(ts=begin + timedelta(seconds=50), variant="v2_full",
+                     channel_id=good[minute % len(good)]),
+            response(ts=begin + timedelta(seconds=55), variant="v1", channel_id="v1-channel"),
+        ]  # fmt: skip
+        with time_machine.travel(now, tick=False):
+            assert not record_events(events, now=now).rejected
+            (outcome,) = [
+                o for o in guardrail_services.evaluate_rollout(alpha, now=now) if o.rule == "crash"
+            ]
+        statuses.append(outcome.status)
+    assert set(statuses) == {g.WARNING}
+    alpha.refresh_from_db()
+    assert alpha.enabled
+    assert not AuditEntry.objects.filter(
+        rollout=alpha, action=AuditEntry.Action.KILL_SWITCH_ENGAGE
+    ).exists()
+
+
+def test_crash_guard__v2s_first_two_replies_fail_in_two_channels__kill_switch_at_once(rollout):
+    alpha = start_phase(rollout, 1)
+    one, two = _v2_channels(alpha, 2, T0)
+    now = T0 + timedelta(minutes=1)
+    events = [
+        response(ts=T0 + timedelta(seconds=10), variant="v2_full", channel_id=one,
+                 error="provider_error"),
+        response(ts=T0 + timedelta(seconds=30), variant="v2_full", channel_id=two,
+                 error="provider_error"),
+        response(ts=T0 + timedelta(seconds=40), variant="v1", channel_id="v1-channel"),
+    ]  # fmt: skip
+    with time_machine.travel(now, tick=False):
+        assert not record_events(events, now=now).rejected
+        outcomes = guardrail_services.evaluate_rollout(alpha, now=now)
+    assert [o.rule for o in outcomes if o.status == g.BREACHED] == ["crash"]
+    entry = AuditEntry.objects.get(rollout=alpha, action=AuditEntry.Action.KILL_SWITCH_ENGAGE)
+    assert entry.actor == "guardrail:crash"
+    assert "first replies of the window fail: 2 errors in its first 2 replies" in entry.reason
+
+
+def test_crash_guard__preloaded_floor_is_two_errors(rollout):
+    rule = GuardrailRule.objects.get(rollout=rollout, key="crash")
+    assert (rule.threshold, rule.min_samples) == (0.10, 2)
+    assert "first replies" in rule.note
+
+
 def test_channel_aggregate__portable_path__equals_the_postgresql_one(rollout, monkeypatch):
     """SQLite (make run) computes the per-channel rows with the ORM and Python."""
     canary = start_phase(rollout, 3)
@@ -435,3 +577,26 @@ def test_channel_day__portable_rebuild__equals_the_postgresql_one(rollout, monke
     monkeypatch.setattr(rollups, "is_postgres", lambda: False)
     rollups._recompute_channel_day("prompts_v2", day)
     assert rows() == sql and sql
+
+
+def test_migration_0009__moves_the_preloaded_crash_floor_to_two_and_leaves_edited_rules(rollout):
+    """The data step of metrics/0009: a crash guard still as 0007 preloaded it (3 errors, the old
+    note) gets the onset test's floor and note; one an operator changed keeps its values; the
+    reverse step puts the old ones back."""
+    import importlib
+
+    from django.apps import apps
+
+    step = importlib.import_module("metrics.migrations.0009_crash_guard_onset_floor")
+    rule = GuardrailRule.objects.get(rollout=rollout, key="crash")
+    GuardrailRule.objects.filter(pk=rule.pk).update(min_samples=step.OLD[0], note=step.OLD[1])
+    step.forwards(apps, None)
+    rule.refresh_from_db()
+    assert (rule.min_samples, rule.note) == step.NEW
+    step.backwards(apps, None)
+    rule.refresh_from_db()
+    assert (rule.min_samples, rule.note) == step.OLD
+    GuardrailRule.objects.filter(pk=rule.pk).update(min_samples=5)  # an operator's choice
+    step.forwards(apps, None)
+    rule.refresh_from_db()
+    assert rule.min_samples == 5
