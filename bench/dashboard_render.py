@@ -39,7 +39,7 @@ sys.path.insert(0, str(ROOT))
 
 import summary_10m as loader  # noqa: E402  (bench/summary_10m.py: the 10-million-event loader)
 
-loader.DB = DB = "selcontrol_bench_dashboard"
+loader.DB = DB = os.environ.get("BENCH_DB", "selcontrol_bench_dashboard")
 
 RAW_PER_DAY = """
 SELECT date_trunc('day', ts), variant, count(*), count(error),

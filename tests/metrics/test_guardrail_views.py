@@ -3,6 +3,7 @@ evaluate_guardrails command."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
 from datetime import timedelta
 from io import StringIO
@@ -127,3 +128,17 @@ def test_command__evaluate_guardrails__prints_each_rule(rollout):
     assert len(lines) == 7  # the guide's six triggers and the crash guard
     assert lines[0].startswith("prompts_v2 errors: insufficient")
     assert "Watched from Canary on" in lines[4]
+
+
+def _active_nav(html: str) -> list[str]:
+    nav = html[html.index('class="mainnav"') : html.index("</nav>")]
+    return re.findall(r'aria-current="page">([^<]+)</a>', nav)
+
+
+def test_nav__guardrails_and_report_pages__mark_rollouts_not_dashboard(rollout, viewer_client):
+    for url in (f"/metrics/{rollout.key}/guardrails/", f"/metrics/{rollout.key}/report/"):
+        response = viewer_client.get(url)
+        assert response.status_code == 200, url
+        assert _active_nav(response.content.decode()) == ["Rollouts"], url
+    dashboard = viewer_client.get(f"/metrics/{rollout.key}/?range=24h").content.decode()
+    assert _active_nav(dashboard) == ["Dashboard"]
