@@ -157,7 +157,9 @@ def test_panel__errors_a_little_above_v1_but_ruled_out__rule_ok_within_noise_as_
     canary = start_phase(rollout, 3)
     GuardrailRule.objects.filter(rollout=canary).exclude(key="errors").update(enabled=False)
     a_little_worse = replace(V2, latency_ms=V1.latency_ms, error_rate=0.012)  # v1: 1.0%
-    traffic = Traffic(canary, {"v1": V1, "v2_full": a_little_worse}, per_minute=1_000, channels=2_000)
+    traffic = Traffic(
+        canary, {"v1": V1, "v2_full": a_little_worse}, per_minute=1_000, channels=2_000
+    )
     minute, _ = run(traffic, canary, minutes=24)
     assert minute is None
     now = T0 + timedelta(minutes=24)
