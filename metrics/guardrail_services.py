@@ -355,13 +355,50 @@ def _verdict(
         if memo is not None:
             memo[key] = figures
     hours = (now - since).total_seconds() / 3600
-    return g.evaluate(
+    verdict = g.evaluate(
         spec,
         figures,
         control=rollout.control_variant,
         treatments=treatments_of(rollout),
         window_hours=hours,
         p_min=state.p_min,
+    )
+    return _noise_is_not_a_warning(rule, spec, verdict, figures, rollout, hours)
+
+
+def _noise_is_not_a_warning(
+    rule: GuardrailRule,
+    spec: g.RuleSpec,
+    verdict: g.Verdict,
+    figures: dict,
+    rollout: Rollout,
+    hours: float,
+) -> g.Verdict:
+    """A comparison's estimate above the rule's line that is not significant is a warning only
+    while a regression is not ruled out either: when the rule's success criterion holds (the
+    always-valid upper bound of the excess is below the criterion's tolerance,
+    ``metrics.criteria``), the difference is noise and the rule reads "ok", saying so. Without
+    this, "errors: warning, v2 1.3% vs v1 1.2%, p=1" sat beside "errors: holds"."""
+    from . import criteria
+
+    if verdict.status != g.WARNING or rule.metric not in criteria.TOLERANCE:
+        return verdict
+    judged = criteria.assess(
+        rule.key,
+        spec,
+        figures,
+        control=rollout.control_variant,
+        treatments=treatments_of(rollout),
+        window_hours=hours,
+    )
+    if not judged.holds:
+        return verdict
+    summary = verdict.summary.replace(", not yet significant", ", not significant")
+    return g.Verdict(
+        g.OK,
+        f"{summary}; within noise: {judged.why}",
+        {**verdict.numbers, "within_tolerance": True, "tolerance": judged.numbers.get("tolerance")},
+        verdict.variant,
     )
 
 

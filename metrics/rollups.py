@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
-from collections import defaultdict
+from collections import OrderedDict, defaultdict
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -205,6 +205,11 @@ def _aggregate_pg(rollout_key: str, lo: datetime, hi: datetime) -> dict[str, dic
     with connection.cursor() as cursor:
         cursor.execute(_AGGREGATE_SQL, {"key": rollout_key, "lo": lo, "hi": hi})
         rows = cursor.fetchall()
+    return _fold_aggregate_rows(rows)
+
+
+def _fold_aggregate_rows(rows) -> dict[str, dict[str, Any]]:
+    """The figures per variant from _AGGREGATE_SQL's rows."""
     result: dict[str, dict[str, Any]] = {}
     for kind, variant, key, error, n, a, hits, known, n_in, n_out, n_cached, cost, latency in rows:
         if kind == "r":
@@ -779,6 +784,92 @@ def empty_channel() -> dict[str, Any]:
     return {**{name: 0 for name in CHANNEL_FIELDS}, "latency_hist": {}}
 
 
+# _AGGREGATE_SQL and the per-channel counts of _CHANNEL_SQL (no per-channel histogram) in one
+# statement, one pass over the bucket's replies: what the dashboard needs of a dirty hour (its
+# figures per variant, and per channel for the comparison's intervals).
+_AGGREGATE_CHANNELS_SQL = """
+WITH r AS MATERIALIZED (
+  SELECT message_id, variant, channel_id, latency_bucket, error, input_tokens, output_tokens,
+         cached_tokens, cost_usd, unpriced, cache_hit, latency_ms
+  FROM metrics_responseevent
+  WHERE rollout_key = %(key)s AND ts >= %(lo)s AND ts < %(hi)s
+)
+SELECT 'r', variant, NULL::varchar, latency_bucket::int, error, count(*),
+       count(*) FILTER (WHERE unpriced), count(*) FILTER (WHERE cache_hit), count(cache_hit),
+       sum(input_tokens)::bigint, sum(output_tokens)::bigint, sum(cached_tokens)::bigint,
+       sum(cost_usd), sum(latency_ms)
+FROM r GROUP BY variant, latency_bucket, error
+UNION ALL
+SELECT 'c', variant, channel_id, NULL, NULL, count(*), count(*) FILTER (WHERE error IS NOT NULL),
+       count(*) FILTER (WHERE cache_hit), count(cache_hit),
+       count(*) FILTER (WHERE error = 'timeout'), 0, 0, 0, 0
+FROM r GROUP BY variant, channel_id
+UNION ALL
+SELECT 'x', variant, channel_id, sentiment::int, NULL, count(*), 0, 0, 0, 0, 0, 0, 0, 0
+FROM (
+  SELECT DISTINCT ON (x.message_id, x.user_id, x.emoji) r.variant, r.channel_id, x.action,
+         x.sentiment
+  FROM metrics_reactionevent x JOIN r ON r.message_id = x.message_id
+  ORDER BY x.message_id, x.user_id, x.emoji, x.ts DESC, (x.action = 'remove') DESC, x.id DESC
+) AS latest
+WHERE action = 'add' GROUP BY variant, channel_id, sentiment
+UNION ALL
+SELECT 'f', r.variant, r.channel_id, NULL, NULL, count(*), count(*) FILTER (WHERE f.is_correction),
+       0, 0, 0, 0, 0, 0, 0
+FROM metrics_followupevent f JOIN r ON r.message_id = f.reply_to GROUP BY r.variant, r.channel_id
+"""
+
+
+def aggregate_with_channels(
+    rollout_key: str,
+    hour: datetime,
+    ts_from: datetime | None = None,
+    ts_to: datetime | None = None,
+) -> tuple[dict[str, dict[str, Any]], dict[tuple[str, str], dict[str, Any]]]:
+    """(``aggregate``, ``channel_aggregate`` without the per-channel latency histograms) of one
+    bucket: on PostgreSQL from one statement, the bucket's replies read once."""
+    lo, hi = _range_of(hour, ts_from, ts_to)
+    if lo >= hi:
+        return {}, {}
+    if not is_postgres():
+        channels = channel_aggregate(rollout_key, hour, ts_from, ts_to)
+        for f in channels.values():
+            f["latency_hist"] = {}
+        return aggregate(rollout_key, hour, ts_from, ts_to), channels
+    with connection.cursor() as cursor:
+        cursor.execute(_AGGREGATE_CHANNELS_SQL, {"key": rollout_key, "lo": lo, "hi": hi})
+        rows = cursor.fetchall()
+    variant_rows: list[tuple] = []
+    feedback: dict[tuple, list[int]] = {}  # ('x', variant, sentiment) / ('f', variant, None)
+    channels: dict[tuple[str, str], dict[str, Any]] = {}
+    for kind, variant, channel, key, error, n, a, hits, known, *rest in rows:
+        if kind == "r":
+            variant_rows.append((kind, variant, key, error, n, a, hits, known, *rest))
+            continue
+        if kind != "c":
+            sums = feedback.setdefault((kind, variant, key if kind == "x" else None), [0, 0])
+            sums[0] += n
+            sums[1] += a
+        f = channels.get((variant, channel))
+        if f is None:
+            f = channels[(variant, channel)] = empty_channel()
+        if kind == "c":
+            f["responses"] += n
+            f["errors"] += a
+            f["cache_hits"] += hits
+            f["cache_known"] += known
+            f["timeouts"] += rest[0]
+        elif kind == "x":
+            if key:  # neutral reactions are not counted per channel
+                f["reactions_positive" if key > 0 else "reactions_negative"] += n
+        else:
+            f["followups"] += n
+            f["corrections"] += a
+    for (kind, variant, key), (n, a) in feedback.items():
+        variant_rows.append((kind, variant, key, None, n, a, 0, 0, 0, 0, 0, 0, 0))
+    return _fold_aggregate_rows(variant_rows), channels
+
+
 def channel_aggregate(
     rollout_key: str,
     hour: datetime,
@@ -922,23 +1013,37 @@ def _recompute_channel_day(rollout_key: str, day: datetime) -> None:
 
 
 def channel_totals(
-    rollout_key: str, since: datetime, until: datetime, *, latency: bool = False
+    rollout_key: str,
+    since: datetime,
+    until: datetime,
+    *,
+    latency: bool = False,
+    live: set[datetime] | None = None,
+    raw: dict[datetime, dict[tuple[str, str], dict[str, Any]]] | None = None,
 ) -> dict[str, dict[str, dict[str, Any]]]:
     """{variant: {channel: figures}} for replies with since <= ts < until: the per-channel rows
-    for clean whole hours (summed in SQL), raw rows for dirty hours and the partial hours at
-    both ends, as ``totals_by_variant`` does. ``latency``: also merge the channels' latency
-    histograms (otherwise they are left empty). One REPEATABLE READ snapshot on PostgreSQL."""
+    for clean whole days and hours (summed in SQL), raw rows for dirty hours and the partial
+    hours at both ends, as ``totals_by_variant`` does. ``latency``: also merge the channels'
+    latency histograms (otherwise they are left empty). One REPEATABLE READ snapshot on
+    PostgreSQL.
+
+    ``live``: the hours to take from raw rows, when the caller has just read them (the
+    dashboard's window); ``raw``: their per-channel figures already aggregated
+    (``aggregate_with_channels``, no histograms: not with ``latency``)."""
+    if raw and latency:
+        raise ValueError("raw per-channel figures carry no latency histograms.")
     if is_postgres() and not connection.in_atomic_block:
         with transaction.atomic():
             with connection.cursor() as cursor:
                 cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-            return _channel_totals(rollout_key, since, until, latency)
-    return _channel_totals(rollout_key, since, until, latency)
+            return _channel_totals(rollout_key, since, until, latency, live, raw or {})
+    return _channel_totals(rollout_key, since, until, latency, live, raw or {})
 
 
-def _channel_totals(rollout_key, since, until, latency: bool):
+def _channel_totals(rollout_key, since, until, latency: bool, live, raw):
     first = hour_of(since)
-    skip = live_hours(rollout_key, since, until)
+    skip = set(live) if live is not None else live_hours(rollout_key, since, until)
+    skip |= {hour for hour in raw if first <= hour < until}
     if since > first:
         skip.add(first)
     if until > hour_of(until):
@@ -960,7 +1065,13 @@ def _channel_totals(rollout_key, since, until, latency: bool):
     days, segments = _rollup_parts(first, until, skip)
     parts = []
     if days:
-        parts.append(ChannelDailyRollup.objects.filter(rollout_key=rollout_key, day__in=days))
+        rows = ChannelDailyRollup.objects.filter(rollout_key=rollout_key, day__in=days)
+        if latency:
+            parts.append(rows)
+        else:
+            for variant, channels in _channel_day_sums(rollout_key, days, rows).items():
+                for channel, part in channels.items():
+                    add(variant, channel, part)
     if segments:
         ranges = Q()
         for start, end in segments:
@@ -971,27 +1082,73 @@ def _channel_totals(rollout_key, since, until, latency: bool):
             )
         )
     for rows in parts:
-        sums = rows.values("variant", "channel_id").annotate(
-            **{f"s_{name}": Sum(name) for name in CHANNEL_FIELDS}
-        )
-        for row in sums:
-            add(
-                row["variant"],
-                row["channel_id"],
-                {
-                    **{name: int(row[f"s_{name}"] or 0) for name in CHANNEL_FIELDS},
-                    "latency_hist": {},
-                },
-            )
+        for variant, channels in _channel_sums(rows).items():
+            for channel, part in channels.items():
+                add(variant, channel, part)
         if latency:
             _merge_channel_hists(out, rows)
     for hour in sorted(skip):
         ts_from = since if hour < since else None
         ts_to = until if hour + HOUR > until else None
-        parts = channel_aggregate(rollout_key, hour, ts_from, ts_to)
+        if hour in raw and ts_from is None and ts_to is None:
+            parts = raw[hour]
+        else:
+            parts = channel_aggregate(rollout_key, hour, ts_from, ts_to)
         for (variant, channel), part in parts.items():
             add(variant, channel, part)
     return {v: dict(channels) for v, channels in out.items()}
+
+
+def _channel_sums(rows) -> dict[str, dict[str, dict[str, Any]]]:
+    """{variant: {channel: counts}} of per-channel rollup rows, summed in SQL."""
+    out: dict[str, dict[str, dict[str, Any]]] = defaultdict(dict)
+    sums = rows.values("variant", "channel_id").annotate(
+        **{f"s_{name}": Sum(name) for name in CHANNEL_FIELDS}
+    )
+    for row in sums:
+        out[row["variant"]][row["channel_id"]] = {
+            **{name: int(row[f"s_{name}"] or 0) for name in CHANNEL_FIELDS},
+            "latency_hist": {},
+        }
+    return out
+
+
+# The per-channel sums of whole days, by the days' DailyRollup rows: a day's ChannelDailyRollup
+# rows are rebuilt only with its DailyRollup rows, in the same transaction (_recompute_day), which
+# get a new computed_at and their counts then; so while those rows (stamp and counts, every
+# variant) are unchanged, so are the day's per-channel rows. A 30-day view reads ~60 day rows
+# instead of summing ~9,000 per-channel rows again (issue 16: the dashboard's speed goal).
+_CHANNEL_DAYS_CACHE: OrderedDict[tuple, dict] = OrderedDict()
+_CHANNEL_DAYS_CACHE_SIZE = 64  # ~300 channels x 9 counts each: a few ranges of a few rollouts
+
+
+def _channel_day_sums(rollout_key: str, days: list[datetime], rows) -> dict[str, dict]:
+    """``_channel_sums(rows)`` of the ChannelDailyRollup ``rows`` of ``days``, cached by the
+    days' DailyRollup rows (read in the caller's snapshot). Returns copies: callers add to them."""
+    stamps = tuple(
+        DailyRollup.objects.filter(rollout_key=rollout_key, day__in=days)
+        .order_by("day", "variant")
+        .values_list("id", "day", "variant", "computed_at", *COUNT_FIELDS)
+    )
+    key = (connection.alias, connection.settings_dict["NAME"], rollout_key, tuple(days), stamps)
+    sums = _CHANNEL_DAYS_CACHE.get(key)
+    if sums is None:
+        sums = _channel_sums(rows)
+        _CHANNEL_DAYS_CACHE[key] = sums
+        while len(_CHANNEL_DAYS_CACHE) > _CHANNEL_DAYS_CACHE_SIZE:
+            try:
+                _CHANNEL_DAYS_CACHE.popitem(last=False)
+            except KeyError:  # another thread evicted it meanwhile
+                break
+    else:
+        try:
+            _CHANNEL_DAYS_CACHE.move_to_end(key)
+        except KeyError:
+            pass
+    return {
+        variant: {channel: {**f, "latency_hist": {}} for channel, f in channels.items()}
+        for variant, channels in sums.items()
+    }
 
 
 def _merge_channel_hists(out, rows) -> None:

@@ -214,6 +214,11 @@ class Window:
     reviews: dict[str, Any] = field(default_factory=dict)
     conversations: list[dict[str, Any]] = field(default_factory=list)
     now: datetime = field(default_factory=timezone.now)
+    # the hours read from raw events (dirty), with their per-channel counts from the same
+    # query (rollups.aggregate_with_channels): the comparison's intervals reuse them
+    live_channels: dict[datetime, dict[tuple[str, str], dict[str, Any]]] = field(
+        default_factory=dict
+    )
 
     @cached_property
     def variants(self) -> list[str]:
@@ -391,11 +396,12 @@ def _decoded(values: list, decode) -> dict[str, Any]:
 
 def window_figures(
     rollout_key: str, since: datetime, until: datetime, granularity: str
-) -> tuple[dict, dict, dict]:
-    """(hours, days, light) of a Window over whole hours [since, until), exact: clean whole days
-    from the daily rollups, the other hours from the hourly rollups, the few dirty hours
-    aggregated from raw events by metrics.rollups; on PostgreSQL from one snapshot (as
-    rollups.per_hour does). Costs are floats here (display and statistics)."""
+) -> tuple[dict, dict, dict, dict]:
+    """(hours, days, light, live_channels) of a Window over whole hours [since, until), exact:
+    clean whole days from the daily rollups, the other hours from the hourly rollups, the few
+    dirty hours aggregated from raw events by metrics.rollups (with their per-channel counts,
+    ``live_channels``, in the same query); on PostgreSQL from one snapshot (as rollups.per_hour
+    does). Costs are floats here (display and statistics)."""
     if rollups.is_postgres() and not connection.in_atomic_block:
         with transaction.atomic():
             with connection.cursor() as cursor:
@@ -406,7 +412,7 @@ def window_figures(
 
 def _window_figures(
     rollout_key: str, since: datetime, until: datetime, granularity: str
-) -> tuple[dict, dict, dict]:
+) -> tuple[dict, dict, dict, dict]:
     live = rollups.live_hours(rollout_key, since, until)
     whole_days, segments = rollups._rollup_parts(since, until, live)
     whole = set(whole_days)
@@ -424,8 +430,10 @@ def _window_figures(
         ):
             if hour not in live:
                 hours[(hour, variant)] = figures
+    live_channels: dict[datetime, dict] = {}
     for hour in sorted(live):
-        for variant, figures in rollups.aggregate(rollout_key, hour).items():
+        by_variant, live_channels[hour] = rollups.aggregate_with_channels(rollout_key, hour)
+        for variant, figures in by_variant.items():
             figures["cost_usd"] = float(figures["cost_usd"])
             figures["latency_hist"] = _sorted_hist(
                 {str(k): n for k, n in figures["latency_hist"].items()}
@@ -453,7 +461,7 @@ def _window_figures(
         light = {key: {c: f[c] for c in LIGHT_COLUMNS} for key, f in hours.items()}
     else:
         light = _light_rows(rollout_key, since, until, live, hours)
-    return hours, days, light
+    return hours, days, light, live_channels
 
 
 def _light_rows(rollout_key, since, until, live, hours) -> dict[tuple[datetime, str], dict]:
@@ -488,7 +496,7 @@ def load_window(
     granularity: str,
     now: datetime | None = None,
 ) -> Window:
-    hours, days, light = window_figures(rollout.key, since, until, granularity)
+    hours, days, light, live_channels = window_figures(rollout.key, since, until, granularity)
     return Window(
         rollout=rollout,
         since=since,
@@ -501,6 +509,7 @@ def load_window(
         reviews=review_figures(rollout.key, since, until),
         conversations=conversation_rows(rollout.key, since, until, granularity),
         now=now or timezone.now(),
+        live_channels=live_channels,
     )
 
 
@@ -785,8 +794,16 @@ def channel_clusters(window: Window, control: str, treatment: str):
     of the rates' intervals (metrics.stats, module docstring)."""
     cache = window.__dict__.setdefault("_channel_totals", {})
     if "totals" not in cache:
+        since, until = _ceil_hour(window.since), _ceil_hour(window.until)
+        whole_hours = since == window.since and until == window.until
+        # the window's dirty hours were read with their per-channel counts: reuse them (and
+        # its view of which hours are dirty) rather than aggregate them from raw rows again
         cache["totals"] = rollups.channel_totals(
-            window.rollout.key, _ceil_hour(window.since), _ceil_hour(window.until)
+            window.rollout.key,
+            since,
+            until,
+            live=set(window.live_channels) if whole_hours else None,
+            raw=window.live_channels if whole_hours else None,
         )
     by_variant = cache["totals"]
     rates = {

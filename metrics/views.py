@@ -246,6 +246,7 @@ def _context(request: HttpRequest, rollout: Rollout, params: Params) -> dict[str
     basis = series.cost_basis(rollout)
     projection = _projection_rows(basis, rollout.percentage if rollout.enabled else 0)
     guide_requests = 10_000
+    now = timezone.now()
     return {
         "rollout": rollout,
         "params": params,
@@ -287,7 +288,11 @@ def _context(request: HttpRequest, rollout: Rollout, params: Params) -> dict[str
             "auto_granularity": params.granularity,
             "compare": treatment,
         },
-        "now": timezone.now(),
+        "now": now,
+        # the figures run to now when the range reaches into the future (named ranges end with
+        # the current hour): the line says so instead of the end of the current hour
+        "range_end": min(params.until, now),
+        "range_to_now": params.until > now,
         "range_last_day": params.until - timedelta(microseconds=1),
     }
 

@@ -85,6 +85,8 @@ def guardrail_short(state) -> str:
         return state.summary
     p = n.get("p_value")
     tail = f" · p={p:.2g}" if p is not None else ""
+    if n.get("within_tolerance"):  # above the line, but a regression is ruled out: noise
+        tail += " · within noise (its criterion holds)"
     if metric == g.CRASH:
         return (
             f"v2 {_pct(n.get('rate_treatment'))} errors over its last {n['replies']:,} replies "

@@ -4,7 +4,8 @@ phase markers on the time axes."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+import re
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import time_machine
@@ -129,6 +130,12 @@ def test_dashboard__opened__draws_every_chart_under_the_csp(page, traffic):
         "() => !document.getElementById('dash-guardrails').textContent.includes('loading')"
     )
     assert "Guardrails" in page.inner_text("#dash-guardrails")
+    # the range runs to now (the data's end), not to the end of the current hour
+    line = page.inner_text("#dash-range")
+    shown = re.search(r" to now, (\d{4}-\d\d-\d\d \d\d:\d\d) UTC", line)
+    assert shown, line
+    end = datetime.strptime(shown[1], "%Y-%m-%d %H:%M").replace(tzinfo=UTC)
+    assert timedelta(0) <= datetime.now(UTC) - end < timedelta(minutes=3), line
     assert problems == [], "\n".join(problems)
     screenshot(page, "dashboard-desktop")
 

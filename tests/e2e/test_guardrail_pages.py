@@ -91,9 +91,14 @@ def test_console_and_rules__errors_breach__kill_switch_shown_with_numbers(page, 
     panel = page.locator("#guardrails")
     assert "1 breached" in panel.inner_text()
     assert "kill switch engaged" in panel.inner_text()
+    assert 'A rule\'s state answers "roll back now?"' in panel.inner_text()
     screenshot(page, "guardrails-console")
     page.get_by_role("link", name="rules & history").click()
     page.wait_for_url("**/metrics/prompts_v2/guardrails/")
     assert page.locator("#rule-errors").get_by_text("breached").first.is_visible()
+    # a rollout's own page: the nav marks Rollouts, not Dashboard
+    assert page.locator('.mainnav a[aria-current="page"]').all_inner_texts() == ["Rollouts"]
     screenshot(page, "guardrails-rules")
+    page.goto("/metrics/prompts_v2/report/")
+    assert page.locator('.mainnav a[aria-current="page"]').all_inner_texts() == ["Rollouts"]
     assert errors == []

@@ -210,3 +210,18 @@ def test_window__portable_path_used_on_sqlite__same_figures(rollout, fortnight, 
                 assert got["cost_usd"] == pytest.approx(totals["cost_usd"])
                 assert got["latency_hist"] == totals["latency_hist"]
             assert series.figure_rows(orm, "latency") == series.figure_rows(sql, "latency")
+
+
+def test_range_line__named_range__ends_now_not_at_the_end_of_the_current_hour(
+    rollout, viewer_client
+):
+    with time_machine.travel(NOW, tick=False):  # 10:30: the 24 h range is [Mar 19 11:00, 11:00)
+        body = viewer_client.get(f"/metrics/{rollout.key}/?range=24h").content.decode()
+        past = viewer_client.get(
+            f"/metrics/{rollout.key}/?range=custom&start=2026-03-01&end=2026-03-09"
+        ).content.decode()
+    line = re.sub(r"\s+", " ", re.search(r'id="dash-range"[^>]*>(.*?)</p>', body, re.S)[1])
+    assert "2026-03-19 11:00 to now, 2026-03-20 10:30 UTC" in line
+    assert "11:00 UTC" not in line
+    line = re.sub(r"\s+", " ", re.search(r'id="dash-range"[^>]*>(.*?)</p>', past, re.S)[1])
+    assert "2026-03-01 00:00 to 2026-03-10 00:00 UTC" in line and "now" not in line

@@ -3,13 +3,16 @@ evaluate_guardrails command."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
 from datetime import timedelta
 from io import StringIO
 
+import time_machine
 from django.core.management import call_command
 
 from metrics import criteria
+from metrics import guardrails as g
 from metrics.guardrail_models import AlertSettings, GuardrailRule
 from rollout.models import AuditEntry
 
@@ -127,3 +130,52 @@ def test_command__evaluate_guardrails__prints_each_rule(rollout):
     assert len(lines) == 7  # the guide's six triggers and the crash guard
     assert lines[0].startswith("prompts_v2 errors: insufficient")
     assert "Watched from Canary on" in lines[4]
+
+
+def _active_nav(html: str) -> list[str]:
+    nav = html[html.index('class="mainnav"') : html.index("</nav>")]
+    return re.findall(r'aria-current="page">([^<]+)</a>', nav)
+
+
+def test_nav__guardrails_and_report_pages__mark_rollouts_not_dashboard(rollout, viewer_client):
+    for url in (f"/metrics/{rollout.key}/guardrails/", f"/metrics/{rollout.key}/report/"):
+        response = viewer_client.get(url)
+        assert response.status_code == 200, url
+        assert _active_nav(response.content.decode()) == ["Rollouts"], url
+    dashboard = viewer_client.get(f"/metrics/{rollout.key}/?range=24h").content.decode()
+    assert _active_nav(dashboard) == ["Dashboard"]
+
+
+def test_panel__errors_a_little_above_v1_but_ruled_out__rule_ok_within_noise_as_its_criterion(
+    rollout, viewer_client
+):
+    """Issue 16: "errors: warning, v2 1.3% vs v1 1.2%, p=1" beside "errors: holds" read as two
+    answers to one question. A non-significant excess whose regression the criterion rules out
+    is noise: the rule reads ok, "within noise", and the page says what each state means."""
+    from metrics import guardrail_services
+
+    canary = start_phase(rollout, 3)
+    GuardrailRule.objects.filter(rollout=canary).exclude(key="errors").update(enabled=False)
+    a_little_worse = replace(V2, latency_ms=V1.latency_ms, error_rate=0.012)  # v1: 1.0%
+    traffic = Traffic(
+        canary, {"v1": V1, "v2_full": a_little_worse}, per_minute=1_000, channels=2_000
+    )
+    minute, _ = run(traffic, canary, minutes=24)
+    assert minute is None
+    now = T0 + timedelta(minutes=24)
+    rule = GuardrailRule.objects.get(rollout=canary, key="errors")
+    # the statistical test alone: v2's estimate is above v1's and not significant (a warning)
+    arms = guardrail_services.arms(canary, T0, now)
+    plain = g.evaluate(rule.spec(), arms, control="v1", treatments=["v2_full"])
+    assert plain.status == g.WARNING, plain.summary
+    state = rule.state
+    state.refresh_from_db()
+    assert state.status == g.OK, state.summary
+    assert "within noise" in state.summary and "ruled out" in state.summary
+    found = {c.key: c for c in criteria.for_rollout(canary, now=now)}
+    assert found["errors"].status == criteria.HOLDS
+    with time_machine.travel(now, tick=False):
+        panel = viewer_client.get(f"/rollouts/{canary.key}/").content.decode()
+    row = re.search(r"<td[^>]*>errors</td>(.*?)</tr>", panel, re.S)[1]
+    assert ">ok<" in row and "within noise (its criterion holds)" in row and "warn" not in row
+    assert 'A rule\'s state answers "roll back now?"' in panel
