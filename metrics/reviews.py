@@ -82,15 +82,15 @@ class SampleExists(ReviewError):
 
 
 def sample_size_default() -> int:
-    return int(getattr(settings, "SELCONTROL_REVIEW_SAMPLE_SIZE", 50))
+    return int(settings.SELCONTROL_REVIEW_SAMPLE_SIZE)
 
 
 def double_share_default() -> float:
-    return float(getattr(settings, "SELCONTROL_REVIEW_DOUBLE_SHARE", 0.2))
+    return float(settings.SELCONTROL_REVIEW_DOUBLE_SHARE)
 
 
 def lease() -> timedelta:
-    return timedelta(seconds=int(getattr(settings, "SELCONTROL_REVIEW_LEASE_SECONDS", 600)))
+    return timedelta(seconds=int(settings.SELCONTROL_REVIEW_LEASE_SECONDS))
 
 
 # --- weeks -------------------------------------------------------------------------------------

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -69,30 +68,19 @@ SRM_MIN_EXPECTED = 5.0
 """The chi-squared approximation needs about this many expected per cell; below it, no verdict."""
 
 
-def _setting(name: str, default: float) -> float:
-    """A Django setting when defined (tests override them), else the environment, else default."""
-    value = getattr(settings, name, None)
-    if value is None:
-        value = os.environ.get(name)
-    try:
-        return float(value) if value not in (None, "") else default
-    except (TypeError, ValueError):
-        return default
-
-
 def ack_timeout() -> float:
     """Seconds after a change before an instance that has not acknowledged it is flagged."""
-    return _setting("SELCONTROL_ACK_TIMEOUT_SECONDS", 10.0)
+    return float(settings.SELCONTROL_ACK_TIMEOUT_SECONDS)
 
 
 def live_seconds() -> float:
     """An instance that reported within this many seconds is live (counted in M)."""
-    return _setting("SELCONTROL_FLEET_LIVE_SECONDS", 45.0)
+    return float(settings.SELCONTROL_FLEET_LIVE_SECONDS)
 
 
 def drop_seconds() -> float:
     """A stale instance is shown greyed until this many seconds without a report, then dropped."""
-    return _setting("SELCONTROL_FLEET_DROP_SECONDS", 300.0)
+    return float(settings.SELCONTROL_FLEET_DROP_SECONDS)
 
 
 # -- 1. reports -----------------------------------------------------------------------------------
