@@ -27,6 +27,8 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from selcontrol_client.events import backoff_delay
+
 from .guardrail_models import Alert, AlertSettings
 from .webhooks import WebhookRefused, check_url, defang_urls, discord_text, slack_text
 
@@ -113,7 +115,7 @@ def deliver(alert_id: int, *, sleep=time.sleep) -> str:
     tried = 0
     with httpx.Client(timeout=timeout, follow_redirects=False) as client:
         for attempt in range(attempts):
-            wait = backoff * (2**attempt)
+            wait = backoff_delay(attempt + 1, base=backoff)
             try:
                 check_url(url)  # again at each attempt: the name may resolve elsewhere now
             except WebhookRefused as exc:
