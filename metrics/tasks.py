@@ -4,8 +4,9 @@
 buckets. Ingest schedules it after each commit (at most one queued at a time, through a cache
 flag); a beat entry runs it every 30 seconds as a catch-up; ``manage.py update_rollups`` does the
 same without a broker. The beat schedule (every periodic job of the project) is
-CELERY_BEAT_SCHEDULE in selcontrol/settings.py. With acks_late (settings) a worker killed mid-run leaves the task to be
-redelivered, and a bucket's recompute is one transaction, so nothing is half-done.
+CELERY_BEAT_SCHEDULE in selcontrol/settings.py. With acks_late (settings) a worker killed mid-run
+leaves the task to be redelivered, and a bucket's recompute is one transaction, so nothing is
+half-done.
 """
 
 from __future__ import annotations

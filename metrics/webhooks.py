@@ -27,6 +27,7 @@ from urllib.parse import urlsplit
 
 from django.conf import settings
 
+
 class WebhookRefused(ValueError):
     """A webhook URL alerts must not be sent to; the message is a sentence for the operator."""
 

@@ -139,7 +139,7 @@ MIDDLEWARE = [
     "selcontrol.security.SecurityHeadersMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "selcontrol.security.RateLimitMiddleware",
-    "selcontrol.input_guard.InputGuardMiddleware",  # NUL in the address: 400; the API's 404/405 as JSON
+    "selcontrol.input_guard.InputGuardMiddleware",  # NUL in the address: 400; API 404/405 as JSON
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -364,7 +364,9 @@ if SELCONTROL_ALERT_WEBHOOK_URL and not SELCONTROL_ALERT_WEBHOOK_URL.startswith(
     raise ImproperlyConfigured(
         f"SELCONTROL_ALERT_WEBHOOK_URL={SELCONTROL_ALERT_WEBHOOK_URL!r} is not an http(s) URL."
     )
-SELCONTROL_ALERT_WEBHOOK_KIND = env_choice("SELCONTROL_ALERT_WEBHOOK_KIND", "", ("", "discord", "slack"))
+SELCONTROL_ALERT_WEBHOOK_KIND = env_choice(
+    "SELCONTROL_ALERT_WEBHOOK_KIND", "", ("", "discord", "slack")
+)
 SELCONTROL_ALERT_TIMEOUT = env_float("SELCONTROL_ALERT_TIMEOUT", 5.0, above=0)
 SELCONTROL_ALERT_ATTEMPTS = env_int("SELCONTROL_ALERT_ATTEMPTS", 3, minimum=1)
 SELCONTROL_ALERT_BACKOFF = env_float("SELCONTROL_ALERT_BACKOFF", 1.0, minimum=0)

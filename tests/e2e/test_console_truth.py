@@ -20,9 +20,9 @@ from metrics import tasks  # noqa: F401 - registers the tasks the schedule names
 from metrics.intake import record_events
 from metrics.scheduler import InProcessBeat
 from rollout import services
-from selcontrol.celery import app as celery_app
 from rollout.checklist import ITEM_KEYS
 from rollout.models import AuditEntry, ChannelOverride, Rollout
+from selcontrol.celery import app as celery_app
 
 from .conftest import DESKTOP, _new_page, htmx_idle, login, screenshot
 

@@ -26,9 +26,24 @@ def test_intake_and_event_tests__on_sqlite_as_the_quick_start__all_pass(tmp_path
         DEBUG="true",
     )
     done = subprocess.run(
-        [sys.executable, "-m", "pytest", *MODULES, "-q", "-p", "no:cacheprovider",
-         "-k", POSTGRES_ONLY, "-W", "ignore::DeprecationWarning"],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=900,
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            *MODULES,
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "-k",
+            POSTGRES_ONLY,
+            "-W",
+            "ignore::DeprecationWarning",
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
     )
     summary = done.stdout.strip().splitlines()[-1] if done.stdout.strip() else done.stderr[-2000:]
     assert done.returncode == 0, done.stdout[-4000:]

@@ -17,8 +17,8 @@ from metrics.guardrail_models import GuardrailState
 from metrics.management.commands.demo_regression import regression_events
 from metrics.scheduler import InProcessBeat
 from rollout import services
-from selcontrol.celery import app as celery_app
 from rollout.models import AuditEntry, Rollout
+from selcontrol.celery import app as celery_app
 from tests.conftest import SYSTEM
 
 KEY = "prompts_v2"

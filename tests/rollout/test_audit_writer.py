@@ -35,8 +35,13 @@ pytestmark = pytest.mark.django_db
 
 CHANNEL = "123456789012345678"
 WEBHOOK = "http://127.0.0.1:9/api/webhooks/1/token"
-REFUSALS = (services.ServiceError, reviews.ReviewError, ValidationError, WebhookRefused,
-            ObjectDoesNotExist)
+REFUSALS = (
+    services.ServiceError,
+    reviews.ReviewError,
+    ValidationError,
+    WebhookRefused,
+    ObjectDoesNotExist,
+)
 
 
 @dataclass
@@ -53,8 +58,9 @@ def _token(rollout: Rollout) -> ApiToken:
 
 
 def _extra_phase(rollout: Rollout) -> Phase:
-    phase = Phase(rollout=rollout, order=99, name="Extra", percentage=100,
-                  min_watch=timedelta(hours=1))
+    phase = Phase(
+        rollout=rollout, order=99, name="Extra", percentage=100, min_watch=timedelta(hours=1)
+    )
     return services.save_phase(phase, actor=SYSTEM, reason="an extra step")
 
 
@@ -72,7 +78,11 @@ def _at_full(rollout: Rollout) -> Rollout:
 
 def _beta(rollout: Rollout) -> Rollout:
     return services.move_to_phase(
-        rollout, phase=2, actor=SYSTEM, reason="beta", gate_override_reason="t",
+        rollout,
+        phase=2,
+        actor=SYSTEM,
+        reason="beta",
+        gate_override_reason="t",
         now=timezone.now() - timedelta(hours=2),
     )
 
@@ -139,9 +149,7 @@ CASES: dict[str, Case] = {
     ),
     "hold_phase": Case(
         lambda r, _: services.hold_phase(r, actor=SYSTEM, reason="wait"),
-        lambda r, _: services.hold_phase(
-            r, actor=SYSTEM, reason="wait", expected_revision=10**9
-        ),
+        lambda r, _: services.hold_phase(r, actor=SYSTEM, reason="wait", expected_revision=10**9),
         setup=_beta,
     ),
     "tick_checklist_item": Case(
@@ -196,8 +204,18 @@ def _renamed(phase: Phase) -> Phase:
 
 def _state() -> list:
     """Every row a service may change, to tell that a failed one changed nothing."""
-    tables = (Rollout, Phase, ChannelOverride, ApiToken, ChecklistTick, GuardrailRule,
-              AlertSettings, ReviewSample, DeploymentDecision, AuditEntry)
+    tables = (
+        Rollout,
+        Phase,
+        ChannelOverride,
+        ApiToken,
+        ChecklistTick,
+        GuardrailRule,
+        AlertSettings,
+        ReviewSample,
+        DeploymentDecision,
+        AuditEntry,
+    )
     return [sorted(map(repr, model.objects.values_list())) for model in tables]
 
 
