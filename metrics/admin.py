@@ -9,6 +9,8 @@ from datetime import timedelta
 from django.contrib import admin, messages
 from django.utils import timezone
 
+from rollout.admin import ReadOnlyAdmin
+
 from .models import (
     CorrectionPattern,
     DailyRollup,
@@ -20,17 +22,6 @@ from .models import (
     ReactionEvent,
     ResponseEvent,
 )
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(ModelPrice)

@@ -19,7 +19,6 @@ host names and instance ids that bots report with their token.
 from __future__ import annotations
 
 import logging
-import os
 import time
 from typing import Any
 
@@ -27,6 +26,8 @@ import httpx
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
+
+from selcontrol_client.events import backoff_delay
 
 from .guardrail_models import Alert, AlertSettings
 from .webhooks import WebhookRefused, check_url, defang_urls, discord_text, slack_text
@@ -38,14 +39,6 @@ RED, ORANGE = 0xD73A49, 0xE3A008
 MAX_RETRY_AFTER = 30.0
 
 
-def _setting(name: str, default: Any) -> Any:
-    """A Django setting when one is defined (tests override them), else the environment."""
-    value = getattr(settings, name, None)
-    if value is None:
-        value = os.environ.get(name)
-    return default if value is None or value == "" else value
-
-
 def guess_kind(url: str) -> str:
     return SLACK if "hooks.slack.com" in url else DISCORD
 
@@ -55,14 +48,14 @@ def target(alert: Alert) -> tuple[str, str] | None:
     config = AlertSettings.objects.filter(rollout_id=alert.rollout_id).first()
     if config and config.webhook_url:
         return config.webhook_url, config.kind
-    url = _setting("SELCONTROL_ALERT_WEBHOOK_URL", "")
+    url = settings.SELCONTROL_ALERT_WEBHOOK_URL
     if url:
-        return url, _setting("SELCONTROL_ALERT_WEBHOOK_KIND", "") or guess_kind(url)
+        return url, settings.SELCONTROL_ALERT_WEBHOOK_KIND or guess_kind(url)
     return None
 
 
 def _link(alert: Alert) -> str:
-    base = _setting("SELCONTROL_BASE_URL", "").rstrip("/")
+    base = settings.SELCONTROL_BASE_URL.rstrip("/")
     return f"{base}/rollouts/{alert.rollout.key}/" if base else ""
 
 
@@ -114,15 +107,15 @@ def deliver(alert_id: int, *, sleep=time.sleep) -> str:
         Alert.objects.filter(pk=alert.pk).update(delivery=Alert.Delivery.NOT_CONFIGURED)
         return Alert.Delivery.NOT_CONFIGURED
     url, kind = where
-    attempts = max(1, int(_setting("SELCONTROL_ALERT_ATTEMPTS", 3)))
-    backoff = float(_setting("SELCONTROL_ALERT_BACKOFF", 1.0))
-    timeout = float(_setting("SELCONTROL_ALERT_TIMEOUT", 5.0))
+    attempts = max(1, int(settings.SELCONTROL_ALERT_ATTEMPTS))
+    backoff = float(settings.SELCONTROL_ALERT_BACKOFF)
+    timeout = float(settings.SELCONTROL_ALERT_TIMEOUT)
     body = payload(alert, kind)
     error = ""
     tried = 0
     with httpx.Client(timeout=timeout, follow_redirects=False) as client:
         for attempt in range(attempts):
-            wait = backoff * (2**attempt)
+            wait = backoff_delay(attempt + 1, base=backoff)
             try:
                 check_url(url)  # again at each attempt: the name may resolve elsewhere now
             except WebhookRefused as exc:

@@ -20,8 +20,8 @@ from .intake import record_events
 
 router = Router(tags=["events"])
 
-MAX_BODY_BYTES = getattr(settings, "SELCONTROL_EVENTS_MAX_BYTES", 8 * 1024 * 1024)
-MAX_EVENTS = getattr(settings, "SELCONTROL_EVENTS_MAX_BATCH", 5000)
+MAX_BODY_BYTES = settings.SELCONTROL_EVENTS_MAX_BYTES
+MAX_EVENTS = settings.SELCONTROL_EVENTS_MAX_BATCH
 DEFAULT_WINDOW = timedelta(hours=24)
 MAX_WINDOW = timedelta(days=400)
 

@@ -356,15 +356,13 @@ def record_decision(
         decided_at=now,
         report=snapshot,
     )
-    AuditEntry.objects.create(
-        rollout=rollout,
-        action="deployment.decision",
-        actor=actor.name,
-        via=actor.via,
-        before={},
-        after={"decision": decision, "label": made.get_decision_display()},
-        reason=reason[:2000],
-        revision=rollout.revision,
+    services.record_audit(
+        rollout,
+        AuditEntry.Action.DEPLOYMENT_DECISION,
+        actor,
+        reason[:2000],
+        {},
+        {"decision": decision, "label": made.get_decision_display()},
     )
     return made
 

@@ -544,18 +544,18 @@ def evaluate_on_demand(rollout: Rollout, *, actor: services.Actor) -> list[Outco
     outcomes = evaluate_rollout(rollout)
     after = {o.rule: o.status for o in outcomes}
     if after != before:
-        AuditEntry.objects.create(
-            rollout=rollout,
-            action=AuditEntry.Action.GUARDRAIL_EVALUATE,
-            actor=actor.name,
-            via=actor.via,
-            before=before,
-            after=after,
-            reason="evaluated now from the console: "
-            + ", ".join(f"{k} {before.get(k, g.OFF)} -> {v}" for k, v in after.items()
-                        if before.get(k) != v),
-            revision=Rollout.objects.values_list("revision", flat=True).get(pk=rollout.pk),
-        )
+        with transaction.atomic():  # the row alone: each rule's state committed as it was saved
+            services.record_audit(
+                rollout,
+                AuditEntry.Action.GUARDRAIL_EVALUATE,
+                actor,
+                "evaluated now from the console: "
+                + ", ".join(f"{k} {before.get(k, g.OFF)} -> {v}" for k, v in after.items()
+                            if before.get(k) != v),
+                before,
+                after,
+                revision=Rollout.objects.values_list("revision", flat=True).get(pk=rollout.pk),
+            )
     return outcomes
 
 
@@ -605,8 +605,12 @@ def recent_alerts(rollout: Rollout, limit: int = 5) -> list[Alert]:
 def update_rule(
     rule: GuardrailRule, *, actor: services.Actor, reason: str = "", **changes: Any
 ) -> GuardrailRule:
-    """Change a rule; its evidence window restarts (earlier looks were for another question)."""
+    """Change a rule; its evidence window restarts (earlier looks were for another question).
+    Audited in the same transaction (``guardrail.update``, every field asked for before and
+    after); asking for what the rule already is changes nothing and writes no row."""
     locked = GuardrailRule.objects.select_for_update().get(pk=rule.pk)
+    fields = list(changes)
+    before = {k: _plain(getattr(locked, k)) for k in fields}
     changes = {k: v for k, v in changes.items() if getattr(locked, k) != v}
     if not changes:
         return locked
@@ -616,14 +620,44 @@ def update_rule(
     locked.reset_at, locked.updated_by, locked.updated_at = now, actor.name, now
     locked.full_clean()
     locked.save()
+    after = {k: _plain(getattr(locked, k)) for k in fields}
+    if after != before:
+        services.record_audit(
+            locked.rollout,
+            AuditEntry.Action.GUARDRAIL_UPDATE,
+            actor,
+            reason or f"guardrail {locked.key} changed: {locked.describe()}",
+            {"rule": locked.key, **before},
+            {"rule": locked.key, **after},
+        )
     return locked
 
 
+def _plain(value: Any) -> Any:
+    """A field's value as the audit row keeps it (a phase by its name)."""
+    return (
+        getattr(value, "name", value)
+        if value is not None and not isinstance(value, (int, float, str, bool))
+        else value
+    )
+
+
+@transaction.atomic
 def reset_rule(rule: GuardrailRule, *, actor: services.Actor) -> GuardrailRule:
-    """Start the rule's evidence window over (e.g. after fixing the cause of a breach)."""
+    """Start the rule's evidence window over (e.g. after fixing the cause of a breach); audited
+    as a ``guardrail.update`` of its ``reset_at`` in the same transaction."""
+    locked = GuardrailRule.objects.select_for_update().get(pk=rule.pk)
+    before = locked.reset_at.isoformat() if locked.reset_at else None
     now = timezone.now()
-    GuardrailRule.objects.filter(pk=rule.pk).update(
-        reset_at=now, updated_by=actor.name, updated_at=now
+    locked.reset_at, locked.updated_by, locked.updated_at = now, actor.name, now
+    locked.save(update_fields=["reset_at", "updated_by", "updated_at"])
+    services.record_audit(
+        locked.rollout,
+        AuditEntry.Action.GUARDRAIL_UPDATE,
+        actor,
+        f"guardrail {locked.key}: evidence restarted from now",
+        {"rule": locked.key, "reset_at": before},
+        {"rule": locked.key, "reset_at": now.isoformat()},
     )
     rule.refresh_from_db()
     return rule
@@ -648,14 +682,12 @@ def set_alert_webhook(
     config.webhook_url, config.kind = url, kind
     config.updated_by, config.updated_at = actor.name, timezone.now()
     config.save()
-    AuditEntry.objects.create(
-        rollout=locked,
-        action=AuditEntry.Action.ALERT_WEBHOOK,
-        actor=actor.name,
-        via=actor.via,
-        before=before,
-        after={"webhook_url": mask_url(url), "kind": kind},
-        reason=reason or ("alert webhook set" if url else "alert webhook cleared"),
-        revision=locked.revision,
+    services.record_audit(
+        locked,
+        AuditEntry.Action.ALERT_WEBHOOK,
+        actor,
+        reason or ("alert webhook set" if url else "alert webhook cleared"),
+        before,
+        {"webhook_url": mask_url(url), "kind": kind},
     )
     return config

@@ -19,7 +19,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from rollout import services
-from rollout.models import AuditEntry, Rollout
+from rollout.models import Rollout
 from rollout.roles import is_operator, operator_required
 
 from . import criteria, deployment_report, guardrail_services
@@ -143,30 +143,10 @@ def update_rule(request: HttpRequest, key: str, pk: int) -> HttpResponse:
     if not form.is_valid():
         return _rules_page(request, rollout, status=422, bad_form=form)
     changes = {name: form.cleaned_data[name] for name in form.Meta.fields}
-    before = {k: _plain(getattr(rule, k)) for k in changes}
     updated = guardrail_services.update_rule(rule, actor=_actor(request), **changes)
-    after = {k: _plain(getattr(updated, k)) for k in changes}
-    if before != after:
-        AuditEntry.objects.create(
-            rollout=rollout,
-            action="guardrail.update",
-            actor=request.user.get_username(),
-            via="web",
-            before={"rule": rule.key, **before},
-            after={"rule": rule.key, **after},
-            reason=f"guardrail {rule.key} changed: {updated.describe()}",
-            revision=rollout.revision,
-        )
+    if updated.updated_at != rule.updated_at:  # changed (and audited by the service)
         messages.success(request, f"Rule {rule.key} saved; its evidence starts again from now.")
     return redirect("metrics:guardrails", key=rollout.key)
-
-
-def _plain(value):
-    return (
-        getattr(value, "name", value)
-        if value is not None and not isinstance(value, (int, float, str, bool))
-        else value
-    )
 
 
 @operator_required

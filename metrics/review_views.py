@@ -90,7 +90,7 @@ def rubric(values: dict, errors: dict) -> list[dict]:
 def _default_rollout() -> str:
     from django.conf import settings
 
-    return getattr(settings, "SELCONTROL_DEFAULT_ROLLOUT", "prompts_v2")
+    return settings.SELCONTROL_DEFAULT_ROLLOUT
 
 
 def _rollout_keys() -> list[str]:

@@ -82,15 +82,15 @@ class SampleExists(ReviewError):
 
 
 def sample_size_default() -> int:
-    return int(getattr(settings, "SELCONTROL_REVIEW_SAMPLE_SIZE", 50))
+    return int(settings.SELCONTROL_REVIEW_SAMPLE_SIZE)
 
 
 def double_share_default() -> float:
-    return float(getattr(settings, "SELCONTROL_REVIEW_DOUBLE_SHARE", 0.2))
+    return float(settings.SELCONTROL_REVIEW_DOUBLE_SHARE)
 
 
 def lease() -> timedelta:
-    return timedelta(seconds=int(getattr(settings, "SELCONTROL_REVIEW_LEASE_SECONDS", 600)))
+    return timedelta(seconds=int(settings.SELCONTROL_REVIEW_LEASE_SECONDS))
 
 
 # --- weeks -------------------------------------------------------------------------------------
@@ -280,14 +280,15 @@ def _exists_sentence(sample: ReviewSample) -> str:
 
 def _audit_draw(sample: ReviewSample, actor, reason: str) -> None:
     from rollout.models import AuditEntry, Rollout
+    from rollout.services import record_audit
 
-    AuditEntry.objects.create(
-        rollout=Rollout.objects.filter(key=sample.rollout_key).first(),
-        action="review.sample",
-        actor=actor.name,
-        via=actor.via,
-        before={},
-        after={
+    record_audit(
+        Rollout.objects.filter(key=sample.rollout_key).first(),
+        AuditEntry.Action.REVIEW_SAMPLE,
+        actor,
+        reason or f"Review sample of the week of {sample.week_start.isoformat()}",
+        {},
+        {
             "sample": sample.pk,
             "week_start": sample.week_start.isoformat(),
             "kind": sample.kind,
@@ -300,7 +301,7 @@ def _audit_draw(sample: ReviewSample, actor, reason: str) -> None:
             "double_share": sample.double_share,
             "cutoff": sample.cutoff.isoformat(),
         },
-        reason=reason or f"Review sample of the week of {sample.week_start.isoformat()}",
+        revision=None,
     )
 
 

@@ -3,10 +3,10 @@
 Production runs Celery beat and a worker (``make beat``, ``make worker``); without a broker
 nothing would run the periodic tasks, and the console would say "watched every minute" of
 guardrails nobody evaluates. ``InProcessBeat`` reads the same ``beat_schedule`` the Celery app
-has (every entry the apps' ``tasks`` modules add: rollups every 30 s, guardrails every minute,
-the weekly review sample, ...) and runs each task in this process when it is due, with Celery's
-own schedule objects deciding when. ``manage.py run_scheduler`` runs it; ``scripts/run`` starts
-that command beside the web server when no ``REDIS_URL`` is set (and a real worker with beat
+has (CELERY_BEAT_SCHEDULE in selcontrol/settings.py: rollups every 30 s, guardrails every minute,
+the weekly review sample, the heartbeat) and runs each task in this process when it is due, with
+Celery's own schedule objects deciding when. ``manage.py run_scheduler`` runs it; ``scripts/run``
+starts that command beside the web server when no ``REDIS_URL`` is set (and a real worker with beat
 when one is).
 
 A task that raises is logged and tried again at its next tick: one failing job never stops the

@@ -3,8 +3,10 @@
 ``update_rollups`` attributes late reactions/follow-ups and recomputes dirty (rollout, hour)
 buckets. Ingest schedules it after each commit (at most one queued at a time, through a cache
 flag); a beat entry runs it every 30 seconds as a catch-up; ``manage.py update_rollups`` does the
-same without a broker. With acks_late (settings) a worker killed mid-run leaves the task to be
-redelivered, and a bucket's recompute is one transaction, so nothing is half-done.
+same without a broker. The beat schedule (every periodic job of the project) is
+CELERY_BEAT_SCHEDULE in selcontrol/settings.py. With acks_late (settings) a worker killed mid-run
+leaves the task to be redelivered, and a bucket's recompute is one transaction, so nothing is
+half-done.
 """
 
 from __future__ import annotations
@@ -14,23 +16,11 @@ import logging
 from celery import shared_task
 from django.core.cache import cache
 
-from selcontrol.celery import app
-
 from . import rollups
 
 logger = logging.getLogger("selcontrol.metrics")
 
 QUEUED_KEY = "metrics:rollups-queued"
-CATCH_UP_SECONDS = 30.0
-
-app.conf.beat_schedule = {
-    **(app.conf.beat_schedule or {}),
-    "metrics-update-rollups": {
-        "task": "metrics.tasks.update_rollups",
-        "schedule": CATCH_UP_SECONDS,
-        "options": {"expires": CATCH_UP_SECONDS - 5},
-    },
-}
 
 
 @shared_task(name="metrics.tasks.update_rollups", acks_late=True, ignore_result=True)
@@ -46,7 +36,7 @@ def schedule_rollups() -> None:
     """Queue one rollup run unless one is already queued. Never raises: the events are stored
     and dirty-marked, so a broker outage only delays rollups (readers stay exact meanwhile)."""
     try:
-        if app.conf.task_always_eager:
+        if update_rollups.app.conf.task_always_eager:
             update_rollups.apply()
             return
         if cache.add(QUEUED_KEY, 1, timeout=60):
@@ -60,17 +50,7 @@ def schedule_rollups() -> None:
 # See metrics.guardrail_services and metrics.alerts; `manage.py evaluate_guardrails` runs the same
 # evaluation without a broker.
 
-GUARDRAIL_SECONDS = 60.0
 ALERT_RESEND_AFTER_SECONDS = 300
-
-app.conf.beat_schedule = {
-    **(app.conf.beat_schedule or {}),
-    "metrics-evaluate-guardrails": {
-        "task": "metrics.tasks.evaluate_guardrails",
-        "schedule": GUARDRAIL_SECONDS,
-        "options": {"expires": GUARDRAIL_SECONDS - 5},
-    },
-}
 
 
 @shared_task(name="metrics.tasks.evaluate_guardrails", acks_late=True, ignore_result=True)
@@ -93,7 +73,7 @@ def schedule_alert(alert_id: int) -> None:
     """Queue an alert's delivery (called after the commit). Never raises: a broker outage leaves
     the alert pending, and the guardrail beat entry sends pending alerts left behind."""
     try:
-        if app.conf.task_always_eager:
+        if send_alert.app.conf.task_always_eager:
             send_alert.apply(args=[alert_id])
         else:
             send_alert.apply_async(args=[alert_id], expires=ALERT_RESEND_AFTER_SECONDS)
@@ -121,19 +101,6 @@ def resend_stale_alerts() -> int:
 
 
 # --- Weekly review sample (review feature: metrics/reviews.py, docs/reviews.md) ---------------
-
-from celery.schedules import crontab  # noqa: E402
-
-REVIEW_SAMPLE_EXPIRES_SECONDS = 6 * 3600  # a beat tick not run within 6 hours is dropped
-
-app.conf.beat_schedule = {
-    **(app.conf.beat_schedule or {}),
-    "metrics-weekly-review-sample": {
-        "task": "metrics.tasks.draw_weekly_review_sample",
-        "schedule": crontab(minute=10, hour=0, day_of_week="mon"),  # Monday 00:10 UTC
-        "options": {"expires": REVIEW_SAMPLE_EXPIRES_SECONDS},
-    },
-}
 
 
 @shared_task(name="metrics.tasks.draw_weekly_review_sample", acks_late=True, ignore_result=True)

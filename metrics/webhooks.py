@@ -20,38 +20,22 @@ ids come from reports written with the bot's token, so nothing in them may menti
 from __future__ import annotations
 
 import ipaddress
-import os
 import re
 import socket
 from collections.abc import Callable
-from typing import Any
 from urllib.parse import urlsplit
 
 from django.conf import settings
-
-DEFAULT_HOSTS = (
-    "discord.com",
-    "discordapp.com",
-    "ptb.discord.com",
-    "canary.discord.com",
-    "hooks.slack.com",
-)
 
 
 class WebhookRefused(ValueError):
     """A webhook URL alerts must not be sent to; the message is a sentence for the operator."""
 
 
-def _setting(name: str, default: Any) -> Any:
-    value = getattr(settings, name, None)
-    if value is None:
-        value = os.environ.get(name)
-    return default if value is None or value == "" else value
-
-
 def allowed_hosts() -> frozenset[str] | None:
-    """The host names a webhook may have; None when any host is admitted (``*``)."""
-    raw = _setting("SELCONTROL_ALERT_WEBHOOK_HOSTS", ",".join(DEFAULT_HOSTS))
+    """The host names a webhook may have (SELCONTROL_ALERT_WEBHOOK_HOSTS, a list, or a
+    comma-separated string when a test overrides it); None when any host is admitted (``*``)."""
+    raw = settings.SELCONTROL_ALERT_WEBHOOK_HOSTS
     if isinstance(raw, list | tuple):
         raw = ",".join(raw)
     names = {h.strip().lower().rstrip(".") for h in str(raw).split(",") if h.strip()}
@@ -59,7 +43,7 @@ def allowed_hosts() -> frozenset[str] | None:
 
 
 def allow_private() -> bool:
-    value = _setting("SELCONTROL_ALERT_WEBHOOK_ALLOW_PRIVATE", False)
+    value = settings.SELCONTROL_ALERT_WEBHOOK_ALLOW_PRIVATE
     if isinstance(value, str):
         return value.strip().lower() in {"1", "true", "yes", "on"}
     return bool(value)

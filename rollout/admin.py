@@ -17,6 +17,8 @@ from .models import (
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
+    """A model shown, never added, changed or deleted here (metrics' admin uses it too)."""
+
     def has_add_permission(self, request):
         return False
 

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -69,30 +68,19 @@ SRM_MIN_EXPECTED = 5.0
 """The chi-squared approximation needs about this many expected per cell; below it, no verdict."""
 
 
-def _setting(name: str, default: float) -> float:
-    """A Django setting when defined (tests override them), else the environment, else default."""
-    value = getattr(settings, name, None)
-    if value is None:
-        value = os.environ.get(name)
-    try:
-        return float(value) if value not in (None, "") else default
-    except (TypeError, ValueError):
-        return default
-
-
 def ack_timeout() -> float:
     """Seconds after a change before an instance that has not acknowledged it is flagged."""
-    return _setting("SELCONTROL_ACK_TIMEOUT_SECONDS", 10.0)
+    return float(settings.SELCONTROL_ACK_TIMEOUT_SECONDS)
 
 
 def live_seconds() -> float:
     """An instance that reported within this many seconds is live (counted in M)."""
-    return _setting("SELCONTROL_FLEET_LIVE_SECONDS", 45.0)
+    return float(settings.SELCONTROL_FLEET_LIVE_SECONDS)
 
 
 def drop_seconds() -> float:
     """A stale instance is shown greyed until this many seconds without a report, then dropped."""
-    return _setting("SELCONTROL_FLEET_DROP_SECONDS", 300.0)
+    return float(settings.SELCONTROL_FLEET_DROP_SECONDS)
 
 
 # -- 1. reports -----------------------------------------------------------------------------------
@@ -488,52 +476,29 @@ def _send_alert(entry: AuditEntry, instances: list[Instance]) -> int | None:
 # -- 3. sample-ratio check ------------------------------------------------------------------------
 
 
-def regularized_gamma_q(a: float, x: float) -> float:
-    """Q(a, x) = Γ(a, x) / Γ(a), the regularized upper incomplete gamma function.
-
-    Series for P when x < a + 1, Lentz's continued fraction for Q otherwise (Numerical Recipes,
-    6.2); accurate to ~1e-14 relative, which is far more than a p < 0.001 threshold needs.
-    """
-    if a <= 0:
-        raise ValueError("a must be > 0")
-    if x <= 0:
-        return 1.0
-    log_prefix = -x + a * math.log(x) - math.lgamma(a)
-    if x < a + 1:
-        term = total = 1.0 / a
-        n = a
-        for _ in range(10_000):
-            n += 1
-            term *= x / n
-            total += term
-            if abs(term) < abs(total) * 1e-15:
-                break
-        return max(0.0, 1.0 - total * math.exp(log_prefix))
-    tiny = 1e-300
-    b = x + 1 - a
-    c = 1 / tiny
-    d = 1 / b
-    h = d
-    for i in range(1, 10_000):
-        an = -i * (i - a)
-        b += 2
-        d = an * d + b
-        d = tiny if abs(d) < tiny else d
-        c = b + an / c
-        c = tiny if abs(c) < tiny else c
-        d = 1 / d
-        delta = d * c
-        h *= delta
-        if abs(delta - 1) < 1e-15:
-            break
-    return min(1.0, math.exp(log_prefix) * h)
-
-
 def chi2_sf(statistic: float, df: int) -> float:
-    """P(X >= statistic) for X chi-squared with ``df`` degrees of freedom."""
+    """P(X >= statistic) for X chi-squared with ``df`` (a whole number) degrees of freedom.
+
+    The closed form of the regularized upper incomplete gamma Q(df/2, statistic/2): for even df
+    exp(-x) (1 + x + x²/2! + ... + x^(df/2-1)/(df/2-1)!), for odd df erfc(√x) plus the terms
+    exp(-x) x^(k-1/2) / Γ(k+1/2), k = 1 .. (df-1)/2; with x = statistic/2. The check has at
+    most three variants (df <= 2: exp(-x/2) for df 2, erfc(√(x/2)) for df 1).
+    """
     if df <= 0:
         return 1.0
-    return regularized_gamma_q(df / 2.0, statistic / 2.0)
+    x = max(0.0, statistic) / 2.0
+    if df % 2 == 0:
+        term = total = 1.0
+        for k in range(1, df // 2):
+            term *= x / k
+            total += term
+        return min(1.0, math.exp(-x) * total)
+    total = math.erfc(math.sqrt(x))
+    term = 2.0 * math.sqrt(x / math.pi) * math.exp(-x)  # x^(1/2) e^-x / Γ(3/2)
+    for k in range(1, (df + 1) // 2):
+        total += term
+        term *= x / (k + 0.5)
+    return min(1.0, total)
 
 
 @dataclass

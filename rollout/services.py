@@ -130,7 +130,14 @@ def _bump(rollout: Rollout) -> int:
     return revision
 
 
-def _audit(
+_ROLLOUT_REVISION: Any = object()
+
+
+class AuditOutsideTransaction(RuntimeError):
+    """An audit row written outside the transaction of the change it records."""
+
+
+def record_audit(
     rollout: Rollout | None,
     action: str,
     actor: Actor,
@@ -138,7 +145,19 @@ def _audit(
     before: dict,
     after: dict,
     at: datetime | None = None,
+    *,
+    revision: int | None = _ROLLOUT_REVISION,
 ) -> AuditEntry:
+    """The one writer of audit rows, for every app (rollout's services here, metrics' guardrail,
+    review and decision services). It must run inside the transaction of the change it records,
+    so that the change and its row commit together or not at all; ``revision`` defaults to the
+    rollout's (None without a rollout)."""
+    if not transaction.get_connection().in_atomic_block:
+        raise AuditOutsideTransaction(
+            f"The {action} audit row must be written inside the service's transaction."
+        )
+    if revision is _ROLLOUT_REVISION:
+        revision = rollout.revision if rollout else None
     return AuditEntry.objects.create(
         created_at=at or timezone.now(),
         rollout=rollout,
@@ -148,7 +167,7 @@ def _audit(
         before=before,
         after=after,
         reason=reason,
-        revision=rollout.revision if rollout else None,
+        revision=revision,
     )
 
 
@@ -245,7 +264,7 @@ def update_rollout(
         action = AuditEntry.Action.KILL_SWITCH_RELEASE
     else:
         action = AuditEntry.Action.ROLLOUT_UPDATE
-    _audit(locked, action, actor, reason, before, snapshot(locked))
+    record_audit(locked, action, actor, reason, before, snapshot(locked))
     return locked
 
 
@@ -263,7 +282,7 @@ def engage_kill_switch(rollout: Rollout | str, *, actor: Actor, reason: str) -> 
     locked.enabled = False
     _bump(locked)
     locked.save()
-    _audit(locked, AuditEntry.Action.KILL_SWITCH_ENGAGE, actor, reason, before, snapshot(locked))
+    record_audit(locked, AuditEntry.Action.KILL_SWITCH_ENGAGE, actor, reason, before, snapshot(locked))
     return locked
 
 
@@ -290,7 +309,7 @@ def release_kill_switch(
     _restart_watch_if_back_on_plan(locked, was_on_plan)
     _bump(locked)
     locked.save()
-    _audit(locked, AuditEntry.Action.KILL_SWITCH_RELEASE, actor, reason, before, snapshot(locked))
+    record_audit(locked, AuditEntry.Action.KILL_SWITCH_RELEASE, actor, reason, before, snapshot(locked))
     return locked
 
 
@@ -319,7 +338,7 @@ def save_phase(phase: Phase, *, actor: Actor, reason: str) -> Phase:
     phase.save()
     _bump(locked)
     locked.save(update_fields=["revision", "updated_at"])
-    _audit(locked, AuditEntry.Action.PHASE_EDIT, actor, reason, before, after)
+    record_audit(locked, AuditEntry.Action.PHASE_EDIT, actor, reason, before, after)
     return phase
 
 
@@ -332,7 +351,7 @@ def delete_phase(phase: Phase, *, actor: Actor, reason: str) -> None:
     phase.delete()
     _bump(locked)
     locked.save(update_fields=["revision", "updated_at"])
-    _audit(locked, AuditEntry.Action.PHASE_EDIT, actor, reason, before, {})
+    record_audit(locked, AuditEntry.Action.PHASE_EDIT, actor, reason, before, {})
 
 
 def phase_gate_problems(rollout: Rollout, target: Phase, now: datetime | None = None) -> list[str]:
@@ -416,7 +435,7 @@ def move_to_phase(
     locked.save()
     full_reason = reason if not problems else f"{reason} [gate override: {override}; {' '.join(problems)}]"
     # a back-dated move (the simulator's demo) is recorded at the time it stands for
-    _audit(
+    record_audit(
         locked, AuditEntry.Action.PHASE_CHANGE, actor, full_reason, before, snapshot(locked), at=now
     )
     return locked
@@ -485,7 +504,7 @@ def set_override(
         created = True
     _bump(locked)
     locked.save(update_fields=["revision", "updated_at"])
-    _audit(
+    record_audit(
         locked, AuditEntry.Action.OVERRIDE_SET, actor, reason, before, _override_snapshot(override)
     )
     return override, created
@@ -512,7 +531,7 @@ def remove_override(
     existing.delete()
     _bump(locked)
     locked.save(update_fields=["revision", "updated_at"])
-    _audit(locked, AuditEntry.Action.OVERRIDE_REMOVE, actor, reason, before, {"channel_id": channel_id})
+    record_audit(locked, AuditEntry.Action.OVERRIDE_REMOVE, actor, reason, before, {"channel_id": channel_id})
     return True
 
 
@@ -554,7 +573,7 @@ def create_api_token(*, name: str, scopes: list[str], actor: Actor) -> tuple[Api
             )
     except IntegrityError:
         raise taken from None
-    _audit(None, AuditEntry.Action.TOKEN_CREATE, actor, f"token {name}", {}, {"name": name, "scopes": token.scopes})
+    record_audit(None, AuditEntry.Action.TOKEN_CREATE, actor, f"token {name}", {}, {"name": name, "scopes": token.scopes})
     return token, raw
 
 
@@ -565,7 +584,7 @@ def revoke_api_token(token: ApiToken, *, actor: Actor) -> ApiToken:
         return token
     token.revoked_at = timezone.now()
     token.save(update_fields=["revoked_at"])
-    _audit(None, AuditEntry.Action.TOKEN_REVOKE, actor, f"token {token.name}", {"name": token.name}, {"name": token.name, "revoked": True})
+    record_audit(None, AuditEntry.Action.TOKEN_REVOKE, actor, f"token {token.name}", {"name": token.name}, {"name": token.name, "revoked": True})
     return token
 
 
@@ -588,7 +607,7 @@ def hold_phase(
     if locked.current_phase is None:
         raise InvalidChange("The rollout has not started; there is no phase to hold.")
     state = snapshot(locked)
-    return _audit(
+    return record_audit(
         locked, AuditEntry.Action.PHASE_HOLD, actor, reason, state, {**state, "decision": "hold"}
     )
 
@@ -635,7 +654,7 @@ def tick_checklist_item(
         tick = None
     after = {"phase": target.name, "item": item, "checked": bool(checked)}
     verb = "ticked" if checked else "cleared"
-    _audit(
+    record_audit(
         locked,
         AuditEntry.Action.CHECKLIST,
         actor,

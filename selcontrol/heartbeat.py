@@ -23,7 +23,6 @@ a broker (tasks run in-process) there is nothing to watch.
 from __future__ import annotations
 
 import logging
-import os
 import time
 from dataclasses import dataclass
 
@@ -33,33 +32,20 @@ from celery.signals import heartbeat_sent, task_postrun
 from django.conf import settings
 from django.core.cache import cache
 
-from .celery import app
 from .telemetry import register_collector
 
 logger = logging.getLogger("selcontrol.heartbeat")
 
 PROCESSES = ("worker", "beat")
 KEY = "selcontrol:heartbeat:{}"
-HEARTBEAT_SECONDS = float(os.environ.get("SELCONTROL_HEARTBEAT_SECONDS", "30"))
-"""How often beat sends the heartbeat task, and at most how often a worker records its own."""
+HEARTBEAT_SECONDS = settings.SELCONTROL_HEARTBEAT_SECONDS
+"""How often beat sends the heartbeat task (its entry in CELERY_BEAT_SCHEDULE), and at most how
+often a worker records its own."""
 _last_recorded = {"worker": 0.0}
-
-app.conf.beat_schedule = {
-    **(app.conf.beat_schedule or {}),
-    "selcontrol-heartbeat": {
-        "task": "selcontrol.heartbeat",
-        "schedule": HEARTBEAT_SECONDS,
-        "options": {"expires": HEARTBEAT_SECONDS},
-    },
-}
 
 
 def stale_after() -> float:
-    return float(
-        getattr(settings, "SELCONTROL_HEARTBEAT_STALE_SECONDS", None)
-        or os.environ.get("SELCONTROL_HEARTBEAT_STALE_SECONDS")
-        or 90
-    )
+    return float(settings.SELCONTROL_HEARTBEAT_STALE_SECONDS)
 
 
 def beat(process: str, at: float | None = None) -> None:

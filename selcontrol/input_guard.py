@@ -27,7 +27,7 @@ NUL_IN_ADDRESS = (
 
 
 def _is_api(request: HttpRequest) -> bool:
-    return request.path_info.startswith(getattr(settings, "SELCONTROL_API_PREFIX", "/api/"))
+    return request.path_info.startswith(settings.SELCONTROL_API_PREFIX)
 
 
 def json_error(status: int, message: str) -> HttpResponse:

@@ -69,11 +69,11 @@ class SecurityHeadersMiddleware:
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]):
         self.get_response = get_response
         directives = dict(DEFAULT_CSP)
-        directives.update(getattr(settings, "SELCONTROL_CSP", {}) or {})
+        directives.update(settings.SELCONTROL_CSP or {})
         self.csp = build_csp(directives)
         self.csp_header = (
             "Content-Security-Policy-Report-Only"
-            if getattr(settings, "SELCONTROL_CSP_REPORT_ONLY", False)
+            if settings.SELCONTROL_CSP_REPORT_ONLY
             else "Content-Security-Policy"
         )
         self.permissions_policy = getattr(
@@ -124,7 +124,7 @@ class ProbeMiddleware:
 def client_ip(request: HttpRequest) -> str:
     """The caller's address. Behind N trusted proxies (SELCONTROL_TRUSTED_PROXY_HOPS=N) it is the
     N-th address from the right of X-Forwarded-For; the client can forge anything left of it."""
-    hops = getattr(settings, "SELCONTROL_TRUSTED_PROXY_HOPS", 0)
+    hops = settings.SELCONTROL_TRUSTED_PROXY_HOPS
     remote = request.META.get("REMOTE_ADDR", "") or "unknown"
     if hops <= 0:
         return remote

@@ -99,7 +99,7 @@ class Store:
             self.flusher.start()
 
     def _flush_loop(self) -> None:
-        interval = float(getattr(settings, "SELCONTROL_TELEMETRY_FLUSH_SECONDS", 2.0))
+        interval = float(settings.SELCONTROL_TELEMETRY_FLUSH_SECONDS)
         me = threading.current_thread()
         while self.flusher is me and self.pid == os.getpid():
             time.sleep(interval)
@@ -410,7 +410,7 @@ def route_of(request: HttpRequest) -> str:
 class TelemetryMiddleware:
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]):
         self.get_response = get_response
-        self.api_prefix = getattr(settings, "SELCONTROL_API_PREFIX", "/api/")
+        self.api_prefix = settings.SELCONTROL_API_PREFIX
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         started = time.perf_counter()
@@ -446,7 +446,7 @@ user_login_failed.connect(_on_login_failed, dispatch_uid="selcontrol.telemetry.l
 def metrics_view(request: HttpRequest) -> HttpResponse:
     """Prometheus scrape target. With SELCONTROL_METRICS_TOKEN set, it wants
     ``Authorization: Bearer <that token>`` (Prometheus: ``authorization: {credentials: ...}``)."""
-    expected = getattr(settings, "SELCONTROL_METRICS_TOKEN", "")
+    expected = settings.SELCONTROL_METRICS_TOKEN
     if expected:
         header = request.headers.get("Authorization", "")
         scheme, _, given = header.partition(" ")

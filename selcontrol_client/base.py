@@ -304,7 +304,9 @@ class ClientBase:
         assert self.reporter is not None
         pause = self.reporter.done(status, error, revision)
         if self.reporter.failures and self.reporter.changed():
-            return min(pause, 0.5 * 2 ** min(self.reporter.failures, 5))
+            return ev.backoff_delay(
+                self.reporter.failures + 1, base=0.5, cap=pause, max_doublings=5
+            )
         return pause * random.uniform(0.9, 1.1)
 
     # -- shared sync-loop rules -------------------------------------------------------------------
@@ -332,7 +334,9 @@ class ClientBase:
                 self.config.snapshot.revision,
             )
         self.config_last_error = message
-        return min(self.backoff_max, 0.5 * 2 ** min(failures - 1, 10)) * random.uniform(0.5, 1)
+        return ev.backoff_delay(
+            failures, base=0.5, cap=self.backoff_max, max_doublings=10, jitter=True
+        )
 
     def _handle_config_answer(self, status: int, body: bytes, etag: str | None) -> str | None:
         """Apply a config answer; returns an error message, or None when all is well."""

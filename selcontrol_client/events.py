@@ -45,6 +45,24 @@ MAX_FUTURE = timedelta(hours=1)  # the server refuses more than a day ahead; kee
 _SURROGATES = re.compile("[\ud800-\udfff]")
 
 
+def backoff_delay(
+    failures: int,
+    *,
+    base: float,
+    cap: float = math.inf,
+    max_doublings: int | None = None,
+    jitter: bool = False,
+) -> float:
+    """The wait before the next try after ``failures`` (>= 1) failed ones in a row: ``base``
+    doubled each time (at most ``max_doublings`` times), at most ``cap``, and with ``jitter``
+    times a random factor from 0.5 to 1, so that many clients failing together do not retry
+    together. The one backoff of the project: the client's config sync and event sender, the
+    server's alert webhook."""
+    doublings = failures - 1 if max_doublings is None else min(failures - 1, max_doublings)
+    delay = min(cap, base * 2**doublings)
+    return delay * random.uniform(0.5, 1.0) if jitter else delay
+
+
 def new_event_id() -> str:
     """A fresh idempotency key (32 hex characters)."""
     return uuid.uuid4().hex
@@ -730,8 +748,10 @@ class EventCore:
         if self.down_since is None:
             self.down_since = now
         self.stats.add("retried", len(batch))
-        delay = min(self.backoff_max, self.backoff_base * 2 ** min(self.failures - 1, 16))
-        delay *= random.uniform(0.5, 1.0)
+        delay = backoff_delay(
+            self.failures, base=self.backoff_base, cap=self.backoff_max, max_doublings=16,
+            jitter=True,
+        )
         if outcome.retry_after is not None:
             delay = max(delay, min(outcome.retry_after, self.backoff_max))
         if self.flush_requested:
@@ -801,7 +821,9 @@ class EventCore:
             with self._lock:
                 others = bool(self._buf)
             if not others:
-                delay = min(self.backoff_max, self.backoff_base * 2 ** min(self.failures - 1, 16))
+                delay = backoff_delay(
+                    self.failures, base=self.backoff_base, cap=self.backoff_max, max_doublings=16
+                )
             self._put_back([], since, last=[event])
         self.next_attempt = now + delay
         return True

@@ -29,9 +29,16 @@ FLEET_ENV = {
 @pytest.fixture(scope="module")
 def fleet_env() -> Iterator[dict[str, str]]:
     """The short fleet timeouts, for the server process and for this test process alike."""
+    from django.conf import settings  # read once at start: the test process gets them here
+
     saved = {k: os.environ.get(k) for k in FLEET_ENV}
+    saved_settings = {k: getattr(settings, k) for k in FLEET_ENV}
     os.environ.update(FLEET_ENV)
+    for key, value in FLEET_ENV.items():
+        setattr(settings, key, float(value))
     yield FLEET_ENV
+    for key, value in saved_settings.items():
+        setattr(settings, key, value)
     for key, value in saved.items():
         if value is None:
             os.environ.pop(key, None)

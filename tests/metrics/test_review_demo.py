@@ -18,8 +18,8 @@ NOW = datetime(2026, 3, 18, 15, 0, tzinfo=UTC)  # a Wednesday: last week is 9-16
 
 
 @pytest.fixture
-def demo(db, tmp_path, monkeypatch):
-    monkeypatch.setenv("SELCONTROL_DEMO_TOKEN_FILE", str(tmp_path / "token"))
+def demo(db, tmp_path, settings):
+    settings.SELCONTROL_DEMO_TOKEN_FILE = str(tmp_path / "token")
     with time_machine.travel(NOW, tick=False):
         call_command("seed_demo", stdout=StringIO())
         call_command(

@@ -394,9 +394,9 @@ def test_conversation_before__shows_the_earlier_exchanges(bob):
 def test_beat_schedule__weekly_review_entry__monday_0010_utc_with_expiry():
     from celery.schedules import crontab
 
-    from metrics import tasks
+    from selcontrol.celery import app
 
-    entry = tasks.app.conf.beat_schedule["metrics-weekly-review-sample"]
+    entry = app.conf.beat_schedule["metrics-weekly-review-sample"]
     assert entry["task"] == "metrics.tasks.draw_weekly_review_sample"
     assert entry["schedule"] == crontab(minute=10, hour=0, day_of_week="mon")
     assert entry["options"]["expires"] > 0

@@ -40,8 +40,8 @@ def test_revoke_api_token__then_401():
     assert ApiClient(raw).get("/api/v1/config").status_code == 401
 
 
-def test_seed_demo__idempotent_users_per_role(tmp_path, monkeypatch):
-    monkeypatch.setenv("SELCONTROL_DEMO_TOKEN_FILE", str(tmp_path / "token"))
+def test_seed_demo__idempotent_users_per_role(tmp_path, settings):
+    settings.SELCONTROL_DEMO_TOKEN_FILE = str(tmp_path / "token")  # SELCONTROL_DEMO_TOKEN_FILE
     call_command("seed_demo", stdout=io.StringIO())
     call_command("seed_demo", stdout=io.StringIO())
     assert sorted(User.objects.values_list("username", flat=True)) == [

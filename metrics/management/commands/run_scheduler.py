@@ -16,7 +16,7 @@ import threading
 
 from django.core.management.base import BaseCommand
 
-from metrics import tasks  # noqa: F401 - registers the beat entries
+from metrics import tasks  # noqa: F401 - registers the tasks the beat schedule names
 from metrics.scheduler import InProcessBeat
 
 

@@ -17,6 +17,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from metrics import simulation
 from rollout.models import Rollout
+from selcontrol_client.events import backoff_delay
 
 
 class Command(BaseCommand):
@@ -148,7 +149,7 @@ class Command(BaseCommand):
                     if answer.status_code < 500:
                         raise CommandError(f"the server refused a batch: {answer.status_code} {answer.text[:300]}")
                     error = f"{answer.status_code}"
-                time.sleep(0.5 * 2**attempt)  # a retried batch is counted once (event ids)
+                time.sleep(backoff_delay(attempt + 1, base=0.5))  # a retry is counted once (ids)
             raise CommandError(f"the server did not take a batch after 5 attempts: {error}")
 
         return send

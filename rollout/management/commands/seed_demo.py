@@ -4,8 +4,7 @@ Idempotent: running it again changes nothing that exists. Passwords come from
 SELCONTROL_DEMO_PASSWORD (default "selcontrol-demo"); never run this in production.
 """
 
-import os
-
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.core.management.base import BaseCommand
@@ -28,7 +27,7 @@ class Command(BaseCommand):
     help = "Create demo users (operator, reviewer, reviewer2, reviewer3, viewer) and a bot token."
 
     def handle(self, *args, **options):
-        password = os.environ.get("SELCONTROL_DEMO_PASSWORD", "selcontrol-demo")
+        password = settings.SELCONTROL_DEMO_PASSWORD
         User = get_user_model()
         for username, group, staff in USERS:
             user, created = User.objects.get_or_create(username=username)
@@ -45,7 +44,7 @@ class Command(BaseCommand):
                 scopes=["config:read", "events:write"],
                 actor=services.Actor("seed_demo", via="system"),
             )
-            path = os.environ.get("SELCONTROL_DEMO_TOKEN_FILE", ".demo-bot-token")
+            path = settings.SELCONTROL_DEMO_TOKEN_FILE
             with open(path, "w") as fh:
                 fh.write(raw + "\n")
             self.stdout.write(f"API token demo-bot (config:read, events:write) written to {path}")
