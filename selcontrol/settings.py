@@ -237,6 +237,13 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
     "health_check_interval": 10,
 }
 CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = True
+# kombu's Redis transport with the guards that keep the worker alive when Redis dies while it is
+# busy (issue 15 item 9; the cause, step by step: selcontrol/broker.py). Only for redis:// URLs:
+# naming a transport class overrides the URL's scheme, and rediss:// (TLS) and sentinel:// need
+# kombu's own choice.
+CELERY_BROKER_TRANSPORT = (
+    "selcontrol.broker:Transport" if CELERY_BROKER_URL.startswith("redis://") else None
+)
 # Heartbeats of the worker and beat, read by /readyz and the console (selcontrol/heartbeat.py).
 CELERY_INCLUDE = ["selcontrol.heartbeat"]
 CELERY_BEAT_SCHEDULER = "selcontrol.heartbeat:HeartbeatScheduler"

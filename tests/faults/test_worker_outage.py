@@ -102,16 +102,6 @@ def heartbeat_ok(stack: Stack, process: str, **extra: str) -> bool:
     return done.returncode == 0
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason=(
-        "issue 15 item 9 is not fixed yet: when the broker connection is lost, celery's "
-        "on_connection_error_after_connected -> kombu Connection._close -> maybe_close_channel "
-        "can still raise AttributeError('NoneType' ... 'hostname') and end the worker (seen in "
-        "1 of 4 full runs on 2026-11-29). compose restarts it and /readyz?deep=1 shows it; an "
-        "XPASS here is the usual outcome, an XFAIL is the bug."
-    ),
-)
 def test_worker__redis_killed_twice_while_busy__survives_and_runs_new_tasks(
     celery_stack, private_redis: PrivateRedis, processes, tmp_path
 ):
