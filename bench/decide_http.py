@@ -92,20 +92,49 @@ def main() -> None:
     psql(f"CREATE DATABASE {DB}")
     py = sys.executable
     subprocess.run([py, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env(), check=True)
-    token = subprocess.run(
-        [py, "manage.py", "create_api_token", "bench", "--scope", "config:read"],
-        cwd=ROOT, env=env(), check=True, capture_output=True, text=True,
-    ).stdout.strip().splitlines()[-1]
+    token = (
+        subprocess.run(
+            [py, "manage.py", "create_api_token", "bench", "--scope", "config:read"],
+            cwd=ROOT,
+            env=env(),
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+        .stdout.strip()
+        .splitlines()[-1]
+    )
     subprocess.run(
-        [py, "-c", "import django; django.setup(); from rollout import services; "
-         "services.update_rollout('prompts_v2', actor=services.Actor('bench'), reason='bench', "
-         "enabled=True, percentage=20, simplified_percentage=30)"],
-        cwd=ROOT, env={**env(), "DJANGO_SETTINGS_MODULE": "selcontrol.settings"}, check=True,
+        [
+            py,
+            "-c",
+            "import django; django.setup(); from rollout import services; "
+            "services.update_rollout('prompts_v2', actor=services.Actor('bench'), reason='bench', "
+            "enabled=True, percentage=20, simplified_percentage=30)",
+        ],
+        cwd=ROOT,
+        env={**env(), "DJANGO_SETTINGS_MODULE": "selcontrol.settings"},
+        check=True,
     )
     server = subprocess.Popen(
-        [py, "-m", "gunicorn", "selcontrol.wsgi:application", "--bind", f"127.0.0.1:{PORT}",
-         "--workers", "2", "--threads", "4", "--worker-class", "gthread", "--log-level", "warning"],
-        cwd=ROOT, env=env(),
+        [
+            py,
+            "-m",
+            "gunicorn",
+            "selcontrol.wsgi:application",
+            "--bind",
+            f"127.0.0.1:{PORT}",
+            "--workers",
+            "2",
+            "--threads",
+            "4",
+            "--worker-class",
+            "gthread",
+            "--log-level",
+            "warning",
+        ],
+        cwd=ROOT,
+        env=env(),
     )
     try:
         for _ in range(100):
@@ -116,20 +145,34 @@ def main() -> None:
                     break
             except OSError:
                 time.sleep(0.1)
-        load("/api/v1/rollouts/prompts_v2/decide?channel_id={channel}", token, 2, args.clients)  # warm
+        load(
+            "/api/v1/rollouts/prompts_v2/decide?channel_id={channel}", token, 2, args.clients
+        )  # warm
         base = load("/healthz", token, args.seconds, args.clients)
-        decide = load("/api/v1/rollouts/prompts_v2/decide?channel_id={channel}", token, args.seconds, args.clients)
+        decide = load(
+            "/api/v1/rollouts/prompts_v2/decide?channel_id={channel}",
+            token,
+            args.seconds,
+            args.clients,
+        )
     finally:
         server.terminate()
         server.wait(10)
         psql(f"DROP DATABASE IF EXISTS {DB}")
 
-    print(f"decide over HTTP: gunicorn 2 gthread workers x 4 threads, {args.clients} keep-alive clients, {args.seconds:.0f} s each, 2-core machine")
+    print(
+        f"decide over HTTP: gunicorn 2 gthread workers x 4 threads, {args.clients} keep-alive "
+        f"clients, {args.seconds:.0f} s each, 2-core machine"
+    )
     print(f"{'endpoint':<10} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7}")
     for name, r in (("/healthz", base), ("decide", decide)):
-        print(f"{name:<10} {r['rps']:>8.0f} {r['p50_ms']:>8.2f} {r['p99_ms']:>8.2f} {r['errors']:>7}")
-    print(f"decide throughput = {decide['rps'] / base['rps']:.2f}x of the /healthz floor; "
-          f"p99 = {decide['p99_ms'] / base['p99_ms']:.2f}x")
+        print(
+            f"{name:<10} {r['rps']:>8.0f} {r['p50_ms']:>8.2f} {r['p99_ms']:>8.2f} {r['errors']:>7}"
+        )
+    print(
+        f"decide throughput = {decide['rps'] / base['rps']:.2f}x of the /healthz floor; "
+        f"p99 = {decide['p99_ms'] / base['p99_ms']:.2f}x"
+    )
 
 
 if __name__ == "__main__":

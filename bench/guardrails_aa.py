@@ -341,10 +341,7 @@ def _onset_from(mins: np.ndarray, replies: list, spec) -> list[int]:
     e = np.cumsum(err)
     p0 = spec.threshold
     logs = np.array(
-        [
-            e * math.log(p / p0) + (k - e) * math.log((1 - p) / (1 - p0))
-            for p in g.CRASH_ONSET_RATES
-        ]
+        [e * math.log(p / p0) + (k - e) * math.log((1 - p) / (1 - p0)) for p in g.CRASH_ONSET_RATES]
     )
     top = logs.max(axis=0)
     log_lr = top + np.log(np.exp(logs - top).mean(axis=0))
@@ -537,9 +534,7 @@ def crash_alpha(runs: int, seed: int) -> None:
         med = sorted(h if h is not None else 10**9 for h in crash)[len(crash) // 2]
         busy = [w for w, n in zip(within, simulate.first_hour, strict=True) if n >= 15]
         quiet = [w for w, n in zip(within, simulate.first_hour, strict=True) if n < 15]
-        first = [
-            h is not None and h <= t["first"] + 60 for h, t in zip(crash, lines, strict=True)
-        ]
+        first = [h is not None and h <= t["first"] + 60 for h, t in zip(crash, lines, strict=True)]
         by20 = [
             (h is not None and h <= t["20th"])
             for h, t in zip(crash, lines, strict=True)

@@ -132,21 +132,52 @@ def make_batch(rng: random.Random, prefix: str, n: int) -> bytes:
         x = rng.random()
         if x < 0.80:
             v2 = rng.random() < 0.2
-            events.append({
-                "id": eid, "type": "response", "ts": ts, "channel_id": channel, "message_id": f"m-{eid}",
-                "rollout": "prompts_v2", "variant": "v2_full" if v2 else "v1",
-                "model": "anthropic/claude-3.5-sonnet", "input_tokens": rng.randrange(1500, 2000) if v2 else rng.randrange(400, 600),
-                "output_tokens": rng.randrange(100, 400), "cached_tokens": 0, "cache_hit": False,
-                "latency_ms": round(rng.lognormvariate(7.2, 0.4), 1), "error": None,
-                "conversation_id": f"c-{prefix}-{n}-{i // 3}", "user_text": rng.choice(TEXTS), "response_text": ANSWER,
-            })
+            events.append(
+                {
+                    "id": eid,
+                    "type": "response",
+                    "ts": ts,
+                    "channel_id": channel,
+                    "message_id": f"m-{eid}",
+                    "rollout": "prompts_v2",
+                    "variant": "v2_full" if v2 else "v1",
+                    "model": "anthropic/claude-3.5-sonnet",
+                    "input_tokens": rng.randrange(1500, 2000) if v2 else rng.randrange(400, 600),
+                    "output_tokens": rng.randrange(100, 400),
+                    "cached_tokens": 0,
+                    "cache_hit": False,
+                    "latency_ms": round(rng.lognormvariate(7.2, 0.4), 1),
+                    "error": None,
+                    "conversation_id": f"c-{prefix}-{n}-{i // 3}",
+                    "user_text": rng.choice(TEXTS),
+                    "response_text": ANSWER,
+                }
+            )
         elif x < 0.92:
-            events.append({"id": eid, "type": "reaction", "ts": ts, "channel_id": channel,
-                           "message_id": f"m-{prefix}-{n}-{max(0, i - 3)}", "emoji": rng.choice(["👍", "❤️", "👎"]),
-                           "action": "add", "user_id": f"u{rng.randrange(1000)}"})
+            events.append(
+                {
+                    "id": eid,
+                    "type": "reaction",
+                    "ts": ts,
+                    "channel_id": channel,
+                    "message_id": f"m-{prefix}-{n}-{max(0, i - 3)}",
+                    "emoji": rng.choice(["👍", "❤️", "👎"]),
+                    "action": "add",
+                    "user_id": f"u{rng.randrange(1000)}",
+                }
+            )
         else:
-            events.append({"id": eid, "type": "followup", "ts": ts, "channel_id": channel, "message_id": f"u-{eid}",
-                           "reply_to": f"m-{prefix}-{n}-{max(0, i - 2)}", "text": rng.choice(["thanks", "actually no", "nope"])})
+            events.append(
+                {
+                    "id": eid,
+                    "type": "followup",
+                    "ts": ts,
+                    "channel_id": channel,
+                    "message_id": f"u-{eid}",
+                    "reply_to": f"m-{prefix}-{n}-{max(0, i - 2)}",
+                    "text": rng.choice(["thanks", "actually no", "nope"]),
+                }
+            )
     return json.dumps({"events": events}).encode()
 
 
@@ -182,7 +213,10 @@ def client(path: str, token: str, seconds: float, tag: str, out: mp.Queue) -> No
 
 def load(path: str, token: str, seconds: float, clients: int, phase: str) -> dict:
     queue: mp.Queue = mp.Queue()
-    procs = [mp.Process(target=client, args=(path, token, seconds, f"{phase}{k}", queue)) for k in range(clients)]
+    procs = [
+        mp.Process(target=client, args=(path, token, seconds, f"{phase}{k}", queue))
+        for k in range(clients)
+    ]
     for p in procs:
         p.start()
     results = [queue.get() for _ in procs]
@@ -216,9 +250,14 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=float, default=20)
     parser.add_argument("--clients", type=int, default=4)
-    parser.add_argument("--workers", type=int, default=3, help="gunicorn worker processes (Dockerfile: 3)")
     parser.add_argument(
-        "--threads", type=int, default=32, help="threads per gunicorn worker (selcontrol/gunicorn_conf.py: 32)"
+        "--workers", type=int, default=3, help="gunicorn worker processes (Dockerfile: 3)"
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=32,
+        help="threads per gunicorn worker (selcontrol/gunicorn_conf.py: 32)",
     )
     args = parser.parse_args()
 
@@ -226,16 +265,41 @@ def main() -> None:
     psql(f"CREATE DATABASE {DB}")
     py = sys.executable
     subprocess.run([py, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env(), check=True)
-    token = subprocess.run(
-        [py, "manage.py", "create_api_token", "bench", "--scope", "events:write"],
-        cwd=ROOT, env=env(), check=True, capture_output=True, text=True,
-    ).stdout.strip().splitlines()[-1]
+    token = (
+        subprocess.run(
+            [py, "manage.py", "create_api_token", "bench", "--scope", "events:write"],
+            cwd=ROOT,
+            env=env(),
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+        .stdout.strip()
+        .splitlines()[-1]
+    )
     server = subprocess.Popen(
-        [py, "-m", "gunicorn", "ingest_http:make_app()", "--pythonpath", str(ROOT / "bench"),
-         "--bind", f"127.0.0.1:{PORT}", "--workers", str(args.workers), "--threads", str(args.threads),
-         "--worker-class", "gthread",
-         "--timeout", "120", "--log-level", "warning"],
-        cwd=ROOT, env=env(),
+        [
+            py,
+            "-m",
+            "gunicorn",
+            "ingest_http:make_app()",
+            "--pythonpath",
+            str(ROOT / "bench"),
+            "--bind",
+            f"127.0.0.1:{PORT}",
+            "--workers",
+            str(args.workers),
+            "--threads",
+            str(args.threads),
+            "--worker-class",
+            "gthread",
+            "--timeout",
+            "120",
+            "--log-level",
+            "warning",
+        ],
+        cwd=ROOT,
+        env=env(),
     )
     try:
         for _ in range(200):
@@ -250,10 +314,22 @@ def main() -> None:
         fast = load("/api/v1/events", token, args.seconds, args.clients, "fast")
         naive = load("/bench/naive-events", token, args.seconds, args.clients, "naive")
         rows = subprocess.run(
-            ["psql", "-h", "127.0.0.1", "-U", "postgres", "-d", DB, "-Atc",
-             "SELECT (SELECT count(*) FROM metrics_responseevent) + (SELECT count(*) FROM metrics_reactionevent)"
-             " + (SELECT count(*) FROM metrics_followupevent)"],
-            check=True, capture_output=True, text=True,
+            [
+                "psql",
+                "-h",
+                "127.0.0.1",
+                "-U",
+                "postgres",
+                "-d",
+                DB,
+                "-Atc",
+                "SELECT (SELECT count(*) FROM metrics_responseevent) + (SELECT count(*) FROM "
+                "metrics_reactionevent)"
+                " + (SELECT count(*) FROM metrics_followupevent)",
+            ],
+            check=True,
+            capture_output=True,
+            text=True,
         ).stdout.strip()
     finally:
         server.terminate()
@@ -261,15 +337,31 @@ def main() -> None:
         psql(f"DROP DATABASE IF EXISTS {DB}")
         subprocess.run(["redis-cli", "-n", REDIS.rsplit("/", 1)[1], "FLUSHDB"], capture_output=True)
 
-    print(f"event ingest over HTTP: gunicorn {args.workers} gthread workers x {args.threads} threads, {args.clients} keep-alive "
-          f"clients, {BATCH}-event batches, {args.seconds:.0f} s each, {os.cpu_count()}-core machine")
-    print(f"{'path':<24} {'events/s':>9} {'batches':>8} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7} {'not new':>8}")
+    print(
+        f"event ingest over HTTP: gunicorn {args.workers} gthread workers x {args.threads} "
+        f"threads, {args.clients} keep-alive "
+        f"clients, {BATCH}-event batches, {args.seconds:.0f} s each, {os.cpu_count()}-core machine"
+    )
+    print(
+        f"{'path':<24} {'events/s':>9} {'batches':>8} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7} "
+        f"{'not new':>8}"
+    )
     for name, r in (("/api/v1/events", fast), ("naive INSERT per event", naive)):
-        print(f"{name:<24} {r['events_per_s']:>9.0f} {r['batches']:>8} {r['p50_ms']:>8.1f} {r['p99_ms']:>8.1f} "
-              f"{r['errors']:>7} {r['not_new']:>8}")
-    print("/api/v1/events per 10 s window: " + ", ".join(f"{w:,.0f}" for w in fast["windows"]) + " events/s")
-    print(f"/api/v1/events = {fast['events_per_s'] / naive['events_per_s']:.1f}x the naive baseline's events/s; "
-          f"p99 batch latency {fast['p99_ms'] / naive['p99_ms']:.2f}x; rows stored: {rows}")
+        print(
+            f"{name:<24} {r['events_per_s']:>9.0f} {r['batches']:>8} {r['p50_ms']:>8.1f} "
+            f"{r['p99_ms']:>8.1f} "
+            f"{r['errors']:>7} {r['not_new']:>8}"
+        )
+    print(
+        "/api/v1/events per 10 s window: "
+        + ", ".join(f"{w:,.0f}" for w in fast["windows"])
+        + " events/s"
+    )
+    print(
+        f"/api/v1/events = {fast['events_per_s'] / naive['events_per_s']:.1f}x the naive "
+        "baseline's events/s; "
+        f"p99 batch latency {fast['p99_ms'] / naive['p99_ms']:.2f}x; rows stored: {rows}"
+    )
 
 
 if __name__ == "__main__":

@@ -33,8 +33,21 @@ DAYS = 60
 
 def psql(sql: str, db: str = "postgres") -> str:
     done = subprocess.run(
-        ["psql", "-h", "127.0.0.1", "-U", "postgres", "-d", db, "-v", "ON_ERROR_STOP=1", "-Atqc", sql],
-        capture_output=True, text=True,
+        [
+            "psql",
+            "-h",
+            "127.0.0.1",
+            "-U",
+            "postgres",
+            "-d",
+            db,
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-Atqc",
+            sql,
+        ],
+        capture_output=True,
+        text=True,
     )
     if done.returncode:
         raise SystemExit(f"psql failed: {done.stderr.strip()}")
@@ -42,16 +55,18 @@ def psql(sql: str, db: str = "postgres") -> str:
 
 
 def configure_env() -> None:
-    os.environ.update({
-        "DATABASE_URL": f"postgres://postgres@127.0.0.1:5432/{DB}",
-        "SECRET_KEY": "bench-" + "x" * 40,
-        "DEBUG": "false",
-        "ALLOWED_HOSTS": "testserver,127.0.0.1",
-        "REDIS_URL": "redis://127.0.0.1:6379/2",
-        "CELERY_TASK_ALWAYS_EAGER": "false",
-        "LOG_LEVEL": "WARNING",
-        "DJANGO_SETTINGS_MODULE": "selcontrol.settings",
-    })
+    os.environ.update(
+        {
+            "DATABASE_URL": f"postgres://postgres@127.0.0.1:5432/{DB}",
+            "SECRET_KEY": "bench-" + "x" * 40,
+            "DEBUG": "false",
+            "ALLOWED_HOSTS": "testserver,127.0.0.1",
+            "REDIS_URL": "redis://127.0.0.1:6379/2",
+            "CELERY_TASK_ALWAYS_EAGER": "false",
+            "LOG_LEVEL": "WARNING",
+            "DJANGO_SETTINGS_MODULE": "selcontrol.settings",
+        }
+    )
 
 
 TABLES = ("metrics_responseevent", "metrics_reactionevent", "metrics_followupevent")
@@ -63,16 +78,24 @@ def drop_indexes() -> list[str]:
     restore = []
     for table in TABLES:
         for name, definition in (
-            line.split("|", 1) for line in psql(
+            line.split("|", 1)
+            for line in psql(
                 f"SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint "
-                f"WHERE conrelid = '{table}'::regclass AND contype = 'u'", DB).splitlines() if line
+                f"WHERE conrelid = '{table}'::regclass AND contype = 'u'",
+                DB,
+            ).splitlines()
+            if line
         ):
             psql(f"ALTER TABLE {table} DROP CONSTRAINT {name}", DB)
             restore.append(f"ALTER TABLE {table} ADD CONSTRAINT {name} {definition}")
         for name, definition in (
-            line.split("|", 1) for line in psql(
+            line.split("|", 1)
+            for line in psql(
                 f"SELECT indexname, indexdef FROM pg_indexes WHERE tablename = '{table}' "
-                f"AND indexname NOT LIKE '%pkey'", DB).splitlines() if line
+                f"AND indexname NOT LIKE '%pkey'",
+                DB,
+            ).splitlines()
+            if line
         ):
             psql(f"DROP INDEX {name}", DB)
             restore.append(definition)
@@ -85,7 +108,8 @@ def load(replies: int, end: datetime) -> None:
     chunk = 1_000_000
     for lo in range(0, replies, chunk):
         hi = min(replies, lo + chunk) - 1
-        psql(f"""
+        psql(
+            f"""
 SET TIME ZONE 'UTC'; SET synchronous_commit = off;
 INSERT INTO metrics_responseevent (event_id, ts, hour, rollout_key, variant, channel_id, message_id,
   conversation_id, model, input_tokens, output_tokens, cached_tokens, cache_hit, latency_ms,
@@ -101,24 +125,32 @@ FROM (
     100 + (g * 104729) % 300 AS ot,
     round((exp(7.2 + 0.4 * sqrt(-2 * ln(1 - random())) * cos(2 * pi() * random())) * CASE WHEN g % 5 = 0 THEN 1.15 ELSE 1 END)::numeric, 1)::float8 AS lat
   FROM generate_series({lo}::bigint, {hi}::bigint) AS g
-) AS s""", DB)
+) AS s""",
+            DB,
+        )
         print(f"  replies {hi + 1:,}", flush=True)
     # reactions and follow-ups on earlier replies, a minute or two after them
-    psql(f"""
+    psql(
+        f"""
 SET TIME ZONE 'UTC'; SET synchronous_commit = off;
 INSERT INTO metrics_reactionevent (event_id, ts, channel_id, message_id, user_id, emoji, action, sentiment, attributed, received_at)
 SELECT 'x' || g, timestamptz '{start.isoformat()}' + ((r::float8 * {span} / {replies}) + 60) * interval '1 second',
   (100000000000000000 + r % 300)::text, 'm' || r, 'u' || g, CASE WHEN g % 4 = 0 THEN '👎' ELSE '👍' END,
   'add', CASE WHEN g % 4 = 0 THEN -1 ELSE 1 END, true, now()
-FROM (SELECT g, (g * 7) % {replies} AS r FROM generate_series(0::bigint, {int(replies * 0.15) - 1}::bigint) AS g) AS s""", DB)
-    psql(f"""
+FROM (SELECT g, (g * 7) % {replies} AS r FROM generate_series(0::bigint, {int(replies * 0.15) - 1}::bigint) AS g) AS s""",
+        DB,
+    )
+    psql(
+        f"""
 SET TIME ZONE 'UTC'; SET synchronous_commit = off;
 INSERT INTO metrics_followupevent (event_id, ts, channel_id, message_id, reply_to, text, is_correction, correction_source, attributed, received_at)
 SELECT 'f' || g, timestamptz '{start.isoformat()}' + ((r::float8 * {span} / {replies}) + 90) * interval '1 second',
   (100000000000000000 + r % 300)::text, 'u' || g, 'm' || r,
   CASE WHEN g % 6 = 0 THEN 'actually no' ELSE 'thanks' END, g % 6 = 0,
   CASE WHEN g % 6 = 0 THEN 'pattern' ELSE 'none' END, true, now()
-FROM (SELECT g, (g * 11) % {replies} AS r FROM generate_series(0::bigint, {int(replies * 0.1) - 1}::bigint) AS g) AS s""", DB)
+FROM (SELECT g, (g * 11) % {replies} AS r FROM generate_series(0::bigint, {int(replies * 0.1) - 1}::bigint) AS g) AS s""",
+        DB,
+    )
 
 
 RAW_SCAN = """
@@ -142,7 +174,11 @@ def timed(fn, calls: int) -> dict:
         fn()
         times.append((time.perf_counter() - t) * 1000)
     times.sort()
-    return {"median": statistics.median(times), "p95": times[max(0, int(len(times) * 0.95) - 1)], "max": times[-1]}
+    return {
+        "median": statistics.median(times),
+        "p95": times[max(0, int(len(times) * 0.95) - 1)],
+        "max": times[-1],
+    }
 
 
 def main() -> None:
@@ -167,8 +203,13 @@ def main() -> None:
         for statement in restore:
             psql(f"SET maintenance_work_mem = '256MB'; {statement}", DB)
         psql("VACUUM ANALYZE", DB)
-        events = int(psql("SELECT (SELECT count(*) FROM metrics_responseevent) + (SELECT count(*) FROM "
-                          "metrics_reactionevent) + (SELECT count(*) FROM metrics_followupevent)", DB))
+        events = int(
+            psql(
+                "SELECT (SELECT count(*) FROM metrics_responseevent) + (SELECT count(*) FROM "
+                "metrics_reactionevent) + (SELECT count(*) FROM metrics_followupevent)",
+                DB,
+            )
+        )
         print(f"loaded {events:,} events in {time.perf_counter() - t:.0f} s", flush=True)
 
         sys.path.insert(0, str(ROOT))
@@ -189,22 +230,34 @@ def main() -> None:
         build = time.perf_counter() - t
         rollup_rows = int(psql("SELECT count(*) FROM metrics_hourlyrollup", DB))
         daily_rows = int(psql("SELECT count(*) FROM metrics_dailyrollup", DB))
-        print(f"rollups: {hours} hours, {rollup_rows} hourly and {daily_rows} daily rows, "
-              f"built in {build:.0f} s", flush=True)
+        print(
+            f"rollups: {hours} hours, {rollup_rows} hourly and {daily_rows} daily rows, "
+            f"built in {build:.0f} s",
+            flush=True,
+        )
 
-        _, token = services.create_api_token(name="bench", scopes=["config:read"], actor=services.Actor("bench"))
+        _, token = services.create_api_token(
+            name="bench", scopes=["config:read"], actor=services.Actor("bench")
+        )
         client = Client(headers={"Authorization": f"Bearer {token}"})
         until = end - timedelta(minutes=17)
-        ranges = [("24 hours", timedelta(days=1)), ("7 days", timedelta(days=7)),
-                  ("30 days", timedelta(days=30)), (f"{DAYS} days", timedelta(days=DAYS) - timedelta(minutes=1))]
+        ranges = [
+            ("24 hours", timedelta(days=1)),
+            ("7 days", timedelta(days=7)),
+            ("30 days", timedelta(days=30)),
+            (f"{DAYS} days", timedelta(days=DAYS) - timedelta(minutes=1)),
+        ]
         ranges = [(label, width) for label, width in ranges if width < timedelta(days=DAYS)]
 
         def summary_call(since, until):
             def call():
-                answer = client.get("/api/v1/rollouts/prompts_v2/summary",
-                                    {"since": since.isoformat(), "until": until.isoformat()})
+                answer = client.get(
+                    "/api/v1/rollouts/prompts_v2/summary",
+                    {"since": since.isoformat(), "until": until.isoformat()},
+                )
                 assert answer.status_code == 200, answer.content
                 return answer.json()
+
             return call
 
         def raw_call(since, until):
@@ -212,6 +265,7 @@ def main() -> None:
                 with connection.cursor() as cursor:
                     cursor.execute(RAW_SCAN, {"since": since, "until": until})
                     return cursor.fetchall()
+
             return call
 
         results = []
@@ -221,15 +275,36 @@ def main() -> None:
             n = sum(v["responses"] for v in body["variants"].values())
             raw_rows = raw_call(since, until)()
             assert n == sum(row[1] for row in raw_rows), (n, raw_rows)  # same exact count
-            results.append((label, n, timed(summary_call(since, until), args.calls), timed(raw_call(since, until), 2)))
+            results.append(
+                (
+                    label,
+                    n,
+                    timed(summary_call(since, until), args.calls),
+                    timed(raw_call(since, until), 2),
+                )
+            )
             print(f"  timed {label}", flush=True)
 
-        record_events([{
-            "id": f"fresh-{i}", "type": "response", "ts": (until - timedelta(minutes=5)).isoformat(),
-            "channel_id": "100000000000000001", "message_id": f"fresh-m-{i}", "rollout": "prompts_v2",
-            "variant": "v1", "model": "anthropic/claude-3.5-sonnet", "input_tokens": 500,
-            "output_tokens": 200, "latency_ms": 1300, "error": None,
-        } for i in range(1000)], schedule=False)
+        record_events(
+            [
+                {
+                    "id": f"fresh-{i}",
+                    "type": "response",
+                    "ts": (until - timedelta(minutes=5)).isoformat(),
+                    "channel_id": "100000000000000001",
+                    "message_id": f"fresh-m-{i}",
+                    "rollout": "prompts_v2",
+                    "variant": "v1",
+                    "model": "anthropic/claude-3.5-sonnet",
+                    "input_tokens": 500,
+                    "output_tokens": 200,
+                    "latency_ms": 1300,
+                    "error": None,
+                }
+                for i in range(1000)
+            ],
+            schedule=False,
+        )
         since = until - timedelta(days=30)
         dirty = timed(summary_call(since, until), args.calls)
     finally:
@@ -239,15 +314,25 @@ def main() -> None:
         if not args.keep:
             psql(f"DROP DATABASE IF EXISTS {DB} WITH (FORCE)")
 
-    print(f"\nsummary over {events:,} stored events ({DAYS} days, {rollup_rows} hourly and {daily_rows} daily "
-          f"rollup rows); "
-          f"rollups built in {build:.0f} s; {os.cpu_count()}-core machine")
-    print(f"{'range':<10} {'replies':>10} {'summary p50':>12} {'p95':>8} {'max':>8} {'raw scan p50':>13} {'ratio':>7}")
+    print(
+        f"\nsummary over {events:,} stored events ({DAYS} days, {rollup_rows} hourly and "
+        f"{daily_rows} daily "
+        f"rollup rows); "
+        f"rollups built in {build:.0f} s; {os.cpu_count()}-core machine"
+    )
+    print(
+        f"{'range':<10} {'replies':>10} {'summary p50':>12} {'p95':>8} {'max':>8} "
+        f"{'raw scan p50':>13} {'ratio':>7}"
+    )
     for label, n, s, r in results:
-        print(f"{label:<10} {n:>10,} {s['median']:>10.1f}ms {s['p95']:>6.1f}ms {s['max']:>6.1f}ms "
-              f"{r['median']:>11.0f}ms {r['median'] / s['median']:>6.0f}x")
-    print(f"30 days with one dirty hour (1000 events just ingested, no worker): "
-          f"p50 {dirty['median']:.1f} ms, p95 {dirty['p95']:.1f} ms, max {dirty['max']:.1f} ms")
+        print(
+            f"{label:<10} {n:>10,} {s['median']:>10.1f}ms {s['p95']:>6.1f}ms {s['max']:>6.1f}ms "
+            f"{r['median']:>11.0f}ms {r['median'] / s['median']:>6.0f}x"
+        )
+    print(
+        f"30 days with one dirty hour (1000 events just ingested, no worker): "
+        f"p50 {dirty['median']:.1f} ms, p95 {dirty['p95']:.1f} ms, max {dirty['max']:.1f} ms"
+    )
 
 
 if __name__ == "__main__":

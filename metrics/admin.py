@@ -26,7 +26,14 @@ from .models import (
 
 @admin.register(ModelPrice)
 class ModelPriceAdmin(admin.ModelAdmin):
-    list_display = ("model", "valid_from", "input_per_million", "output_per_million", "cached_per_million", "note")
+    list_display = (
+        "model",
+        "valid_from",
+        "input_per_million",
+        "output_per_million",
+        "cached_per_million",
+        "note",
+    )
     list_filter = ("model",)
     search_fields = ("model",)
     date_hierarchy = "valid_from"
@@ -65,8 +72,20 @@ class CorrectionPatternAdmin(admin.ModelAdmin):
 
 @admin.register(ResponseEvent)
 class ResponseEventAdmin(ReadOnlyAdmin):
-    list_display = ("event_id", "ts", "rollout_key", "variant", "channel_id", "model", "input_tokens",
-                    "output_tokens", "latency_ms", "error", "cost_usd", "unpriced")
+    list_display = (
+        "event_id",
+        "ts",
+        "rollout_key",
+        "variant",
+        "channel_id",
+        "model",
+        "input_tokens",
+        "output_tokens",
+        "latency_ms",
+        "error",
+        "cost_usd",
+        "unpriced",
+    )
     list_filter = ("rollout_key", "variant", "unpriced", "error")
     search_fields = ("event_id", "message_id", "channel_id", "conversation_id")
     date_hierarchy = "ts"
@@ -75,7 +94,16 @@ class ResponseEventAdmin(ReadOnlyAdmin):
 
 @admin.register(ReactionEvent)
 class ReactionEventAdmin(ReadOnlyAdmin):
-    list_display = ("event_id", "ts", "message_id", "user_id", "emoji", "action", "sentiment", "attributed")
+    list_display = (
+        "event_id",
+        "ts",
+        "message_id",
+        "user_id",
+        "emoji",
+        "action",
+        "sentiment",
+        "attributed",
+    )
     list_filter = ("action", "sentiment", "attributed")
     search_fields = ("event_id", "message_id")
     show_full_result_count = False
@@ -83,7 +111,15 @@ class ReactionEventAdmin(ReadOnlyAdmin):
 
 @admin.register(FollowupEvent)
 class FollowupEventAdmin(ReadOnlyAdmin):
-    list_display = ("event_id", "ts", "reply_to", "is_correction", "correction_source", "attributed", "text")
+    list_display = (
+        "event_id",
+        "ts",
+        "reply_to",
+        "is_correction",
+        "correction_source",
+        "attributed",
+        "text",
+    )
     list_filter = ("is_correction", "correction_source", "attributed")
     search_fields = ("event_id", "reply_to", "text")
     show_full_result_count = False
@@ -91,16 +127,40 @@ class FollowupEventAdmin(ReadOnlyAdmin):
 
 @admin.register(HourlyRollup)
 class HourlyRollupAdmin(ReadOnlyAdmin):
-    list_display = ("rollout_key", "variant", "hour", "responses", "errors", "input_tokens", "cost_usd",
-                    "reactions_positive", "reactions_negative", "corrections", "unpriced", "computed_at")
+    list_display = (
+        "rollout_key",
+        "variant",
+        "hour",
+        "responses",
+        "errors",
+        "input_tokens",
+        "cost_usd",
+        "reactions_positive",
+        "reactions_negative",
+        "corrections",
+        "unpriced",
+        "computed_at",
+    )
     list_filter = ("rollout_key", "variant")
     date_hierarchy = "hour"
 
 
 @admin.register(DailyRollup)
 class DailyRollupAdmin(ReadOnlyAdmin):
-    list_display = ("rollout_key", "variant", "day", "responses", "errors", "input_tokens", "cost_usd",
-                    "reactions_positive", "reactions_negative", "corrections", "unpriced", "computed_at")
+    list_display = (
+        "rollout_key",
+        "variant",
+        "day",
+        "responses",
+        "errors",
+        "input_tokens",
+        "cost_usd",
+        "reactions_positive",
+        "reactions_negative",
+        "corrections",
+        "unpriced",
+        "computed_at",
+    )
     list_filter = ("rollout_key", "variant")
     date_hierarchy = "day"
 

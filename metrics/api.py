@@ -93,7 +93,10 @@ _EVENT_SCHEMA = {
         "error": {"type": ["string", "null"]},
         "conversation_id": {"type": ["string", "null"]},
         "user_text": {"type": ["string", "null"], "description": "truncated at 8000 characters"},
-        "response_text": {"type": ["string", "null"], "description": "truncated at 8000 characters"},
+        "response_text": {
+            "type": ["string", "null"],
+            "description": "truncated at 8000 characters",
+        },
         "emoji": {"type": "string"},
         "action": {"type": "string", "enum": ["add", "remove"]},
         "user_id": {"type": ["string", "null"]},
@@ -145,12 +148,18 @@ def _parse_events(body: bytes) -> list[Any]:
     try:
         data = json.loads(body)
     except (ValueError, RecursionError) as exc:
-        raise ApiError(400, f"The request body is not valid JSON ({exc}); nothing was stored.") from None
+        raise ApiError(
+            400, f"The request body is not valid JSON ({exc}); nothing was stored."
+        ) from None
     if not isinstance(data, dict) or "events" not in data:
         raise ApiError(400, 'The body must be a JSON object {"events": [...]}; nothing was stored.')
     events = data["events"]
     if not isinstance(events, list):
-        raise ApiError(400, f"events must be a list of event objects, not {type(events).__name__}; nothing was stored.")
+        raise ApiError(
+            400,
+            f"events must be a list of event objects, not {type(events).__name__}; nothing was "
+            "stored.",
+        )
     if len(events) > MAX_EVENTS:
         raise ApiError(
             413, f"A batch holds at most {MAX_EVENTS} events; this one has {len(events)}. Split it."

@@ -17,5 +17,11 @@ class MetricsConfig(AppConfig):
         from .models import CorrectionPattern, EmojiSentiment, ModelPrice
 
         for model in (ModelPrice, EmojiSentiment, CorrectionPattern):
-            post_save.connect(reference.invalidate, sender=model, dispatch_uid=f"metrics-ref-save-{model.__name__}")
-            post_delete.connect(reference.invalidate, sender=model, dispatch_uid=f"metrics-ref-del-{model.__name__}")
+            post_save.connect(
+                reference.invalidate,
+                sender=model,
+                dispatch_uid=f"metrics-ref-save-{model.__name__}",
+            )
+            post_delete.connect(
+                reference.invalidate, sender=model, dispatch_uid=f"metrics-ref-del-{model.__name__}"
+            )

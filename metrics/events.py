@@ -72,8 +72,9 @@ def _no_surrogates(name: str, value: str) -> str:
     return value
 
 
-def _string(data: dict, name: str, *, required: bool = True, max_len: int = MAX_ID,
-            nullable: bool = False) -> str | None:
+def _string(
+    data: dict, name: str, *, required: bool = True, max_len: int = MAX_ID, nullable: bool = False
+) -> str | None:
     value = data.get(name, _MISSING)
     if type(value) is str and 0 < len(value) <= max_len and "\x00" not in value and value.isascii():
         return value  # the usual case, checked first (ingest validates ~8 strings per event)
@@ -143,7 +144,9 @@ def parse_ts(value: Any, name: str = "ts", now: datetime | None = None) -> datet
         raise Invalid(str(exc)) from None
     now = now or datetime.now(UTC)
     if parsed > now + MAX_FUTURE:
-        raise Invalid(f"{name} {_show(value)} is more than a day in the future; check the bot's clock.")
+        raise Invalid(
+            f"{name} {_show(value)} is more than a day in the future; check the bot's clock."
+        )
     if parsed < MIN_TS:
         raise Invalid(f"{name} {_show(value)} is before 2015.")
     return parsed
@@ -221,7 +224,9 @@ def validate_event(raw: Any, now: datetime | None = None) -> Event:
     ts = parse_ts(raw.get("ts"), "ts", now)
     channel_id = _string(raw, "channel_id")
     if not _CHANNEL.match(channel_id):
-        raise Invalid(f"channel_id {_show(channel_id)} is not a channel id (Discord ids are digits).")
+        raise Invalid(
+            f"channel_id {_show(channel_id)} is not a channel id (Discord ids are digits)."
+        )
     return Event(id=event_id, type=kind, ts=ts, channel_id=channel_id, fields=_BY_TYPE[kind](raw))
 
 

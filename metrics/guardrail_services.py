@@ -550,8 +550,11 @@ def evaluate_on_demand(rollout: Rollout, *, actor: services.Actor) -> list[Outco
                 AuditEntry.Action.GUARDRAIL_EVALUATE,
                 actor,
                 "evaluated now from the console: "
-                + ", ".join(f"{k} {before.get(k, g.OFF)} -> {v}" for k, v in after.items()
-                            if before.get(k) != v),
+                + ", ".join(
+                    f"{k} {before.get(k, g.OFF)} -> {v}"
+                    for k, v in after.items()
+                    if before.get(k) != v
+                ),
                 before,
                 after,
                 revision=Rollout.objects.values_list("revision", flat=True).get(pk=rollout.pk),
@@ -569,9 +572,7 @@ def states(rollout: Rollout) -> list[tuple[GuardrailRule, GuardrailState | None]
     return [(r, getattr(r, "state", None)) for r in rules]
 
 
-def rule_bounds(
-    rollout: Rollout, *, now: datetime | None = None
-) -> dict[str, list[g.Bound]]:
+def rule_bounds(rollout: Rollout, *, now: datetime | None = None) -> dict[str, list[g.Bound]]:
     """Per rule key: the always-valid (cluster-robust) confidence interval of each treatment
     variant's difference over the rule's evidence window, and whether its floors are met
     (``metrics.guardrails.always_valid_bounds``); [] for rules that are not comparisons (cost,

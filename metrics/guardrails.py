@@ -506,9 +506,7 @@ def evaluate_latency(
     if short:
         return short
     variance = difference_variance(x1, n1, x2, n2, 0.0, c1, c2)
-    result = msprt(
-        x1, n1, x2, n2, margin=0.0, tau=TAU[LATENCY_P95], alpha=alpha, variance=variance
-    )
+    result = msprt(x1, n1, x2, n2, margin=0.0, tau=TAU[LATENCY_P95], alpha=alpha, variance=variance)
     p_value = min(p_min, result.p_value)
     numbers.update(
         p95_control_ms=p95_1,
@@ -588,11 +586,16 @@ def binomial_tail(e: int, j: int, p: float) -> float:
         return 0.0
     if p >= 1:
         return 1.0
+
     def term(i: int) -> float:
         return math.exp(
-            math.lgamma(j + 1) - math.lgamma(i + 1) - math.lgamma(j - i + 1)
-            + i * math.log(p) + (j - i) * math.log1p(-p)
+            math.lgamma(j + 1)
+            - math.lgamma(i + 1)
+            - math.lgamma(j - i + 1)
+            + i * math.log(p)
+            + (j - i) * math.log1p(-p)
         )
+
     if e > j * p:
         return min(1.0, sum(term(i) for i in range(e, j + 1)))
     return max(0.0, 1.0 - sum(term(i) for i in range(e)))
@@ -744,9 +747,7 @@ def evaluate_crash(
     p1 = x1 / n1 if n1 >= CRASH_CONTROL_FLOOR else None
     p0 = max(p_abs, p1) if p1 is not None else p_abs
     floor = max(1, spec.min_samples)
-    scan = crash_scan(
-        recent, p0, min_errors=max(floor, CRASH_SCAN_MIN_ERRORS), alpha=spec.alpha
-    )
+    scan = crash_scan(recent, p0, min_errors=max(floor, CRASH_SCAN_MIN_ERRORS), alpha=spec.alpha)
     onset = crash_onset(first or (), p0, min_errors=floor, alpha=spec.alpha)
     rate = scan.errors / scan.replies if scan.replies else None
     numbers: dict[str, Any] = {
@@ -775,7 +776,8 @@ def evaluate_crash(
         "onset_at_channels": onset.at_channels,
     }
     against = (
-        f"{_pct(p0)} ({control_variant}'s rate then)" if p1 is not None and p1 > p_abs
+        f"{_pct(p0)} ({control_variant}'s rate then)"
+        if p1 is not None and p1 > p_abs
         else f"{_pct(p0)}"
     )
     if onset.crossed:

@@ -67,4 +67,8 @@ def percentile(hist: Mapping, q: float) -> float | None:
 
 
 def percentiles(hist: Mapping) -> dict[str, float | None]:
-    return {"p50": percentile(hist, 0.50), "p95": percentile(hist, 0.95), "p99": percentile(hist, 0.99)}
+    return {
+        "p50": percentile(hist, 0.50),
+        "p95": percentile(hist, 0.95),
+        "p99": percentile(hist, 0.99),
+    }

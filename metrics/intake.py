@@ -144,7 +144,9 @@ FOLLOWUP_COLUMNS = (
 def _response_row(event: Event, ref: reference.Reference, received: datetime) -> tuple:
     f = event.fields
     ts = event.ts
-    cost, priced = ref.cost(f["model"], ts, f["input_tokens"], f["output_tokens"], f["cached_tokens"])
+    cost, priced = ref.cost(
+        f["model"], ts, f["input_tokens"], f["output_tokens"], f["cached_tokens"]
+    )
     return (
         event.id, ts, ts.replace(minute=0, second=0, microsecond=0), f["rollout_key"],
         f["variant"], event.channel_id, f["message_id"], f["conversation_id"], f["model"],
@@ -354,8 +356,9 @@ def _insert_portable(model, column_names: tuple[str, ...], rows: list[tuple]) ->
         values = [row[i] for row in rows]
         for start in range(0, len(values), SQLITE_CHUNK):
             taken[i].update(
-                model.objects.filter(**{f"{name}__in": values[start : start + SQLITE_CHUNK]})
-                .values_list(name, flat=True)
+                model.objects.filter(
+                    **{f"{name}__in": values[start : start + SQLITE_CHUNK]}
+                ).values_list(name, flat=True)
             )
     fresh = []
     for row in rows:
@@ -365,6 +368,7 @@ def _insert_portable(model, column_names: tuple[str, ...], rows: list[tuple]) ->
             taken[i].add(row[i])
         fresh.append(row)
     model.objects.bulk_create(
-        [model(**dict(zip(column_names, row, strict=True))) for row in fresh], batch_size=SQLITE_CHUNK
+        [model(**dict(zip(column_names, row, strict=True))) for row in fresh],
+        batch_size=SQLITE_CHUNK,
     )
     return fresh

@@ -36,7 +36,8 @@ class ResponseEvent(models.Model):
     cache_hit = models.BooleanField(null=True)
     latency_ms = models.FloatField()
     latency_bucket = models.SmallIntegerField(help_text="index in metrics.histogram's buckets")
-    error = models.CharField(max_length=64, null=True, blank=True)
+    # NULL is "no error" (the contract's ``"error": null``); the error rates count NOT NULL.
+    error = models.CharField(max_length=64, null=True, blank=True)  # noqa: DJ001
     cost_usd = models.DecimalField(max_digits=18, decimal_places=10, default=Decimal(0))
     unpriced = models.BooleanField(default=False, help_text="No price row for this model then")
     user_text = models.TextField(blank=True, default="")
@@ -86,7 +87,9 @@ class ReactionEvent(models.Model):
     received_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
-        constraints = [models.UniqueConstraint(fields=["event_id"], name="reaction_event_id_unique")]
+        constraints = [
+            models.UniqueConstraint(fields=["event_id"], name="reaction_event_id_unique")
+        ]
         indexes = [
             models.Index(fields=["message_id"], name="reaction_message"),
             # the few waiting for their reply: looked up by each new reply at ingest, and by
@@ -127,7 +130,9 @@ class FollowupEvent(models.Model):
     received_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
-        constraints = [models.UniqueConstraint(fields=["event_id"], name="followup_event_id_unique")]
+        constraints = [
+            models.UniqueConstraint(fields=["event_id"], name="followup_event_id_unique")
+        ]
         indexes = [
             models.Index(fields=["reply_to"], name="followup_reply_to"),
             models.Index(
@@ -327,7 +332,9 @@ class ModelPrice(models.Model):
     ``cached_tokens`` are part of ``input_tokens`` and billed at the cached rate.
     """
 
-    model = models.CharField(max_length=128, help_text="As the bot sends it, e.g. anthropic/claude-3.5-sonnet")
+    model = models.CharField(
+        max_length=128, help_text="As the bot sends it, e.g. anthropic/claude-3.5-sonnet"
+    )
     valid_from = models.DateTimeField(default=timezone.now)
     input_per_million = models.DecimalField(max_digits=12, decimal_places=6)
     output_per_million = models.DecimalField(max_digits=12, decimal_places=6)
@@ -358,7 +365,9 @@ class EmojiSentiment(models.Model):
         NEUTRAL = 0
         NEGATIVE = -1
 
-    emoji = models.CharField(max_length=64, unique=True, help_text="The emoji itself, or a custom emoji's name")
+    emoji = models.CharField(
+        max_length=64, unique=True, help_text="The emoji itself, or a custom emoji's name"
+    )
     sentiment = models.SmallIntegerField(choices=Sentiment.choices)
 
     class Meta:

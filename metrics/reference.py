@@ -63,8 +63,9 @@ class Reference:
                     self._aliases[key] = self.prices[names[0]]
         return self._aliases
 
-    def cost(self, model: str, ts: datetime, input_tokens: int, output_tokens: int,
-             cached_tokens: int) -> tuple[Decimal, bool]:
+    def cost(
+        self, model: str, ts: datetime, input_tokens: int, output_tokens: int, cached_tokens: int
+    ) -> tuple[Decimal, bool]:
         """(dollars, priced). Cached tokens are part of the input, billed at the cached rate."""
         price = self.price_at(model, ts)
         if price is None:
@@ -131,7 +132,9 @@ def load() -> Reference:
     for row in ModelPrice.objects.order_by("model", "-valid_from"):
         prices.setdefault(row.model, []).append(
             Price(
-                row.valid_from, row.input_per_million, row.output_per_million,
+                row.valid_from,
+                row.input_per_million,
+                row.output_per_million,
                 row.cached_per_million,
             )
         )

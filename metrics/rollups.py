@@ -143,7 +143,9 @@ def figures_of_rollup(row: HourlyRollup) -> dict[str, Any]:
     return figures
 
 
-def _range_of(hour: datetime, ts_from: datetime | None, ts_to: datetime | None) -> tuple[datetime, datetime]:
+def _range_of(
+    hour: datetime, ts_from: datetime | None, ts_to: datetime | None
+) -> tuple[datetime, datetime]:
     """The ts range [lo, hi) of a bucket, optionally narrowed to [ts_from, ts_to). Raw replies
     are always selected by ts range (the (rollout_key, ts) index): an hour is a ts range."""
     lo = hour_of(hour)
@@ -195,7 +197,8 @@ FROM (
 ) AS latest
 WHERE action = 'add' GROUP BY variant, sentiment
 UNION ALL
-SELECT 'f', r.variant, NULL, NULL, count(*), count(*) FILTER (WHERE f.is_correction), 0, 0, 0, 0, 0, 0, 0
+SELECT 'f', r.variant, NULL, NULL, count(*), count(*) FILTER (WHERE f.is_correction),
+  0, 0, 0, 0, 0, 0, 0
 FROM metrics_followupevent f JOIN r ON r.message_id = f.reply_to GROUP BY r.variant
 """
 _SENTIMENT_FIELD = {1: "reactions_positive", -1: "reactions_negative"}
@@ -292,7 +295,9 @@ def _feedback_portable(result, replies) -> None:
     reactions = (
         ReactionEvent.objects.filter(message_id__in=replies.values("message_id"))
         .annotate(reply_variant=reply_variant)
-        .values_list("reply_variant", "message_id", "user_id", "emoji", "action", "sentiment", "ts", "id")
+        .values_list(
+            "reply_variant", "message_id", "user_id", "emoji", "action", "sentiment", "ts", "id"
+        )
     )
     # A user's emoji on a reply counts when its latest event is an add (a remove at the same
     # instant wins), so a removal undoes its add in whatever order the two arrive.
@@ -305,7 +310,9 @@ def _feedback_portable(result, replies) -> None:
     for _order, variant, action, sentiment in latest.values():
         if action != ReactionEvent.Action.ADD or variant not in result:
             continue
-        name = {1: "reactions_positive", -1: "reactions_negative"}.get(sentiment, "reactions_neutral")
+        name = {1: "reactions_positive", -1: "reactions_negative"}.get(
+            sentiment, "reactions_neutral"
+        )
         result[variant][name] += 1
 
     followup_variant = Subquery(
@@ -352,9 +359,13 @@ def _recompute_day(rollout_key: str, day: datetime) -> None:
     two workers recomputing hours of one day: the second sums after the first has committed."""
     if is_postgres():
         with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [lock_key(f"{rollout_key}#day", day)])
+            cursor.execute(
+                "SELECT pg_advisory_xact_lock(%s)", [lock_key(f"{rollout_key}#day", day)]
+            )
     totals: dict[str, dict[str, Any]] = defaultdict(empty_figures)
-    for row in HourlyRollup.objects.filter(rollout_key=rollout_key, hour__gte=day, hour__lt=day + DAY):
+    for row in HourlyRollup.objects.filter(
+        rollout_key=rollout_key, hour__gte=day, hour__lt=day + DAY
+    ):
         add_figures(totals[row.variant], figures_of_rollup(row))
     _replace_rollups(DailyRollup, "day", rollout_key, day, totals)
     _recompute_channel_day(rollout_key, day)
@@ -597,7 +608,9 @@ def _per_hour(
     return out
 
 
-def totals_by_variant(rollout_key: str, since: datetime, until: datetime) -> dict[str, dict[str, Any]]:
+def totals_by_variant(
+    rollout_key: str, since: datetime, until: datetime
+) -> dict[str, dict[str, Any]]:
     """Exact figures per variant for replies with since <= ts < until (see per_hour). On
     PostgreSQL the clean hours are summed in SQL (histograms and error codes merged with
     jsonb_each_text), from one REPEATABLE READ snapshot."""
@@ -625,7 +638,9 @@ def _totals(rollout_key: str, since: datetime, until: datetime) -> dict[str, dic
         for row in DailyRollup.objects.filter(rollout_key=rollout_key, day__in=days):
             add_figures(totals[row.variant], figures_of_rollup(row))
         for start, end in segments:
-            rows = HourlyRollup.objects.filter(rollout_key=rollout_key, hour__gte=start, hour__lt=end)
+            rows = HourlyRollup.objects.filter(
+                rollout_key=rollout_key, hour__gte=start, hour__lt=end
+            )
             for row in rows.exclude(hour__in=sorted(skip)):
                 add_figures(totals[row.variant], figures_of_rollup(row))
     for hour in sorted(skip):
@@ -667,7 +682,13 @@ def _edge_or_live(rollout_key, hour, ts_from, ts_to, dirty: set) -> dict[str, di
     is a sum over replies, so when the range keeps most of a clean hour cut on one side, it is
     cheaper to take the hour's rollup minus the few replies left out."""
     one_side = (ts_from is None) != (ts_to is None)
-    kept = (hour + HOUR - ts_from) if ts_from is not None else (ts_to - hour) if ts_to is not None else HOUR
+    kept = (
+        (hour + HOUR - ts_from)
+        if ts_from is not None
+        else (ts_to - hour)
+        if ts_to is not None
+        else HOUR
+    )
     if hour in dirty or not one_side or kept <= HOUR / 2:
         return aggregate(rollout_key, hour, ts_from, ts_to)
     whole = {
@@ -693,12 +714,17 @@ def sub_figures(total: dict[str, Any], part: dict[str, Any]) -> dict[str, Any]:
     return total
 
 
-def _sum_rollups_pg(totals, rollout_key: str, days: list[datetime], segments, skip: list[datetime]) -> None:
+def _sum_rollups_pg(
+    totals, rollout_key: str, days: list[datetime], segments, skip: list[datetime]
+) -> None:
     """Sum the day rows and the hour rows of the ranges (skipped hours left out) in SQL,
     histograms and error codes merged with jsonb_each_text."""
     parts, params = [], []
     if days:
-        parts.append("SELECT {columns} FROM metrics_dailyrollup WHERE rollout_key = %s AND day = ANY(%s::timestamptz[])")
+        parts.append(
+            "SELECT {columns} FROM metrics_dailyrollup WHERE rollout_key = %s AND day = "
+            "ANY(%s::timestamptz[])"
+        )
         params += [rollout_key, days]
     if segments:
         ranges = " OR ".join(["(hour >= %s AND hour < %s)"] * len(segments))
@@ -714,7 +740,8 @@ def _sum_rollups_pg(totals, rollout_key: str, days: list[datetime], segments, sk
     sums = ", ".join(f"sum({name})" for name in names)
     with connection.cursor() as cursor:
         cursor.execute(
-            f"SELECT variant, {sums} FROM ({union.format(columns='variant, ' + ', '.join(names))}) AS r "
+            f"SELECT variant, {sums} FROM ({union.format(columns='variant, ' + ', '.join(names))}) "
+            "AS r "
             "GROUP BY variant",
             params,
         )

@@ -88,7 +88,9 @@ def engagement(rollout_key: str, since: datetime, until: datetime) -> dict[str, 
     rollup task, so it may trail the latest events by one rollup run."""
     out: dict[str, dict[str, Any]] = {}
     for row in (
-        ConversationStat.objects.filter(rollout_key=rollout_key, first_ts__gte=since, first_ts__lt=until)
+        ConversationStat.objects.filter(
+            rollout_key=rollout_key, first_ts__gte=since, first_ts__lt=until
+        )
         .values("variant")
         .annotate(
             n=Count("id"),
@@ -99,8 +101,10 @@ def engagement(rollout_key: str, since: datetime, until: datetime) -> dict[str, 
     ):
         n = row["n"]
         duration = row["duration"]
-        minutes = duration.total_seconds() / 60 if hasattr(duration, "total_seconds") else (
-            float(duration or 0) / 60_000_000
+        minutes = (
+            duration.total_seconds() / 60
+            if hasattr(duration, "total_seconds")
+            else (float(duration or 0) / 60_000_000)
         )
         out[row["variant"]] = {
             "conversations": n,
@@ -139,7 +143,9 @@ def summary(rollout_key: str, since: datetime, until: datetime) -> dict[str, Any
             "cached_tokens": f["cached_tokens"],
             "unpriced_responses": f["unpriced"],
             "followups": f["followups"],
-            "cache_hit_rate": round(f["cache_hits"] / f["cache_known"], 4) if f["cache_known"] else None,
+            "cache_hit_rate": round(f["cache_hits"] / f["cache_known"], 4)
+            if f["cache_known"]
+            else None,
             "engagement": conversations.get(variant),
         }
     return {

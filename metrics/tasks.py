@@ -78,11 +78,14 @@ def schedule_alert(alert_id: int) -> None:
         else:
             send_alert.apply_async(args=[alert_id], expires=ALERT_RESEND_AFTER_SECONDS)
     except Exception:  # noqa: BLE001 - the alert row is kept; it is retried later
-        logger.exception("could not queue alert %s; the guardrail beat entry will retry it", alert_id)
+        logger.exception(
+            "could not queue alert %s; the guardrail beat entry will retry it", alert_id
+        )
 
 
 def resend_stale_alerts() -> int:
-    """Queue alerts still pending after ALERT_RESEND_AFTER_SECONDS (a lost task, a broker outage)."""
+    """Queue alerts still pending after ALERT_RESEND_AFTER_SECONDS (a lost task, a broker
+    outage)."""
     from datetime import timedelta
 
     from django.utils import timezone

@@ -72,7 +72,9 @@ def _parse_when(value: str, name: str, *, end: bool = False) -> datetime:
             aware = parsed.tzinfo is not None
             parsed = parsed.astimezone(UTC) if aware else parsed.replace(tzinfo=UTC)
     except (ValueError, OverflowError):
-        raise BadInput(f"{name} {value[:40]!r} is not a date (YYYY-MM-DD) or a date and time.") from None
+        raise BadInput(
+            f"{name} {value[:40]!r} is not a date (YYYY-MM-DD) or a date and time."
+        ) from None
     return _within_data_years(parsed, name, value)
 
 

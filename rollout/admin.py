@@ -44,17 +44,39 @@ class PhaseInline(admin.TabularInline):
 
 @admin.register(Rollout)
 class RolloutAdmin(admin.ModelAdmin):
-    list_display = ("key", "name", "enabled", "percentage", "simplified_percentage", "strategy", "current_phase", "revision")
+    list_display = (
+        "key",
+        "name",
+        "enabled",
+        "percentage",
+        "simplified_percentage",
+        "strategy",
+        "current_phase",
+        "revision",
+    )
     readonly_fields = (
-        "enabled", "percentage", "simplified_percentage", "strategy", "current_phase",
-        "phase_started_at", "revision", "created_at", "updated_at",
+        "enabled",
+        "percentage",
+        "simplified_percentage",
+        "strategy",
+        "current_phase",
+        "phase_started_at",
+        "revision",
+        "created_at",
+        "updated_at",
     )
     inlines = [PhaseInline]
 
     def get_readonly_fields(self, request, obj=None):
         if obj is None:
             return ("revision", "created_at", "updated_at", "current_phase", "phase_started_at")
-        return self.readonly_fields + ("key", "salt", "control_variant", "treatment_variant", "simplified_variant")
+        return self.readonly_fields + (
+            "key",
+            "salt",
+            "control_variant",
+            "treatment_variant",
+            "simplified_variant",
+        )
 
     def has_delete_permission(self, request, obj=None):
         return False
@@ -115,7 +137,15 @@ class ConfigStateAdmin(ReadOnlyAdmin):
 
 @admin.register(ApiToken)
 class ApiTokenAdmin(ReadOnlyAdmin):
-    list_display = ("name", "hint", "scopes", "created_by", "created_at", "last_used_at", "revoked_at")
+    list_display = (
+        "name",
+        "hint",
+        "scopes",
+        "created_by",
+        "created_at",
+        "last_used_at",
+        "revoked_at",
+    )
     actions = ["revoke"]
 
     def has_change_permission(self, request, obj=None):
@@ -124,5 +154,7 @@ class ApiTokenAdmin(ReadOnlyAdmin):
     @admin.action(description="Revoke the selected tokens")
     def revoke(self, request, queryset):
         for token in queryset:
-            services.revoke_api_token(token, actor=services.Actor.of_user(request.user, via="admin"))
+            services.revoke_api_token(
+                token, actor=services.Actor.of_user(request.user, via="admin")
+            )
         messages.success(request, f"Revoked {queryset.count()} token(s).")

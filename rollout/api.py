@@ -253,7 +253,7 @@ def _parse_if_match(request: HttpRequest) -> int | None:
     if not value.isdigit():
         raise ApiError(
             400,
-            f"If-Match must be the rollout's revision (e.g. If-Match: \"42\"); {raw!r} is not.",
+            f'If-Match must be the rollout\'s revision (e.g. If-Match: "42"); {raw!r} is not.',
         )
     return int(value)
 
@@ -300,7 +300,9 @@ def config(request: HttpRequest, query: Query[ConfigQuery]):
     return response
 
 
-@router.get("/rollouts", auth=CONFIG_READ, response={200: list[RolloutOut], 401: ErrorOut, 403: ErrorOut})
+@router.get(
+    "/rollouts", auth=CONFIG_READ, response={200: list[RolloutOut], 401: ErrorOut, 403: ErrorOut}
+)
 def list_rollouts(request: HttpRequest):
     """All rollouts with their state."""
     return [rollout_state(r) for r in Rollout.objects.select_related("current_phase")]
@@ -371,7 +373,14 @@ def patch_rollout(request: HttpRequest, key: str, payload: RolloutPatch):
 @router.post(
     "/rollouts/{key}/rollback",
     auth=ROLLOUT_OPERATE,
-    response={200: RolloutOut, 400: ErrorOut, 401: ErrorOut, 403: ErrorOut, 404: ErrorOut, 422: ErrorOut},
+    response={
+        200: RolloutOut,
+        400: ErrorOut,
+        401: ErrorOut,
+        403: ErrorOut,
+        404: ErrorOut,
+        422: ErrorOut,
+    },
 )
 def rollback(request: HttpRequest, key: str, payload: ReasonIn):
     """The emergency rollback: kill switch on, every channel to the control variant."""

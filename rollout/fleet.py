@@ -424,9 +424,7 @@ def _flag(entry: AuditEntry, rows: list[InstanceRow], now: datetime) -> None:
         if alert_id is None:
             alert_id = _send_alert(entry, [row.instance for row in rows])
         if alert_id is not None:
-            UnackedInstance.objects.filter(pk__in=[f.pk for f in flagged]).update(
-                alert_id=alert_id
-            )
+            UnackedInstance.objects.filter(pk__in=[f.pk for f in flagged]).update(alert_id=alert_id)
 
 
 def _send_alert(entry: AuditEntry, instances: list[Instance]) -> int | None:

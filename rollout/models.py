@@ -53,7 +53,9 @@ class Rollout(models.Model):
         STICKY = assignment.STICKY, "Sticky (hash of the channel id)"
         DAILY_ROTATION = assignment.DAILY_ROTATION, "Daily rotation (hash + day of year)"
 
-    key = models.SlugField(max_length=64, unique=True, help_text="Stable identifier, e.g. prompts_v2")
+    key = models.SlugField(
+        max_length=64, unique=True, help_text="Stable identifier, e.g. prompts_v2"
+    )
     name = models.CharField(max_length=200)
     description = models.TextField(blank=True)
     control_variant = models.CharField(max_length=64, default="v1")
@@ -65,7 +67,8 @@ class Rollout(models.Model):
         help_text="Empty for prompts_v2 (the bot's rule); other rollouts hash 'salt:channel_id'.",
     )
     enabled = models.BooleanField(
-        default=False, help_text="False means the kill switch is engaged: every channel gets control."
+        default=False,
+        help_text="False means the kill switch is engaged: every channel gets control.",
     )
     percentage = models.PositiveSmallIntegerField(default=0, validators=[MaxValueValidator(100)])
     simplified_percentage = models.PositiveSmallIntegerField(
@@ -299,7 +302,9 @@ class ApiToken(models.Model):
 
     name = models.CharField(max_length=100, unique=True)
     token_hash = models.CharField(max_length=64, unique=True, editable=False)
-    hint = models.CharField(max_length=16, editable=False, help_text="First characters, to recognise it")
+    hint = models.CharField(
+        max_length=16, editable=False, help_text="First characters, to recognise it"
+    )
     scopes = models.JSONField(default=list)
     created_by = models.CharField(max_length=150)
     created_at = models.DateTimeField(default=timezone.now)

@@ -104,7 +104,11 @@ def snapshot(rollout: Rollout) -> dict[str, Any]:
 def _lock(rollout: Rollout | str) -> Rollout:
     key = rollout.key if isinstance(rollout, Rollout) else rollout
     try:
-        return Rollout.objects.select_for_update(of=("self",)).select_related("current_phase").get(key=key)
+        return (
+            Rollout.objects.select_for_update(of=("self",))
+            .select_related("current_phase")
+            .get(key=key)
+        )
     except Rollout.DoesNotExist:
         raise NotFound(f"There is no rollout named {key!r}.") from None
 
@@ -282,7 +286,9 @@ def engage_kill_switch(rollout: Rollout | str, *, actor: Actor, reason: str) -> 
     locked.enabled = False
     _bump(locked)
     locked.save()
-    record_audit(locked, AuditEntry.Action.KILL_SWITCH_ENGAGE, actor, reason, before, snapshot(locked))
+    record_audit(
+        locked, AuditEntry.Action.KILL_SWITCH_ENGAGE, actor, reason, before, snapshot(locked)
+    )
     return locked
 
 
@@ -309,7 +315,9 @@ def release_kill_switch(
     _restart_watch_if_back_on_plan(locked, was_on_plan)
     _bump(locked)
     locked.save()
-    record_audit(locked, AuditEntry.Action.KILL_SWITCH_RELEASE, actor, reason, before, snapshot(locked))
+    record_audit(
+        locked, AuditEntry.Action.KILL_SWITCH_RELEASE, actor, reason, before, snapshot(locked)
+    )
     return locked
 
 
@@ -373,7 +381,10 @@ def phase_gate_problems(rollout: Rollout, target: Phase, now: datetime | None = 
 
     missing = unchecked_items(rollout, current)
     if missing:
-        problems.append(f"The testing checklist of {current.name} has {len(missing)} unticked item(s): {', '.join(missing)}.")
+        problems.append(
+            f"The testing checklist of {current.name} has {len(missing)} unticked item(s): "
+            f"{', '.join(missing)}."
+        )
     off = rollout.off_plan()
     if off:
         problems.append(
@@ -416,13 +427,18 @@ def move_to_phase(
             raise InvalidChange(f"Rollout {locked.key} has no phase number {phase}.")
     if target.rollout_id != locked.pk:
         raise InvalidChange(f"Phase {target.name} belongs to another rollout.")
-    if locked.current_phase_id == target.pk and locked.enabled and locked.percentage == target.percentage:
+    if (
+        locked.current_phase_id == target.pk
+        and locked.enabled
+        and locked.percentage == target.percentage
+    ):
         return locked
     problems = phase_gate_problems(locked, target, now)
     override = (gate_override_reason or "").strip()
     if problems and not override:
         raise GateNotMet(
-            "Not ready to advance: " + " ".join(problems)
+            "Not ready to advance: "
+            + " ".join(problems)
             + " Advance anyway only with an explicit override reason.",
             problems,
         )
@@ -433,7 +449,9 @@ def move_to_phase(
     locked.enabled = True
     _bump(locked)
     locked.save()
-    full_reason = reason if not problems else f"{reason} [gate override: {override}; {' '.join(problems)}]"
+    full_reason = (
+        reason if not problems else f"{reason} [gate override: {override}; {' '.join(problems)}]"
+    )
     # a back-dated move (the simulator's demo) is recorded at the time it stands for
     record_audit(
         locked, AuditEntry.Action.PHASE_CHANGE, actor, full_reason, before, snapshot(locked), at=now
@@ -531,7 +549,9 @@ def remove_override(
     existing.delete()
     _bump(locked)
     locked.save(update_fields=["revision", "updated_at"])
-    record_audit(locked, AuditEntry.Action.OVERRIDE_REMOVE, actor, reason, before, {"channel_id": channel_id})
+    record_audit(
+        locked, AuditEntry.Action.OVERRIDE_REMOVE, actor, reason, before, {"channel_id": channel_id}
+    )
     return True
 
 
@@ -573,7 +593,14 @@ def create_api_token(*, name: str, scopes: list[str], actor: Actor) -> tuple[Api
             )
     except IntegrityError:
         raise taken from None
-    record_audit(None, AuditEntry.Action.TOKEN_CREATE, actor, f"token {name}", {}, {"name": name, "scopes": token.scopes})
+    record_audit(
+        None,
+        AuditEntry.Action.TOKEN_CREATE,
+        actor,
+        f"token {name}",
+        {},
+        {"name": name, "scopes": token.scopes},
+    )
     return token, raw
 
 
@@ -584,7 +611,14 @@ def revoke_api_token(token: ApiToken, *, actor: Actor) -> ApiToken:
         return token
     token.revoked_at = timezone.now()
     token.save(update_fields=["revoked_at"])
-    record_audit(None, AuditEntry.Action.TOKEN_REVOKE, actor, f"token {token.name}", {"name": token.name}, {"name": token.name, "revoked": True})
+    record_audit(
+        None,
+        AuditEntry.Action.TOKEN_REVOKE,
+        actor,
+        f"token {token.name}",
+        {"name": token.name},
+        {"name": token.name, "revoked": True},
+    )
     return token
 
 

@@ -31,10 +31,13 @@ def problems(path: Path) -> list[str]:
             subject, _, behaviour = name.removeprefix("test_").partition("__")
             if subject.strip("_") and len([w for w in behaviour.split("_") if w]) >= 2:
                 continue
-            found.append(f"{path}:{node.lineno}: {name}: say what must hold after '__' (two words or more)")
+            found.append(
+                f"{path}:{node.lineno}: {name}: say what must hold after '__' (two words or more)"
+            )
         elif len(words) < MIN_WORDS:
             found.append(
-                f"{path}:{node.lineno}: {name}: name the behaviour, e.g. test_<subject>__<what happens>"
+                f"{path}:{node.lineno}: {name}: name the behaviour, e.g. test_<subject>__<what "
+                "happens>"
             )
     return found
 

@@ -43,6 +43,7 @@ class TextParser(Parser):
             raise ApiError(400, problem)
         return data
 
+
 api = NinjaAPI(
     title="selcontrol API",
     version="1",
@@ -60,9 +61,7 @@ api.add_router("/", metrics_router)
 api.add_router("/", "rollout.fleet_api.router")  # bot instance reports (docs/fleet.md)
 
 
-def error_response(
-    request: HttpRequest, status: int, message: str, **extra
-) -> HttpResponse:
+def error_response(request: HttpRequest, status: int, message: str, **extra) -> HttpResponse:
     response = api.create_response(request, {"error": message, **extra}, status=status)
     if status == 401:
         response["WWW-Authenticate"] = 'Bearer realm="selcontrol"'
@@ -88,7 +87,11 @@ def _describe(error: dict) -> str:
 @api.exception_handler(ValidationError)
 def on_validation_error(request: HttpRequest, exc: ValidationError) -> HttpResponse:
     errors = [
-        {"loc": [str(p) for p in e.get("loc", ())], "msg": str(e.get("msg", "")), "type": str(e.get("type", ""))}
+        {
+            "loc": [str(p) for p in e.get("loc", ())],
+            "msg": str(e.get("msg", "")),
+            "type": str(e.get("type", "")),
+        }
         for e in exc.errors
     ]
     message = _describe(errors[0]) if errors else "The request is invalid."

@@ -40,7 +40,9 @@ def _check_broker() -> str | None:
     try:
         import redis
 
-        client = redis.Redis.from_url(settings.CELERY_BROKER_URL, socket_timeout=2, socket_connect_timeout=2)
+        client = redis.Redis.from_url(
+            settings.CELERY_BROKER_URL, socket_timeout=2, socket_connect_timeout=2
+        )
         client.ping()
     except Exception as exc:  # noqa: BLE001
         return f"broker unreachable: {exc.__class__.__name__}"

@@ -749,7 +749,10 @@ class EventCore:
             self.down_since = now
         self.stats.add("retried", len(batch))
         delay = backoff_delay(
-            self.failures, base=self.backoff_base, cap=self.backoff_max, max_doublings=16,
+            self.failures,
+            base=self.backoff_base,
+            cap=self.backoff_max,
+            max_doublings=16,
             jitter=True,
         )
         if outcome.retry_after is not None:

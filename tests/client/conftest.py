@@ -26,7 +26,9 @@ from rollout.models import Rollout
 from tests.conftest import SYSTEM, replay_data_migrations
 
 ROOT = Path(__file__).resolve().parents[2]
-SERVER_PORT = int(os.environ.get("SELCONTROL_TEST_SERVER_PORT", "8401"))  # override for parallel runs
+SERVER_PORT = int(
+    os.environ.get("SELCONTROL_TEST_SERVER_PORT", "8401")
+)  # override for parallel runs
 
 
 def free_port(start: int = 8410, end: int = 8449) -> int:

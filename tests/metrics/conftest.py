@@ -52,8 +52,15 @@ def response(
     }
 
 
-def reaction(message_id: str, emoji: str = "👍", action: str = "add", *, eid: str | None = None,
-             ts: datetime = T0 + timedelta(minutes=1), user_id: str = "u1") -> dict:
+def reaction(
+    message_id: str,
+    emoji: str = "👍",
+    action: str = "add",
+    *,
+    eid: str | None = None,
+    ts: datetime = T0 + timedelta(minutes=1),
+    user_id: str = "u1",
+) -> dict:
     return {
         "id": eid or f"x-{next(_seq)}",
         "type": "reaction",
@@ -66,8 +73,14 @@ def reaction(message_id: str, emoji: str = "👍", action: str = "add", *, eid: 
     }
 
 
-def followup(reply_to: str, text: str = "thanks!", *, eid: str | None = None,
-             ts: datetime = T0 + timedelta(minutes=2), **extra) -> dict:
+def followup(
+    reply_to: str,
+    text: str = "thanks!",
+    *,
+    eid: str | None = None,
+    ts: datetime = T0 + timedelta(minutes=2),
+    **extra,
+) -> dict:
     n = next(_seq)
     return {
         "id": eid or f"f-{n}",
@@ -81,7 +94,9 @@ def followup(reply_to: str, text: str = "thanks!", *, eid: str | None = None,
     }
 
 
-def totals(since: datetime = T0 - timedelta(days=1), until: datetime = T0 + timedelta(days=1)) -> dict:
+def totals(
+    since: datetime = T0 - timedelta(days=1), until: datetime = T0 + timedelta(days=1)
+) -> dict:
     return rollups.totals_by_variant("prompts_v2", since, until)
 
 
@@ -93,7 +108,10 @@ def committed(transactional_db) -> None:
 
     from django.apps import apps
 
-    for module in ("rollout.migrations.0002_default_rollout", "metrics.migrations.0002_default_feedback_and_prices"):
+    for module in (
+        "rollout.migrations.0002_default_rollout",
+        "metrics.migrations.0002_default_feedback_and_prices",
+    ):
         importlib.import_module(module).forwards(apps, None)
 
 

@@ -1,4 +1,5 @@
-"""Admin: the price table, sentiment map and patterns are editable by staff; events are read-only."""
+"""Admin: the price table, sentiment map and patterns are editable by staff; events are
+read-only."""
 
 from __future__ import annotations
 
@@ -38,21 +39,41 @@ def test_price_admin__unpriced_model_seen__warned_on_changelist(admin_client):
 
 
 def test_price_admin__add_row__saved(admin_client):
-    answer = admin_client.post("/admin/metrics/modelprice/add/", {
-        "model": "anthropic/claude-opus-4.5", "valid_from_0": "2026-01-01", "valid_from_1": "00:00:00",
-        "input_per_million": "5", "output_per_million": "25", "cached_per_million": "0.5", "note": "",
-    })
+    answer = admin_client.post(
+        "/admin/metrics/modelprice/add/",
+        {
+            "model": "anthropic/claude-opus-4.5",
+            "valid_from_0": "2026-01-01",
+            "valid_from_1": "00:00:00",
+            "input_per_million": "5",
+            "output_per_million": "25",
+            "cached_per_million": "0.5",
+            "note": "",
+        },
+    )
     assert answer.status_code == 302
     assert ModelPrice.objects.filter(model="anthropic/claude-opus-4.5").exists()
 
 
-@pytest.mark.parametrize("page", ["emojisentiment", "correctionpattern", "responseevent", "reactionevent",
-                                  "followupevent", "hourlyrollup", "dirtyhour"])
+@pytest.mark.parametrize(
+    "page",
+    [
+        "emojisentiment",
+        "correctionpattern",
+        "responseevent",
+        "reactionevent",
+        "followupevent",
+        "hourlyrollup",
+        "dirtyhour",
+    ],
+)
 def test_metrics_admin__changelists__render(admin_client, page):
     assert admin_client.get(f"/admin/metrics/{page}/").status_code == 200
 
 
 def test_correction_pattern_admin__invalid_regex__refused_with_sentence(admin_client):
-    answer = admin_client.post("/admin/metrics/correctionpattern/add/", {"pattern": "(unclosed", "enabled": "on"})
+    answer = admin_client.post(
+        "/admin/metrics/correctionpattern/add/", {"pattern": "(unclosed", "enabled": "on"}
+    )
     assert answer.status_code == 200
     assert "Not a valid regular expression" in answer.content.decode()

@@ -1,4 +1,5 @@
-"""POST /api/v1/events through HTTP (Django's client): shape errors, limits, per-event rejections."""
+"""POST /api/v1/events through HTTP (Django's client): shape errors, limits, per-event
+rejections."""
 
 from __future__ import annotations
 
@@ -15,7 +16,11 @@ URL = "/api/v1/events"
 
 
 def stored() -> int:
-    return ResponseEvent.objects.count() + ReactionEvent.objects.count() + FollowupEvent.objects.count()
+    return (
+        ResponseEvent.objects.count()
+        + ReactionEvent.objects.count()
+        + FollowupEvent.objects.count()
+    )
 
 
 BAD_BODIES = [
@@ -73,7 +78,9 @@ def test_post_events__one_bad_event__rejected_alone_with_index_id_and_sentence(b
     assert answer.json() == {
         "accepted": 2,
         "duplicates": 0,
-        "rejected": [{"index": 1, "id": "bad", "error": "input_tokens must be an integer >= 0; got 'many'."}],
+        "rejected": [
+            {"index": 1, "id": "bad", "error": "input_tokens must be an integer >= 0; got 'many'."}
+        ],
     }
     assert list(ResponseEvent.objects.values_list("event_id", flat=True)) == ["good"]
 
@@ -90,8 +97,12 @@ MALFORMED_EVENTS = [
 ]
 
 
-@pytest.mark.parametrize(("case", "change", "message"), MALFORMED_EVENTS, ids=[c[0] for c in MALFORMED_EVENTS])
-def test_post_events__malformed_event__rejected_and_nothing_of_it_stored(bot, case, change, message):
+@pytest.mark.parametrize(
+    ("case", "change", "message"), MALFORMED_EVENTS, ids=[c[0] for c in MALFORMED_EVENTS]
+)
+def test_post_events__malformed_event__rejected_and_nothing_of_it_stored(
+    bot, case, change, message
+):
     event = {**response("victim"), **change}
     answer = bot.post(URL, {"events": [event]})
     assert answer.status_code == 200
@@ -103,7 +114,9 @@ def test_post_events__malformed_event__rejected_and_nothing_of_it_stored(bot, ca
 
 
 def test_post_events__huge_texts__truncated_and_stored(bot):
-    answer = bot.post(URL, {"events": [response("long", user_text="u" * 100_000, response_text="r" * 20_000)]})
+    answer = bot.post(
+        URL, {"events": [response("long", user_text="u" * 100_000, response_text="r" * 20_000)]}
+    )
     assert answer.json()["accepted"] == 1
     row = ResponseEvent.objects.get(event_id="long")
     assert (len(row.user_text), len(row.response_text)) == (TEXT_LIMIT, TEXT_LIMIT)

@@ -20,11 +20,17 @@ def _traffic():
     events = []
     for i in range(30):
         v2 = i % 3 == 0
-        events.append(response(
-            f"s{i}", ts=T0 + timedelta(minutes=5 * i), variant="v2_full" if v2 else "v1",
-            input_tokens=1750 if v2 else 500, output_tokens=300, latency_ms=1500 if v2 else 1000,
-            error="rate_limited" if i == 4 else None,
-        ))
+        events.append(
+            response(
+                f"s{i}",
+                ts=T0 + timedelta(minutes=5 * i),
+                variant="v2_full" if v2 else "v1",
+                input_tokens=1750 if v2 else 500,
+                output_tokens=300,
+                latency_ms=1500 if v2 else 1000,
+                error="rate_limited" if i == 4 else None,
+            )
+        )
     events += [reaction("m-s0", "👍"), reaction("m-s1", "👎"), followup("m-s2", "actually no")]
     record_events(events)
 
@@ -66,17 +72,23 @@ def test_summary__new_events_after_rollup__visible_at_once(bot):
 def test_summary__no_params__last_24_hours(bot):
     from django.utils import timezone
 
-    record_events([response("now", ts=timezone.now() - timedelta(minutes=5)),
-                   response("old", ts=timezone.now() - timedelta(days=2))])
+    record_events(
+        [
+            response("now", ts=timezone.now() - timedelta(minutes=5)),
+            response("old", ts=timezone.now() - timedelta(days=2)),
+        ]
+    )
     assert bot.get(URL).json()["variants"]["v1"]["responses"] == 1
 
 
 @pytest.mark.parametrize(
     ("params", "message"),
-    [({"since": "yesterday"}, "since 'yesterday' is not an RFC 3339"),
-     ({"until": "2026-03-02T10:00:00"}, "until '2026-03-02T10:00:00' has no time zone"),
-     ({"since": iso(T0), "until": iso(T0)}, "since must be earlier than until"),
-     ({"since": iso(T0 - timedelta(days=800)), "until": iso(T0)}, "more than 400 days")],
+    [
+        ({"since": "yesterday"}, "since 'yesterday' is not an RFC 3339"),
+        ({"until": "2026-03-02T10:00:00"}, "until '2026-03-02T10:00:00' has no time zone"),
+        ({"since": iso(T0), "until": iso(T0)}, "since must be earlier than until"),
+        ({"since": iso(T0 - timedelta(days=800)), "until": iso(T0)}, "more than 400 days"),
+    ],
 )
 def test_summary__bad_params__400_naming_parameter(bot, params, message):
     answer = bot.get(URL, **params)

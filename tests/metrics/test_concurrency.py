@@ -52,20 +52,29 @@ def _in_threads(*jobs) -> list:
 def test_record_events__two_retries_race__counted_once(committed):
     batch = [response(f"race-{i}", ts=T0 + timedelta(seconds=i)) for i in range(1000)]
     batch += [reaction(f"m-race-{i}", eid=f"race-x-{i}") for i in range(200)]
-    first, second = _in_threads(lambda: record_events(batch), lambda: record_events(list(reversed(batch))))
+    first, second = _in_threads(
+        lambda: record_events(batch), lambda: record_events(list(reversed(batch)))
+    )
     assert first.accepted + second.accepted == 1200
     assert first.duplicates + second.duplicates == 1200
     assert ResponseEvent.objects.count() == 1000
-    figures = rollups.totals_by_variant("prompts_v2", T0 - timedelta(hours=1), T0 + timedelta(hours=2))
+    figures = rollups.totals_by_variant(
+        "prompts_v2", T0 - timedelta(hours=1), T0 + timedelta(hours=2)
+    )
     assert (figures["v1"]["responses"], figures["v1"]["reactions_positive"]) == (1000, 200)
 
 
 def test_record_events__reply_and_reaction_race__reaction_attributed(committed):
     for i in range(20):
         reply = response(f"pair-{i}", message_id=f"pm-{i}")
-        _in_threads(lambda: record_events([reply]), lambda: record_events([reaction(f"pm-{i}", eid=f"px-{i}")]))
+        _in_threads(
+            lambda reply=reply: record_events([reply]),
+            lambda i=i: record_events([reaction(f"pm-{i}", eid=f"px-{i}")]),
+        )
     rollups.catch_up()
-    figures = rollups.totals_by_variant("prompts_v2", T0 - timedelta(hours=1), T0 + timedelta(hours=2))
+    figures = rollups.totals_by_variant(
+        "prompts_v2", T0 - timedelta(hours=1), T0 + timedelta(hours=2)
+    )
     assert figures["v1"]["reactions_positive"] == 20
     assert DirtyHour.objects.count() == 0
 
@@ -95,9 +104,24 @@ def worker_env(committed) -> Iterator[dict]:
 
 def _start_worker(env: dict, log: Path) -> subprocess.Popen:
     return subprocess.Popen(
-        [str(ROOT / ".venv/bin/celery"), "-A", "selcontrol", "worker", "--pool", "solo", "-l", "info",
-         "--without-gossip", "--without-mingle", "--without-heartbeat"],
-        cwd=ROOT, env=env, stdout=log.open("ab"), stderr=subprocess.STDOUT, start_new_session=True,
+        [
+            str(ROOT / ".venv/bin/celery"),
+            "-A",
+            "selcontrol",
+            "worker",
+            "--pool",
+            "solo",
+            "-l",
+            "info",
+            "--without-gossip",
+            "--without-mingle",
+            "--without-heartbeat",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=log.open("ab"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
     )
 
 
@@ -121,9 +145,14 @@ def _raw_equals_rollups() -> None:
 def test_rollups__worker_killed_mid_run__exact_after_restart(worker_env, tmp_path):
     hours = 240
     events = [
-        response(f"w-{h}-{i}", ts=T0 + timedelta(hours=h, minutes=i), variant=("v1", "v2_full")[i % 2],
-                 latency_ms=200 + 10 * i)
-        for h in range(hours) for i in range(6)
+        response(
+            f"w-{h}-{i}",
+            ts=T0 + timedelta(hours=h, minutes=i),
+            variant=("v1", "v2_full")[i % 2],
+            latency_ms=200 + 10 * i,
+        )
+        for h in range(hours)
+        for i in range(6)
     ]
     events += [reaction(f"m-w-{h}-0", "👎", eid=f"w-x-{h}") for h in range(hours)]
     log = tmp_path / "worker.log"

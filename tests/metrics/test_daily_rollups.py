@@ -27,13 +27,27 @@ def _traffic(days: int = 5) -> None:
         ts = DAY0 + timedelta(minutes=50 * i + 3)
         if (ts - DAY0).days == 2:
             continue
-        e = response(f"d{i}", ts=ts, variant="v2_full" if i % 3 == 0 else "v1", latency_ms=90.0 + 37 * (i % 29),
-                     error="timeout" if i % 7 == 0 else None, input_tokens=400 + i)
+        e = response(
+            f"d{i}",
+            ts=ts,
+            variant="v2_full" if i % 3 == 0 else "v1",
+            latency_ms=90.0 + 37 * (i % 29),
+            error="timeout" if i % 7 == 0 else None,
+            input_tokens=400 + i,
+        )
         events.append(e)
         if i % 4 == 0:
-            events.append(reaction(e["message_id"], "👍" if i % 8 else "👎", ts=ts + timedelta(minutes=1)))
+            events.append(
+                reaction(e["message_id"], "👍" if i % 8 else "👎", ts=ts + timedelta(minutes=1))
+            )
         if i % 5 == 0:
-            events.append(followup(e["message_id"], "actually, no" if i % 10 else "thanks", ts=ts + timedelta(minutes=2)))
+            events.append(
+                followup(
+                    e["message_id"],
+                    "actually, no" if i % 10 else "thanks",
+                    ts=ts + timedelta(minutes=2),
+                )
+            )
     record_events(events)
     rollups.catch_up()
 
@@ -44,8 +58,12 @@ def _raw(since, until) -> dict:
 
 def _day_sums(day) -> dict:
     total: dict = {}
-    for row in HourlyRollup.objects.filter(rollout_key="prompts_v2", hour__gte=day, hour__lt=day + timedelta(days=1)):
-        rollups.add_figures(total.setdefault(row.variant, rollups.empty_figures()), rollups.figures_of_rollup(row))
+    for row in HourlyRollup.objects.filter(
+        rollout_key="prompts_v2", hour__gte=day, hour__lt=day + timedelta(days=1)
+    ):
+        rollups.add_figures(
+            total.setdefault(row.variant, rollups.empty_figures()), rollups.figures_of_rollup(row)
+        )
     return total
 
 
@@ -54,7 +72,10 @@ def test_daily_rollups__each_day__is_the_sum_of_its_hours():
     days = sorted(set(DailyRollup.objects.values_list("day", flat=True)))
     assert days == [DAY0 + timedelta(days=d) for d in (0, 1, 3, 4)]  # day 2 had no traffic
     for day in days:
-        stored = {row.variant: rollups.figures_of_rollup(row) for row in DailyRollup.objects.filter(day=day)}
+        stored = {
+            row.variant: rollups.figures_of_rollup(row)
+            for row in DailyRollup.objects.filter(day=day)
+        }
         assert stored == _day_sums(day)
         assert stored == _raw(day, day + timedelta(days=1))
 
@@ -77,14 +98,19 @@ def test_totals__range_over_days__same_as_raw(start, end):
 def test_totals__dirty_hour_inside_a_whole_day__that_day_read_from_hours_and_raw():
     _traffic()
     ts = DAY0 + timedelta(days=1, hours=9, minutes=30)
-    record_events([response("fresh", ts=ts, variant="v1", latency_ms=5000.0, error="overloaded")], schedule=False)
+    record_events(
+        [response("fresh", ts=ts, variant="v1", latency_ms=5000.0, error="overloaded")],
+        schedule=False,
+    )
     assert DirtyHour.objects.count() == 1  # not rolled up yet: the day row is stale
     since, until = DAY0, DAY0 + timedelta(days=5)
     assert rollups.totals_by_variant("prompts_v2", since, until) == _raw(since, until)
     rollups.catch_up()
     assert rollups.totals_by_variant("prompts_v2", since, until) == _raw(since, until)
-    assert {r.variant: rollups.figures_of_rollup(r) for r in DailyRollup.objects.filter(day=DAY0 + timedelta(days=1))} \
-        == _day_sums(DAY0 + timedelta(days=1))
+    assert {
+        r.variant: rollups.figures_of_rollup(r)
+        for r in DailyRollup.objects.filter(day=DAY0 + timedelta(days=1))
+    } == _day_sums(DAY0 + timedelta(days=1))
 
 
 def test_daily_rollups__variant_gone_from_a_day__its_day_row_goes_too():
@@ -103,5 +129,7 @@ def test_migration__builds_day_rows_from_stored_hourly_rows():
     DailyRollup.objects.all().delete()
     migration = importlib.import_module("metrics.migrations.0006_daily_rollups")
     migration.build_daily_rollups(apps, None)
-    assert {(r.day, r.variant): rollups.figures_of_rollup(r) for r in DailyRollup.objects.all()} == expected
+    assert {
+        (r.day, r.variant): rollups.figures_of_rollup(r) for r in DailyRollup.objects.all()
+    } == expected
     assert len(expected) == 4  # days 0 and 1, two variants each

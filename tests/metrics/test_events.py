@@ -52,8 +52,16 @@ CASES = [
     ("NUL in id", _broken(id="a\x00b"), "must not contain NUL"),
     ("reaction bad action", reaction("m1", action="toggle"), "action must be 'add' or 'remove'"),
     ("reaction no emoji", {**reaction("m1"), "emoji": None}, "emoji must be a string"),
-    ("followup no reply_to", {k: v for k, v in followup("m1").items() if k != "reply_to"}, "reply_to is required"),
-    ("followup is_correction string", followup("m1", is_correction="no"), "is_correction must be true"),
+    (
+        "followup no reply_to",
+        {k: v for k, v in followup("m1").items() if k != "reply_to"},
+        "reply_to is required",
+    ),
+    (
+        "followup is_correction string",
+        followup("m1", is_correction="no"),
+        "is_correction must be true",
+    ),
 ]
 
 

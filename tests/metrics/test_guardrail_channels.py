@@ -706,4 +706,3 @@ def test_channel_totals__whole_days__cached_until_a_day_is_recomputed(rollout):
         v: {c: {k: f[k] for k in rollups.CHANNEL_FIELDS} for c, f in ch.items()}
         for v, ch in want.items()
     }  # fmt: skip
-

@@ -25,7 +25,10 @@ def test_percentile__merged_hours__equals_percentile_of_all_values_within_growth
     rng = random.Random(7)
     hours = [[rng.lognormvariate(7, 0.6) for _ in range(500)] for _ in range(24)]
     hists = [
-        {b: sum(1 for v in values if histogram.bucket_of(v) == b) for b in {histogram.bucket_of(v) for v in values}}
+        {
+            b: sum(1 for v in values if histogram.bucket_of(v) == b)
+            for b in {histogram.bucket_of(v) for v in values}
+        }
         for values in hours
     ]
     merged = histogram.merge(hists)

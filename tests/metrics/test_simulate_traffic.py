@@ -42,7 +42,16 @@ def test_simulate_traffic__demo__phases_followed_and_v2_costs_about_3_4x():
 
 @pytest.mark.django_db
 def test_simulate_traffic__run_twice__adds_nothing():
-    args = ("--days", "1", "--per-day", "800", "--channels", "50", "--start", "2026-03-01T00:00:00Z")
+    args = (
+        "--days",
+        "1",
+        "--per-day",
+        "800",
+        "--channels",
+        "50",
+        "--start",
+        "2026-03-01T00:00:00Z",
+    )
     run(*args)
     count = ResponseEvent.objects.count()
     assert 600 < count < 1000
@@ -59,9 +68,20 @@ def test_simulate_traffic__daily_cycle__evening_busier_than_morning():
     assert by_hour[20] > 3 * by_hour[8]
 
 
-def test_simulate_traffic__through_http__counted_like_in_process(committed, live_server, make_token):
+def test_simulate_traffic__through_http__counted_like_in_process(
+    committed, live_server, make_token
+):
     token = make_token("events:write", name="sim")
-    args = ("--days", "0.25", "--per-day", "1200", "--channels", "30", "--start", "2026-03-01T00:00:00Z")
+    args = (
+        "--days",
+        "0.25",
+        "--per-day",
+        "1200",
+        "--channels",
+        "30",
+        "--start",
+        "2026-03-01T00:00:00Z",
+    )
     output = run(*args, "--url", live_server.url, "--token", token)
     assert ResponseEvent.objects.count() > 200
     accepted = int(output.split(":")[1].split()[0])

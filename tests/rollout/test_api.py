@@ -139,7 +139,11 @@ def test_config__expired_override__left_out(reader, rollout):
     from django.utils import timezone
 
     ChannelOverride.objects.create(
-        rollout=rollout, channel_id="1", variant="v2_full", reason="r", created_by="x",
+        rollout=rollout,
+        channel_id="1",
+        variant="v2_full",
+        reason="r",
+        created_by="x",
         expires_at=timezone.now() - timedelta(minutes=1),
     )
     ChannelOverride.objects.create(
@@ -260,7 +264,9 @@ def test_override__put_replace_delete(operator_api, reader):
     assert operator_api.delete(url).status_code == 204
     assert operator_api.delete(url).status_code == 404
     assert [e.action for e in AuditEntry.objects.order_by("id")][-3:] == [
-        "override.set", "override.set", "override.remove"
+        "override.set",
+        "override.set",
+        "override.remove",
     ]
 
 
@@ -282,7 +288,9 @@ def test_override__bad_body__4xx_and_nothing_stored(operator_api, body, fragment
 
 
 def test_override__bad_channel_id__400(operator_api):
-    response = operator_api.put(f"{STATE}/overrides/not%20a%20channel", {"variant": "v1", "reason": "x"})
+    response = operator_api.put(
+        f"{STATE}/overrides/not%20a%20channel", {"variant": "v1", "reason": "x"}
+    )
     assert response.status_code == 400
     assert "channel id" in response.json()["error"]
 

@@ -40,7 +40,9 @@ def contract_variant(channel: str, enabled: bool, pct: int, simplified: int) -> 
 
 
 def rule(pct: int, simplified: int = 0, enabled: bool = True, **kw) -> Rule:
-    return Rule(key="prompts_v2", enabled=enabled, percentage=pct, simplified_percentage=simplified, **kw)
+    return Rule(
+        key="prompts_v2", enabled=enabled, percentage=pct, simplified_percentage=simplified, **kw
+    )
 
 
 @settings(max_examples=2000)
@@ -64,10 +66,16 @@ def test_decide__repeated__same_answer(channel, pct, simplified):
 
 def test_bucket__fresh_processes__same_answers():
     """Never Python's salted hash(): two interpreters with different hash seeds agree."""
-    code = "from selcontrol_client.assignment import bucket; print([bucket(str(10**17 + i)) for i in range(50)])"
+    code = (
+        "from selcontrol_client.assignment import bucket; "
+        "print([bucket(str(10**17 + i)) for i in range(50)])"
+    )
     outputs = {
         subprocess.run(
-            [sys.executable, "-c", code], capture_output=True, text=True, check=True,
+            [sys.executable, "-c", code],
+            capture_output=True,
+            text=True,
+            check=True,
             env={"PYTHONHASHSEED": seed, "PATH": "/usr/bin:/bin"},
         ).stdout
         for seed in ("1", "2", "random")
@@ -94,7 +102,10 @@ def test_percentage__alpha_channels__stay_in_at_beta():
 @given(snowflakes, percentages, percentages, percentages)
 def test_simplified_share__nested_inside_treatment(channel, pct, s_low, s_high):
     s_low, s_high = sorted((s_low, s_high))
-    low, high = decide(rule(pct, s_low), channel, NOW)[0], decide(rule(pct, s_high), channel, NOW)[0]
+    low, high = (
+        decide(rule(pct, s_low), channel, NOW)[0],
+        decide(rule(pct, s_high), channel, NOW)[0],
+    )
     # the simplified share never changes who is treated ...
     assert (low == "v1") == (high == "v1")
     # ... and raising it only moves channels from full to simplified
@@ -122,7 +133,11 @@ def test_override__expired__falls_back_to_percentage():
     assert decide(r, channel, NOW) == ("v2_full", assignment.REASON_OVERRIDE)
 
 
-@given(snowflakes, percentages, st.datetimes(min_value=datetime(2020, 1, 1), max_value=datetime(2035, 1, 1)))
+@given(
+    snowflakes,
+    percentages,
+    st.datetimes(min_value=datetime(2020, 1, 1), max_value=datetime(2035, 1, 1)),
+)
 def test_daily_rotation__follows_guide_formula(channel, pct, when):
     when = when.replace(tzinfo=UTC)
     day = when.timetuple().tm_yday
@@ -149,8 +164,13 @@ def test_salted_rollout__independent_of_unsalted_buckets():
 def test_rule_from_config__round_trip():
     r = assignment.rule_from_config(
         {
-            "key": "prompts_v2", "enabled": True, "percentage": 20, "simplified_percentage": 10,
-            "strategy": "sticky", "salt": "", "revision": 7,
+            "key": "prompts_v2",
+            "enabled": True,
+            "percentage": 20,
+            "simplified_percentage": 10,
+            "strategy": "sticky",
+            "salt": "",
+            "revision": 7,
             "variants": {"control": "v1", "treatment": "v2_full", "simplified": "v2_simplified"},
             "overrides": {"42": {"variant": "v2_full", "expires_at": "2099-01-01T00:00:00Z"}},
         }

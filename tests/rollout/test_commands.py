@@ -16,7 +16,16 @@ pytestmark = pytest.mark.django_db
 
 def test_create_api_token__prints_token_alone_on_last_line():
     out, err = io.StringIO(), io.StringIO()
-    call_command("create_api_token", "sel-bot", "--scope", "config:read", "--scope", "events:write", stdout=out, stderr=err)
+    call_command(
+        "create_api_token",
+        "sel-bot",
+        "--scope",
+        "config:read",
+        "--scope",
+        "events:write",
+        stdout=out,
+        stderr=err,
+    )
     raw = out.getvalue().strip().splitlines()[-1]
     assert raw.startswith("sc_") and " " not in raw
     token = ApiToken.objects.get(name="sel-bot")
@@ -27,14 +36,30 @@ def test_create_api_token__prints_token_alone_on_last_line():
 
 
 def test_create_api_token__duplicate_name__clear_error():
-    call_command("create_api_token", "x", "--scope", "config:read", stdout=io.StringIO(), stderr=io.StringIO())
+    call_command(
+        "create_api_token",
+        "x",
+        "--scope",
+        "config:read",
+        stdout=io.StringIO(),
+        stderr=io.StringIO(),
+    )
     with pytest.raises(CommandError, match="exists already"):
-        call_command("create_api_token", "x", "--scope", "config:read", stdout=io.StringIO(), stderr=io.StringIO())
+        call_command(
+            "create_api_token",
+            "x",
+            "--scope",
+            "config:read",
+            stdout=io.StringIO(),
+            stderr=io.StringIO(),
+        )
 
 
 def test_revoke_api_token__then_401():
     out = io.StringIO()
-    call_command("create_api_token", "old", "--scope", "config:read", stdout=out, stderr=io.StringIO())
+    call_command(
+        "create_api_token", "old", "--scope", "config:read", stdout=out, stderr=io.StringIO()
+    )
     raw = out.getvalue().strip().splitlines()[-1]
     call_command("revoke_api_token", "old", stdout=io.StringIO())
     assert ApiClient(raw).get("/api/v1/config").status_code == 401
@@ -76,7 +101,9 @@ def live(rollout):
     from rollout.models import Phase
 
     alpha = Phase.objects.get(rollout=rollout, order=1)
-    services.move_to_phase(rollout, phase=alpha, actor=services.Actor("pytest", via="system"), reason="start")
+    services.move_to_phase(
+        rollout, phase=alpha, actor=services.Actor("pytest", via="system"), reason="start"
+    )
     rollout.refresh_from_db()
     assert rollout.enabled
     return rollout
@@ -99,10 +126,15 @@ def test_kill_switch__on_from_the_shell__same_audited_rollback_as_the_console(li
     assert live.revision > before
     entry = AuditEntry.objects.filter(rollout=live).latest("id")
     assert (entry.action, entry.actor, entry.via, entry.reason) == (
-        "kill_switch.engage", "alice", "system", "v2 crashes in #general"
+        "kill_switch.engage",
+        "alice",
+        "system",
+        "v2 crashes in #general",
     )
     # the bot's next config poll sees it
-    decision = reader.get(f"/api/v1/rollouts/{live.key}/decide?channel_id=123456789012345678").json()
+    decision = reader.get(
+        f"/api/v1/rollouts/{live.key}/decide?channel_id=123456789012345678"
+    ).json()
     assert (decision["variant"], decision["reason"]) == (live.control_variant, "kill_switch")
     assert "KILL SWITCH ON" in _kill(live.key, "status")
 

@@ -32,7 +32,9 @@ def test_update__stale_revision__conflict_and_nothing_written(rollout):
     stale = rollout.revision
     services.update_rollout(rollout, actor=ALICE, reason="a", percentage=5)
     with pytest.raises(services.Conflict) as caught:
-        services.update_rollout(rollout, actor=DAVE, reason="b", percentage=50, expected_revision=stale)
+        services.update_rollout(
+            rollout, actor=DAVE, reason="b", percentage=50, expected_revision=stale
+        )
     assert caught.value.rollout.percentage == 5
     assert Rollout.objects.get(pk=rollout.pk).percentage == 5
     assert AuditEntry.objects.count() == 1
@@ -43,7 +45,10 @@ def test_update__without_reason__refused(rollout):
         services.update_rollout(rollout, actor=ALICE, reason="  ", percentage=5)
 
 
-@pytest.mark.parametrize("changes", [{"percentage": 101}, {"percentage": -3}, {"strategy": "x"}, {"enabled": "no"}, {"salt": "x"}])
+@pytest.mark.parametrize(
+    "changes",
+    [{"percentage": 101}, {"percentage": -3}, {"strategy": "x"}, {"enabled": "no"}, {"salt": "x"}],
+)
 def test_update__invalid_values__refused_unchanged(rollout, changes):
     with pytest.raises(services.InvalidChange):
         services.update_rollout(rollout, actor=ALICE, reason="r", **changes)
@@ -56,7 +61,9 @@ def test_kill_switch__ignores_revisions_and_always_applies(rollout):
     assert killed.enabled is False
     # the stale write that raced it loses
     with pytest.raises(services.Conflict):
-        services.update_rollout(rollout, actor=ALICE, reason="b", percentage=60, expected_revision=rollout.revision)
+        services.update_rollout(
+            rollout, actor=ALICE, reason="b", percentage=60, expected_revision=rollout.revision
+        )
 
 
 def test_kill_switch__twice__second_is_a_noop(rollout):
@@ -96,10 +103,14 @@ def test_move_to_phase__advance_before_watch__needs_override_reason(rollout):
 def test_move_to_phase__after_watch_with_checklist__no_override_needed(rollout):
     # the success criteria gate is tested in tests/metrics/test_criteria.py; no rule applies here
     rollout.guardrail_rules.update(enabled=False)
-    services.move_to_phase(rollout, phase=1, actor=ALICE, reason="alpha", now=timezone.now() - timedelta(hours=25))
+    services.move_to_phase(
+        rollout, phase=1, actor=ALICE, reason="alpha", now=timezone.now() - timedelta(hours=25)
+    )
     rollout.refresh_from_db()
     for item in ITEM_KEYS:
-        ChecklistTick.objects.create(rollout=rollout, phase=rollout.current_phase, item=item, checked_by="alice")
+        ChecklistTick.objects.create(
+            rollout=rollout, phase=rollout.current_phase, item=item, checked_by="alice"
+        )
     moved = services.move_to_phase(rollout, phase=2, actor=ALICE, reason="beta")
     assert (moved.current_phase.name, moved.percentage) == ("Beta", 20)
 
@@ -154,8 +165,11 @@ def test_concurrent_operators__same_revision__exactly_one_wins():
     results = _race(
         6,
         lambda i: services.update_rollout(
-            "prompts_v2", actor=services.Actor(f"op{i}"), reason="race",
-            percentage=10 + i, expected_revision=seen,
+            "prompts_v2",
+            actor=services.Actor(f"op{i}"),
+            reason="race",
+            percentage=10 + i,
+            expected_revision=seen,
         ),
     )
     winners = [r for r in results if isinstance(r, Rollout)]
@@ -171,8 +185,11 @@ def test_concurrent_writes__without_revision__serialised_none_lost():
     results = _race(
         5,
         lambda i: services.set_override(
-            "prompts_v2", f"10000000000000000{i}", variant="v2_full",
-            actor=services.Actor(f"op{i}"), reason="race",
+            "prompts_v2",
+            f"10000000000000000{i}",
+            variant="v2_full",
+            actor=services.Actor(f"op{i}"),
+            reason="race",
         ),
     )
     assert all(isinstance(r, tuple) for r in results), results

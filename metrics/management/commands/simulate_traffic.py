@@ -25,23 +25,42 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("--rollout", default="prompts_v2")
-        parser.add_argument("--channels", type=int, default=300, help="Discord channels (default 300)")
-        parser.add_argument("--days", type=float, default=1.0, help="How many days to play (default 1)")
-        parser.add_argument("--per-day", type=int, default=10_000,
-                            help="Replies per day (default 10000: the guide's $15/day on v1)")
-        parser.add_argument("--start", default=None, help="RFC 3339 start (default: now minus --days)")
-        parser.add_argument("--seed", type=int, default=1)
-        parser.add_argument("--batch", type=int, default=1000, help="Events per batch (default 1000)")
-        parser.add_argument("--url", default=None, help="Base URL: send through POST /api/v1/events")
-        parser.add_argument("--token", default=None, help="An events:write token (with --url)")
-        parser.add_argument("--no-text", action="store_true", help="Leave user_text/response_text out")
         parser.add_argument(
-            "--demo", action="store_true",
+            "--channels", type=int, default=300, help="Discord channels (default 300)"
+        )
+        parser.add_argument(
+            "--days", type=float, default=1.0, help="How many days to play (default 1)"
+        )
+        parser.add_argument(
+            "--per-day",
+            type=int,
+            default=10_000,
+            help="Replies per day (default 10000: the guide's $15/day on v1)",
+        )
+        parser.add_argument(
+            "--start", default=None, help="RFC 3339 start (default: now minus --days)"
+        )
+        parser.add_argument("--seed", type=int, default=1)
+        parser.add_argument(
+            "--batch", type=int, default=1000, help="Events per batch (default 1000)"
+        )
+        parser.add_argument(
+            "--url", default=None, help="Base URL: send through POST /api/v1/events"
+        )
+        parser.add_argument("--token", default=None, help="An events:write token (with --url)")
+        parser.add_argument(
+            "--no-text", action="store_true", help="Leave user_text/response_text out"
+        )
+        parser.add_argument(
+            "--demo",
+            action="store_true",
             help="14 days ending now at 3000 replies/day: v1 only for a week, then Alpha 5%% for "
             "two days, then Beta 20%%. If the rollout was never touched, it is moved through those "
             "phases (back-dated phase starts, audited as simulate_traffic).",
         )
-        parser.add_argument("--no-phases", action="store_true", help="With --demo: leave the rollout as it is")
+        parser.add_argument(
+            "--no-phases", action="store_true", help="With --demo: leave the rollout as it is"
+        )
 
     def handle(self, *args, **options):
         rollout = Rollout.objects.filter(key=options["rollout"]).first()
@@ -69,7 +88,11 @@ class Command(BaseCommand):
             def rule_at(ts):
                 return base_rule
 
-        until = min(start + timedelta(days=days), now) if not options["start"] else start + timedelta(days=days)
+        until = (
+            min(start + timedelta(days=days), now)
+            if not options["start"]
+            else start + timedelta(days=days)
+        )
         plan = simulation.Plan(
             rollout=rollout.key,
             channels=simulation.channel_ids(options["seed"], options["channels"]),
@@ -107,16 +130,35 @@ class Command(BaseCommand):
     def _move_phases(self, rollout: Rollout, alpha: datetime, beta: datetime) -> None:
         from rollout import services
 
-        if rollout.current_phase_id is not None or rollout.revision != 1 or rollout.phases.count() < 2:
+        if (
+            rollout.current_phase_id is not None
+            or rollout.revision != 1
+            or rollout.phases.count() < 2
+        ):
             self.stdout.write("rollout already changed: phases left as they are")
             return
         actor = services.Actor("simulate_traffic", via="system")
         note = "demo data: simulated deployment"
-        services.move_to_phase(rollout, phase=1, actor=actor, reason=f"{note} (Alpha)", now=alpha,
-                               gate_override_reason=note)
-        services.move_to_phase(rollout.key, phase=2, actor=actor, reason=f"{note} (Beta)", now=beta,
-                               gate_override_reason=note)
-        self.stdout.write(f"rollout {rollout.key}: Alpha from {alpha:%Y-%m-%d %H:%M}, Beta from {beta:%Y-%m-%d %H:%M} UTC")
+        services.move_to_phase(
+            rollout,
+            phase=1,
+            actor=actor,
+            reason=f"{note} (Alpha)",
+            now=alpha,
+            gate_override_reason=note,
+        )
+        services.move_to_phase(
+            rollout.key,
+            phase=2,
+            actor=actor,
+            reason=f"{note} (Beta)",
+            now=beta,
+            gate_override_reason=note,
+        )
+        self.stdout.write(
+            f"rollout {rollout.key}: Alpha from {alpha:%Y-%m-%d %H:%M}, Beta from "
+            f"{beta:%Y-%m-%d %H:%M} UTC"
+        )
 
     def _local_sender(self):
         from metrics.intake import record_events
@@ -147,7 +189,9 @@ class Command(BaseCommand):
                     if answer.status_code == 200:
                         return answer.json()
                     if answer.status_code < 500:
-                        raise CommandError(f"the server refused a batch: {answer.status_code} {answer.text[:300]}")
+                        raise CommandError(
+                            f"the server refused a batch: {answer.status_code} {answer.text[:300]}"
+                        )
                     error = f"{answer.status_code}"
                 time.sleep(backoff_delay(attempt + 1, base=0.5))  # a retry is counted once (ids)
             raise CommandError(f"the server did not take a batch after 5 attempts: {error}")

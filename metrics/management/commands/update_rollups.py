@@ -9,7 +9,9 @@ class Command(BaseCommand):
     help = "Attribute late reactions/follow-ups and recompute dirty hourly rollups (idempotent)."
 
     def add_arguments(self, parser):
-        parser.add_argument("--all", action="store_true", help="Rebuild every hour, not only dirty ones.")
+        parser.add_argument(
+            "--all", action="store_true", help="Rebuild every hour, not only dirty ones."
+        )
         parser.add_argument("--rollout", default=None, help="With --all: only this rollout.")
 
     def handle(self, *args, **options):

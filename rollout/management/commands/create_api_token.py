@@ -1,4 +1,6 @@
-"""Create an API token: python manage.py create_api_token NAME --scope config:read --scope events:write
+"""Create an API token:
+
+    python manage.py create_api_token NAME --scope config:read --scope events:write
 
 Prints the new token alone on its last line (it is shown once; only its hash is stored).
 """

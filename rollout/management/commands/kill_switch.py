@@ -35,18 +35,24 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("rollout", help="the rollout's key, e.g. prompts_v2")
         parser.add_argument("action", choices=["on", "off", "status"])
-        parser.add_argument("--reason", default="", help="kept in the audit log (required for on/off)")
+        parser.add_argument(
+            "--reason", default="", help="kept in the audit log (required for on/off)"
+        )
         parser.add_argument(
             "--percentage",
             type=int,
-            help="for 'off': the share of channels on v2 once released (required: say it on purpose)",
+            help=(
+                "for 'off': the share of channels on v2 once released (required: say it on purpose)"
+            ),
         )
         parser.add_argument("--by", default="", help="who is acting (default: the shell's user)")
 
     def handle(self, *args, rollout, action, reason, percentage, by, **options):
         current = Rollout.objects.filter(key=rollout).first()
         if current is None:
-            known = ", ".join(Rollout.objects.order_by("key").values_list("key", flat=True)) or "none"
+            known = (
+                ", ".join(Rollout.objects.order_by("key").values_list("key", flat=True)) or "none"
+            )
             raise CommandError(f"There is no rollout named {rollout!r} (known: {known}).")
         if action == "status":
             self._print_state(current)
@@ -55,7 +61,10 @@ class Command(BaseCommand):
         try:
             if action == "on":
                 if percentage is not None:
-                    raise CommandError("--percentage applies to 'off' only: 'on' sends every channel to the control.")
+                    raise CommandError(
+                        "--percentage applies to 'off' only: 'on' sends every channel to the "
+                        "control."
+                    )
                 was_enabled = current.enabled
                 current = services.engage_kill_switch(current, actor=actor, reason=reason)
                 if not was_enabled:
