@@ -411,7 +411,9 @@ def test_review_blind__reviewer_picks_a_range_holding_the_week__sees_the_sentenc
     login(page, bob)
     page.goto("/metrics/prompts_v2/?range=custom&start=2025-01-06&end=2025-01-07")
     page.locator(".chart-grid").wait_for()
-    page.click("label[for=range-7d]")
+    # 30 days always holds the week of 8 days ago; 7 days does not on a Monday (UTC), when that
+    # week ended more than 7 days before the hour that the range ends on
+    page.click("label[for=range-30d]")
     alert = page.locator("#dash-input-error")
     alert.wait_for()
     assert "hidden from you while you review it" in alert.inner_text()
