@@ -125,42 +125,30 @@ class FollowupEventAdmin(ReadOnlyAdmin):
     show_full_result_count = False
 
 
+# The counters an hourly and a daily rollup row share, as the admin lists them.
+ROLLUP_COLUMNS = (
+    "responses",
+    "errors",
+    "input_tokens",
+    "cost_usd",
+    "reactions_positive",
+    "reactions_negative",
+    "corrections",
+    "unpriced",
+    "computed_at",
+)
+
+
 @admin.register(HourlyRollup)
 class HourlyRollupAdmin(ReadOnlyAdmin):
-    list_display = (
-        "rollout_key",
-        "variant",
-        "hour",
-        "responses",
-        "errors",
-        "input_tokens",
-        "cost_usd",
-        "reactions_positive",
-        "reactions_negative",
-        "corrections",
-        "unpriced",
-        "computed_at",
-    )
+    list_display = ("rollout_key", "variant", "hour", *ROLLUP_COLUMNS)
     list_filter = ("rollout_key", "variant")
     date_hierarchy = "hour"
 
 
 @admin.register(DailyRollup)
 class DailyRollupAdmin(ReadOnlyAdmin):
-    list_display = (
-        "rollout_key",
-        "variant",
-        "day",
-        "responses",
-        "errors",
-        "input_tokens",
-        "cost_usd",
-        "reactions_positive",
-        "reactions_negative",
-        "corrections",
-        "unpriced",
-        "computed_at",
-    )
+    list_display = ("rollout_key", "variant", "day", *ROLLUP_COLUMNS)
     list_filter = ("rollout_key", "variant")
     date_hierarchy = "day"
 
