@@ -70,8 +70,9 @@ def main() -> None:
         django.setup()
         from django.db import connection
 
-        from metrics import guardrail_services, rollups, series
-        from metrics.guardrail_models import GuardrailRule
+        from metrics import rollups, series
+        from metrics.guardrails import services as guardrail_services
+        from metrics.guardrails.models import GuardrailRule
         from rollout import services
         from rollout.models import Rollout
 
@@ -131,7 +132,7 @@ def main() -> None:
 
         def evaluate():
             GuardrailRule.objects.filter(rollout=rollout).update(reset_at=None)
-            from metrics.guardrail_models import GuardrailState
+            from metrics.guardrails.models import GuardrailState
 
             GuardrailState.objects.all().delete()
             return guardrail_services.evaluate_rollout(rollout, now=until)

@@ -10,9 +10,9 @@ assigned to a variant for the phase, and the simplified split (half the v2 chann
 v2_simplified, so each v2 variant is tested at alpha/2). "Independent replies" is the same
 traffic with every channel at the same rates and no shocks.
 
-Every alarm is decided by the product's own code: ``metrics.guardrails.evaluate`` (the rules'
+Every alarm is decided by the product's own code: ``metrics.guardrails.rules.evaluate`` (the rules'
 mSPRT, floors, Bonferroni split) with arms that carry per-channel totals exactly as
-``metrics.guardrail_services`` builds them, and ``metrics.guardrails.evaluate_crash`` for the
+``metrics.guardrails.services`` builds them, and ``metrics.guardrails.rules.evaluate_crash`` for the
 crash guard. To keep 2 shared cores enough, the data are generated and reduced with numpy
 (per-channel sums of n, y, n^2, y^2, n*y per arm and minute: what ``Clusters`` holds), and a
 vectorised copy of the statistic only picks the looks where the product's code could breach
@@ -39,7 +39,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from metrics import guardrails as g  # noqa: E402
+from metrics.guardrails import rules as g  # noqa: E402
 
 CHANNELS = 300
 PER_DAY = 10_000
@@ -47,7 +47,7 @@ DAY = 1440
 BASE = {"errors": 0.012, "reactions_negative": 0.036, "corrections": 0.058}
 FIELDS = tuple(BASE)
 RULES = {
-    # key: (spec, numerator field); the guide's triggers as metrics.guardrail_services preloads
+    # key: (spec, numerator field); the guide's triggers as metrics.guardrails.services preloads
     "errors": (g.RuleSpec(g.ERROR_RATE, 0.0, 200), "errors"),
     "complaints": (g.RuleSpec(g.NEGATIVE_REACTIONS, 0.10, 200), "reactions_negative"),
     "corrections": (g.RuleSpec(g.CORRECTIONS, 0.10, 200), "corrections"),
@@ -176,7 +176,7 @@ def moments(run, minute, channel, arm, outcomes, runs: int, minutes: int):
 
 
 def arm_variance(x, n, C, NN, YY, NY, clustered: bool):
-    """Vectorised copy of metrics.guardrails.arm_variance (for picking looks only)."""
+    """Vectorised copy of metrics.guardrails.rules.arm_variance (for picking looks only)."""
     with np.errstate(divide="ignore", invalid="ignore"):
         s = (x + 0.5) / (n + 1.0)
         binomial = s * (1 - s) / n
@@ -265,7 +265,7 @@ TAIL_ERRORS = 8  # runs with more errors than this are always handed to the prod
 
 
 def _tail_table(p: float, size: int) -> np.ndarray:
-    """P(Bin(j, p) >= e) for e < TAIL_ERRORS, j < size (metrics.guardrails.binomial_tail)."""
+    """P(Bin(j, p) >= e) for e < TAIL_ERRORS, j < size (metrics.guardrails.rules.binomial_tail)."""
     table = np.ones((TAIL_ERRORS, size))
     for e in range(1, TAIL_ERRORS):
         table[e] = [g.binomial_tail(e, j, p) for j in range(size)]
@@ -353,7 +353,7 @@ def _onset_from(mins: np.ndarray, replies: list, spec) -> list[int]:
 
 def crash_breach(run_events, runs: int, minutes: int, spec=CRASH_SPEC) -> list[int | None]:
     """The crash guard (pooled v2: its first replies of the phase and its last 60 minutes),
-    decided by metrics.guardrails.evaluate_crash at every minute where it could breach."""
+    decided by metrics.guardrails.rules.evaluate_crash at every minute where it could breach."""
     run, minute, channel, arm, errors = run_events
     lookback = g.CRASH_LOOKBACK_MINUTES
     size = runs * minutes

@@ -11,7 +11,8 @@ class MetricsConfig(AppConfig):
 
         from rollout import gates
 
-        from . import criteria, reference
+        from . import reference
+        from .guardrails import criteria
 
         gates.register("success-criteria", criteria.gate_problems)
         from .models import CorrectionPattern, EmojiSentiment, ModelPrice

@@ -5,6 +5,12 @@ simulator both go through ``metrics.intake.record_events``). Charts and summarie
 ``HourlyRollup`` rows, kept by ``metrics.rollups`` from the raw rows; a bucket whose raw rows
 changed is listed in ``DirtyHour`` until it is recomputed, and readers aggregate those few
 buckets on the fly so figures stay exact with the worker down. See docs/metrics.md.
+
+The models of the app's other concepts live in their packages and are imported here, so that
+Django finds every model of the ``metrics`` app in ``metrics.models`` (its "organizing models in a
+package" pattern; the app label stays ``metrics``): human review (``metrics.reviews.models``:
+weekly samples, items, grades; docs/reviews.md) and guardrails (``metrics.guardrails.models``:
+rules, states, alerts, the post-deployment decision; docs/guardrails.md).
 """
 
 from __future__ import annotations
@@ -14,6 +20,46 @@ from decimal import Decimal
 from django.core.exceptions import ValidationError
 from django.db import models
 from django.utils import timezone
+
+from .guardrails.models import (
+    Alert,
+    AlertSettings,
+    DeploymentDecision,
+    GuardrailRule,
+    GuardrailState,
+    GuardrailTransition,
+)
+from .reviews.models import ReviewGrade, ReviewItem, ReviewSample
+
+__all__ = [
+    # events and rollups (this module)
+    "ResponseEvent",
+    "ReactionEvent",
+    "FollowupEvent",
+    "RollupFigures",
+    "HourlyRollup",
+    "DailyRollup",
+    "ChannelCounts",
+    "ChannelHourlyRollup",
+    "ChannelDailyRollup",
+    "DirtyHour",
+    "ConversationStat",
+    # prices and the feedback configuration (this module)
+    "ModelPrice",
+    "EmojiSentiment",
+    "CorrectionPattern",
+    # human review (metrics.reviews.models)
+    "ReviewSample",
+    "ReviewItem",
+    "ReviewGrade",
+    # guardrails (metrics.guardrails.models)
+    "GuardrailRule",
+    "GuardrailState",
+    "GuardrailTransition",
+    "DeploymentDecision",
+    "AlertSettings",
+    "Alert",
+]
 
 TEXT_LIMIT = 8000  # user_text, response_text and followup text are truncated at this length
 
@@ -398,16 +444,3 @@ class CorrectionPattern(models.Model):
             re.compile(self.pattern)
         except re.error as exc:
             raise ValidationError({"pattern": f"Not a valid regular expression: {exc}."}) from None
-
-
-# Human review (weekly samples, items, grades) lives in its own module; see docs/reviews.md.
-# Guardrails (rules, states, alerts, the post-deployment decision); see docs/guardrails.md.
-from .guardrail_models import (  # noqa: E402,F401
-    Alert,
-    AlertSettings,
-    DeploymentDecision,
-    GuardrailRule,
-    GuardrailState,
-    GuardrailTransition,
-)
-from .review_models import ReviewGrade, ReviewItem, ReviewSample  # noqa: E402,F401

@@ -66,8 +66,8 @@ def hourly(rollout_key: str, since: datetime, until: datetime) -> list[dict[str,
 def review_counts(rollout_key: str, since: datetime, until: datetime) -> dict[str, dict[str, int]]:
     """{variant: {"graded", "hallucinations"}} from human reviews of replies sent in
     [since, until): each reviewed reply counted once, by its first saved grade; a hallucination
-    is a grade of minor or major (metrics.reviews). Variants missing here count as zero."""
-    from . import reviews
+    is a grade of minor or major (metrics.reviews.services). Variants missing here count as zero."""
+    from .reviews import services as reviews
 
     return reviews.review_counts(rollout_key, since, until)
 
@@ -76,8 +76,8 @@ def review_weekly(rollout_key: str, since: datetime, until: datetime) -> list[di
     """The dashboard's review chart rows (metrics.series.review_figures reads this name): per
     (week, variant), ``week`` as the Monday 00:00 UTC datetime, ``graded``, ``hallucinations``,
     ``format_ok``, ``calibrated``, ``consistent``, plus every figure of
-    metrics.reviews.weekly_review_rates (applicable counts, Wilson interval)."""
-    from . import reviews
+    metrics.reviews.services.weekly_review_rates (applicable counts, Wilson interval)."""
+    from .reviews import services as reviews
 
     return reviews.dashboard_weekly(rollout_key, since, until)
 

@@ -31,7 +31,7 @@ from django.utils import timezone
 from rollout.models import AuditEntry, Rollout
 
 from . import histogram, rollups, selectors, stats
-from .guardrails import Clusters
+from .guardrails.rules import Clusters
 from .models import ConversationStat, DailyRollup, HourlyRollup
 
 HOUR = timedelta(hours=1)

@@ -85,7 +85,7 @@ FOLLOWUPS = [
 # wording and whether the reply gets a fact wrong come from a generator of the reply's own, so
 # the rest of the traffic is the same whatever is written here). Each exchange: the question,
 # two right answers, and a wrong one with its severity (minor: a detail; major: the substance),
-# which the demo's review grades by (metrics.demo_reviews).
+# which the demo's review grades by (metrics.reviews.demo).
 TOPICS: list[list[tuple[str, tuple[str, str], tuple[str, str]]]] = [
     [  # books and films
         (

@@ -24,7 +24,7 @@ Channels as the unit: prompt versions are assigned by whole channel, so replies 
 are not independent and the two variants hold different channels. When a comparison of rates
 is given the per-channel totals of both variants (``clusters``), each variant's design effect
 (its cluster-robust, delta-method variance of the ratio estimator over channels, divided by the
-binomial variance; never below 1; ``metrics.guardrails.Clusters``) divides its counts before
+binomial variance; never below 1; ``metrics.guardrails.rules.Clusters``) divides its counts before
 the Wilson, Newcombe and Katz intervals are computed (Kish's effective sample size; Donner and
 Klar's adjustment for cluster-randomised trials), and "more would settle it" counts channels.
 
@@ -306,7 +306,7 @@ def compare_rates(
     clusters: tuple | None = None,
 ) -> Comparison:
     """control/treatment are (events, trials); values in the row are proportions (0-1).
-    ``clusters``: (control, treatment) per-channel totals (``metrics.guardrails.Clusters``) to
+    ``clusters``: (control, treatment) per-channel totals (``metrics.guardrails.rules.Clusters``) to
     take channels as the unit of variance (see the module); then "more needed" counts
     channels."""
     if clusters is not None and control[1] and treatment[1]:

@@ -47,15 +47,15 @@ def schedule_rollups() -> None:
 
 
 # --- Guardrails (issue 8): evaluate every rule every minute; send alerts after the commit -------
-# See metrics.guardrail_services and metrics.alerts; `manage.py evaluate_guardrails` runs the same
-# evaluation without a broker.
+# See metrics.guardrails.services and metrics.guardrails.alerts; `manage.py evaluate_guardrails`
+# runs the same evaluation without a broker.
 
 ALERT_RESEND_AFTER_SECONDS = 300
 
 
 @shared_task(name="metrics.tasks.evaluate_guardrails", acks_late=True, ignore_result=True)
 def evaluate_guardrails() -> dict[str, dict[str, str]]:
-    from . import guardrail_services
+    from .guardrails import services as guardrail_services
 
     outcomes = guardrail_services.evaluate_all()
     resend_stale_alerts()
@@ -64,7 +64,7 @@ def evaluate_guardrails() -> dict[str, dict[str, str]]:
 
 @shared_task(name="metrics.tasks.send_alert", acks_late=True, ignore_result=True)
 def send_alert(alert_id: int) -> str:
-    from . import alerts
+    from .guardrails import alerts
 
     return alerts.deliver(alert_id)
 
@@ -90,7 +90,7 @@ def resend_stale_alerts() -> int:
 
     from django.utils import timezone
 
-    from .guardrail_models import Alert
+    from .guardrails.models import Alert
 
     cutoff = timezone.now() - timedelta(seconds=ALERT_RESEND_AFTER_SECONDS)
     stale = list(
@@ -103,13 +103,13 @@ def resend_stale_alerts() -> int:
     return len(stale)
 
 
-# --- Weekly review sample (review feature: metrics/reviews.py, docs/reviews.md) ---------------
+# --- Weekly review sample (review feature: metrics/reviews/services.py, docs/reviews.md) -------
 
 
 @shared_task(name="metrics.tasks.draw_weekly_review_sample", acks_late=True, ignore_result=True)
 def draw_weekly_review_sample() -> list[int]:
     """Draw last week's review sample of every rollout that had replies, unless drawn already
     (idempotent: one scheduled sample per rollout and week, a unique constraint)."""
-    from . import reviews
+    from .reviews import services as reviews
 
     return [sample.pk for sample in reviews.draw_scheduled_samples()]

@@ -26,7 +26,8 @@ from django.views.decorators.http import require_GET
 
 from rollout.models import Rollout
 
-from . import charts, review_blinding, series, stats
+from . import charts, series, stats
+from .reviews import blinding as review_blinding
 
 
 class BadInput(Exception):
@@ -36,7 +37,7 @@ class BadInput(Exception):
 
 
 class HiddenFromReviewer(BadInput):
-    """The range holds a week the reviewer is grading blind (metrics.review_blinding)."""
+    """The range holds a week the reviewer is grading blind (metrics.reviews.blinding)."""
 
     status = 403
 

@@ -13,15 +13,15 @@ Three parts, read in this order:
    acknowledged by an instance when that instance first reported a revision >= the entry's.
    ``change_status`` answers "acknowledged by N of M live instances in X s"; ``settle_changes``
    (run on every report and by the fleet panel) writes ChangeAck once all live instances have it,
-   and flags (UnackedInstance, plus a guardrail alert when metrics.alerts is installed) every
-   live instance still behind after SELCONTROL_ACK_TIMEOUT_SECONDS.
+   and flags (UnackedInstance, plus a guardrail alert when metrics.guardrails.alerts is installed)
+   every live instance still behind after SELCONTROL_ACK_TIMEOUT_SECONDS.
 3. Sample ratio. A chi-squared goodness-of-fit test (p < 0.001 is a mismatch) of decisions and
    of replies per variant against what the rule gives the channels that had traffic (see
    ``sample_ratio``). Pure functions first, then the one that reads the database.
 
 Layering note: ``rollout`` does not import ``metrics`` at module level (metrics reads rollout).
 The sample-ratio check reads reply counts from ``metrics.models.ResponseEvent`` and the alert goes
-through ``metrics.alerts``; both imports are local to the functions that need them.
+through ``metrics.guardrails.alerts``; both imports are local to the functions that need them.
 """
 
 from __future__ import annotations
@@ -428,12 +428,12 @@ def _flag(entry: AuditEntry, rows: list[InstanceRow], now: datetime) -> None:
 
 
 def _send_alert(entry: AuditEntry, instances: list[Instance]) -> int | None:
-    """One guardrail alert (metrics.alerts: webhook after the commit) about the instances that
-    missed ``entry``, or None without that app. Host names were cleaned when reported
+    """One guardrail alert (metrics.guardrails.alerts: webhook after the commit) about the instances
+    that missed ``entry``, or None without that app. Host names were cleaned when reported
     (``fleet_api.clean_host``) and the webhook payload escapes everything again."""
     try:
-        from metrics.alerts import queue_delivery
-        from metrics.guardrail_models import Alert
+        from metrics.guardrails.alerts import queue_delivery
+        from metrics.guardrails.models import Alert
     except ImportError:  # pragma: no cover - metrics is always installed in this project
         logger.warning("%s instance(s) missed change %s; no alert channel", len(instances), entry)
         return None

@@ -2,9 +2,9 @@
 
 ``rollout.services.phase_gate_problems`` lists what stands between a rollout and the next phase
 (the minimum watch, the testing checklist, an off-plan percentage) and then asks every gate
-registered here. The metrics app registers its success criteria (``metrics.criteria``) in its
-AppConfig, so every way a phase moves forward (console, API, shell) is gated the same way while
-``metrics`` may read ``rollout`` and never the reverse.
+registered here. The metrics app registers its success criteria (``metrics.guardrails.criteria``)
+in its AppConfig, so every way a phase moves forward (console, API, shell) is gated the same way
+while ``metrics`` may read ``rollout`` and never the reverse.
 """
 
 from __future__ import annotations

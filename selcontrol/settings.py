@@ -267,14 +267,14 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": SELCONTROL_ROLLUP_CATCH_UP_SECONDS,
         "options": {"expires": SELCONTROL_ROLLUP_CATCH_UP_SECONDS - 5},
     },
-    # every guardrail rule, and alerts left pending (metrics/guardrail_services.py, alerts.py)
+    # every guardrail rule, and alerts left pending (metrics/guardrails/services.py, alerts.py)
     "metrics-evaluate-guardrails": {
         "task": "metrics.tasks.evaluate_guardrails",
         "schedule": SELCONTROL_GUARDRAIL_SECONDS,
         "options": {"expires": SELCONTROL_GUARDRAIL_SECONDS - 5},
     },
-    # last week's review sample, Monday 00:10 UTC (metrics/reviews.py, docs/reviews.md); a tick
-    # not run within 6 hours is dropped
+    # last week's review sample, Monday 00:10 UTC (metrics/reviews/services.py, docs/reviews.md);
+    # a tick not run within 6 hours is dropped
     "metrics-weekly-review-sample": {
         "task": "metrics.tasks.draw_weekly_review_sample",
         "schedule": crontab(minute=10, hour=0, day_of_week="mon"),
@@ -363,7 +363,7 @@ SELCONTROL_ACK_TIMEOUT_SECONDS = env_float("SELCONTROL_ACK_TIMEOUT_SECONDS", 10.
 SELCONTROL_FLEET_LIVE_SECONDS = env_float("SELCONTROL_FLEET_LIVE_SECONDS", 45.0, above=0)
 SELCONTROL_FLEET_DROP_SECONDS = env_float("SELCONTROL_FLEET_DROP_SECONDS", 300.0, above=0)
 
-# Guardrail alerts to a webhook (metrics/alerts.py, metrics/webhooks.py, docs/guardrails.md).
+# Guardrail alerts to a webhook (metrics/guardrails/alerts.py and webhooks.py, docs/guardrails.md).
 SELCONTROL_ALERT_WEBHOOK_URL = env_str("SELCONTROL_ALERT_WEBHOOK_URL")
 if SELCONTROL_ALERT_WEBHOOK_URL and not SELCONTROL_ALERT_WEBHOOK_URL.startswith(
     ("https://", "http://")
@@ -384,7 +384,7 @@ SELCONTROL_ALERT_WEBHOOK_HOSTS = env_list(
 )
 SELCONTROL_ALERT_WEBHOOK_ALLOW_PRIVATE = env_bool("SELCONTROL_ALERT_WEBHOOK_ALLOW_PRIVATE", False)
 
-# Weekly human review (metrics/reviews.py, docs/reviews.md).
+# Weekly human review (metrics/reviews/services.py, docs/reviews.md).
 SELCONTROL_REVIEW_SAMPLE_SIZE = env_int("SELCONTROL_REVIEW_SAMPLE_SIZE", 50, minimum=1)
 SELCONTROL_REVIEW_DOUBLE_SHARE = env_float(
     "SELCONTROL_REVIEW_DOUBLE_SHARE", 0.2, minimum=0, maximum=1

@@ -1,7 +1,7 @@
 """Template helpers for guardrails: the status panel the console includes, and short figures.
 
 ``{% load guardrails %}{% guardrail_status rollout %}`` renders every rule's state with the
-numbers behind it, the success criteria for advancing (metrics.criteria)
+numbers behind it, the success criteria for advancing (metrics.guardrails.criteria)
 and the latest alerts, without the console's views needing anything more in their context.
 """
 
@@ -11,8 +11,9 @@ from django import template
 
 from selcontrol import heartbeat
 
-from .. import criteria, guardrail_services
-from .. import guardrails as g
+from ..guardrails import criteria
+from ..guardrails import rules as g
+from ..guardrails import services as guardrail_services
 
 register = template.Library()
 

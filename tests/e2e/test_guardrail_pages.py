@@ -9,9 +9,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from metrics.guardrail_models import DeploymentDecision, GuardrailRule
-from tests.metrics.test_guardrail_rollback import V1, V2, Traffic, run, start_phase
-from tests.metrics.test_report import build_deployment
+from metrics.guardrails.models import DeploymentDecision, GuardrailRule
+from tests.metrics.guardrails.test_guardrail_rollback import V1, V2, Traffic, run, start_phase
+from tests.metrics.guardrails.test_report import build_deployment
 
 from .conftest import htmx_idle, login, screenshot
 

@@ -9,9 +9,9 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from metrics import reviews
 from metrics.intake import record_events
-from metrics.review_models import ReviewGrade, ReviewItem, ReviewSample
+from metrics.reviews import services as reviews
+from metrics.reviews.models import ReviewGrade, ReviewItem, ReviewSample
 from tests.conftest import SYSTEM, make_user
 from tests.e2e.conftest import login, screenshot
 

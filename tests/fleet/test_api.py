@@ -154,7 +154,7 @@ def test_settle_changes__last_live_instance_acks__writes_change_ack(reader, roll
 def test_settle_changes__instance_behind_after_timeout__flagged_once_with_an_alert(
     reader, rollout, settings
 ):
-    from metrics.guardrail_models import Alert
+    from metrics.guardrails.models import Alert
 
     settings.SELCONTROL_ACK_TIMEOUT_SECONDS = 5
     for name in ("a", "b"):

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from metrics.guardrail_models import Alert
+from metrics.guardrails.models import Alert
 from metrics.models import ResponseEvent
 from rollout import fleet
 from rollout.models import ChangeAck, ExposureCount, Instance, Rollout, UnackedInstance

@@ -143,7 +143,7 @@ def test_dashboard__30_days__reads_a_bounded_number_of_queries(
     viewer_client, traffic, django_assert_max_num_queries
 ):
     # 20, and 2 for the guardrail panel's success criteria (the last kill-switch release and the
-    # figures over the rules' evidence window: metrics.criteria)
+    # figures over the rules' evidence window: metrics.guardrails.criteria)
     with django_assert_max_num_queries(22):
         response = viewer_client.get(url("dashboard", "prompts_v2", range="30d"))
     assert response.status_code == 200

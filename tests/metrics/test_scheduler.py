@@ -13,7 +13,7 @@ from django.core.management import CommandError, call_command
 from django.utils import timezone
 
 from metrics import tasks  # noqa: F401 - registers the tasks the schedule names
-from metrics.guardrail_models import GuardrailState
+from metrics.guardrails.models import GuardrailState
 from metrics.management.commands.demo_regression import regression_events
 from metrics.scheduler import InProcessBeat
 from rollout import services

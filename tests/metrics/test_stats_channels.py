@@ -16,10 +16,9 @@ import numpy as np
 import pytest
 
 from metrics import rollups, series, stats
-from metrics.guardrails import Clusters
+from metrics.guardrails.rules import Clusters
 from metrics.models import ResponseEvent
-
-from .test_guardrail_rollback import T0, V1, V2, Traffic, run, start_phase
+from tests.metrics.guardrails.test_guardrail_rollback import T0, V1, V2, Traffic, run, start_phase
 
 RUNS = 400
 # 95% of 400 runs is 380 covered; three binomial standard deviations (4.36) either side

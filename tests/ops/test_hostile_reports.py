@@ -9,14 +9,20 @@ from datetime import timedelta
 
 import pytest
 
-from metrics import alerts
-from metrics.guardrail_models import Alert, AlertSettings
-from metrics.webhooks import WebhookRefused, check_url, discord_text, mask_url, slack_text
+from metrics.guardrails import alerts
+from metrics.guardrails.models import Alert, AlertSettings
+from metrics.guardrails.webhooks import (
+    WebhookRefused,
+    check_url,
+    discord_text,
+    mask_url,
+    slack_text,
+)
 from rollout import fleet, services
 from rollout.models import AuditEntry, Instance, UnackedInstance
 from tests.conftest import SYSTEM
 from tests.fleet.test_api import URL, _report
-from tests.metrics.test_guardrail_alerts import RECEIVER_ALLOWED, Receiver
+from tests.metrics.guardrails.test_guardrail_alerts import RECEIVER_ALLOWED, Receiver
 
 pytestmark = pytest.mark.django_db
 

@@ -16,10 +16,12 @@ from django.core.exceptions import ObjectDoesNotExist, ValidationError
 from django.db import transaction
 from django.utils import timezone
 
-from metrics import deployment_report, guardrail_services, reviews
-from metrics.guardrail_models import AlertSettings, DeploymentDecision, GuardrailRule
-from metrics.review_models import ReviewSample
-from metrics.webhooks import WebhookRefused
+from metrics.guardrails import deployment_report
+from metrics.guardrails import services as guardrail_services
+from metrics.guardrails.models import AlertSettings, DeploymentDecision, GuardrailRule
+from metrics.guardrails.webhooks import WebhookRefused
+from metrics.reviews import services as reviews
+from metrics.reviews.models import ReviewSample
 from rollout import services
 from rollout.models import (
     ApiToken,

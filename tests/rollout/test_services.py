@@ -101,7 +101,8 @@ def test_move_to_phase__advance_before_watch__needs_override_reason(rollout):
 
 
 def test_move_to_phase__after_watch_with_checklist__no_override_needed(rollout):
-    # the success criteria gate is tested in tests/metrics/test_criteria.py; no rule applies here
+    # the success criteria gate is tested in tests/metrics/guardrails/test_criteria.py; no rule
+    # applies here
     rollout.guardrail_rules.update(enabled=False)
     services.move_to_phase(
         rollout, phase=1, actor=ALICE, reason="alpha", now=timezone.now() - timedelta(hours=25)

@@ -146,8 +146,8 @@ def test_detail__query_count__bounded(operator_client, rollout, django_assert_ma
     started(rollout)
     services.set_override(rollout, "700000000000000007", variant="v1", actor=SYSTEM, reason="r")
     # 22 before the success criteria; they read the rules' states, evidence windows and figures
-    # once for the guardrail panel and the phase gate together (metrics.criteria, per-channel
-    # totals included);
+    # once for the guardrail panel and the phase gate together (metrics.guardrails.criteria,
+    # per-channel totals included);
     # "Last 24 h" reads what was served and the fleet's decisions (2, then cached for a minute)
     with django_assert_max_num_queries(32):
         operator_client.get(url("detail", KEY))

@@ -18,7 +18,7 @@ from django.test import Client
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from metrics.guardrail_models import DeploymentDecision, GuardrailRule
+from metrics.guardrails.models import DeploymentDecision, GuardrailRule
 from rollout.models import ApiToken, AuditEntry, ChannelOverride, ChecklistTick, Rollout
 
 from .hostile import field, hostile_text, maybe, path_segment, query_string

@@ -19,8 +19,8 @@ import pytest
 from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver
 
-from metrics import reviews
-from metrics.guardrail_models import GuardrailRule
+from metrics.guardrails.models import GuardrailRule
+from metrics.reviews import services as reviews
 from rollout import services
 from rollout.models import ApiToken
 from tests.conftest import SYSTEM, make_user

@@ -114,7 +114,8 @@ class Command(BaseCommand):
             f"{target.control_variant} at {CONTROL_ERROR_RATE:.1%})."
         )
         if evaluate:
-            from metrics import guardrail_services, rollups
+            from metrics import rollups
+            from metrics.guardrails import services as guardrail_services
 
             rollups.catch_up(time_budget=50.0)
             for o in guardrail_services.evaluate_rollout(target):

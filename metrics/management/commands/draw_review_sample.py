@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from django.core.management.base import BaseCommand, CommandError
 
-from metrics import reviews
-from metrics.review_models import ReviewSample
+from metrics.reviews import services as reviews
+from metrics.reviews.models import ReviewSample
 from rollout.services import Actor
 
 

@@ -12,7 +12,7 @@ import time
 
 from django.core.management.base import BaseCommand, CommandError
 
-from metrics import guardrail_services
+from metrics.guardrails import services as guardrail_services
 from metrics.tasks import resend_stale_alerts
 from rollout.models import Rollout
 

@@ -1,4 +1,4 @@
-"""Demo review state for the quick start (metrics.demo_reviews); never run it in production.
+"""Demo review state for the quick start (metrics.reviews.demo); never run it in production.
 
 manage.py seed_demo_reviews   # last week's sample: 30 graded by reviewer2, pairs by reviewer3
 """
@@ -8,7 +8,8 @@ from __future__ import annotations
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from metrics import demo_reviews, reviews
+from metrics.reviews import demo as demo_reviews
+from metrics.reviews import services as reviews
 
 
 class Command(BaseCommand):

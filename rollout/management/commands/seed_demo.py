@@ -16,7 +16,7 @@ USERS = [
     ("operator", "operators", True),
     ("reviewer", "reviewers", False),
     # two more reviewers: the demo's review sample is partly graded by them, twice where it is
-    # double graded, so the agreement (kappa) has pairs to show (metrics/demo_reviews.py)
+    # double graded, so the agreement (kappa) has pairs to show (metrics/reviews/demo.py)
     ("reviewer2", "reviewers", False),
     ("reviewer3", "reviewers", False),
     ("viewer", "viewers", False),

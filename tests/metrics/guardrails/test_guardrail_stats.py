@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import random
 
-from metrics import guardrails as g
 from metrics import histogram
+from metrics.guardrails import rules as g
 
 V1, V2 = "v1", "v2_full"
 

@@ -13,15 +13,14 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from django.apps import apps
 
-from metrics.guardrail_models import Alert, AlertSettings, GuardrailRule
+from metrics.guardrails.models import Alert, AlertSettings, GuardrailRule
 from metrics.intake import record_events
 from metrics.tasks import evaluate_guardrails
 from rollout import services
 from rollout.models import AuditEntry, Rollout
-
-from .test_concurrency import _start_worker, _wait, worker_env  # noqa: F401 - a fixture
-from .test_guardrail_alerts import RECEIVER_ALLOWED, Receiver
-from .test_guardrail_rollback import V1, V2, Traffic
+from tests.metrics.guardrails.test_guardrail_alerts import RECEIVER_ALLOWED, Receiver
+from tests.metrics.guardrails.test_guardrail_rollback import V1, V2, Traffic
+from tests.metrics.test_concurrency import _start_worker, _wait, worker_env  # noqa: F401 - a fixture
 
 
 @pytest.fixture

@@ -1,6 +1,6 @@
 """Guardrails: rules per rollout and phase, their current state, alerts, and the post-deployment
-review's decision. Evaluation is in metrics.guardrail_services (the pure part in
-metrics.guardrails); see docs/guardrails.md."""
+review's decision. Evaluation is in metrics.guardrails.services (the pure part in
+metrics.guardrails.rules); see docs/guardrails.md."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.utils import timezone
 
-from . import guardrails as g
+from . import rules as g
 
 
 class GuardrailRule(models.Model):

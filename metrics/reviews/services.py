@@ -2,7 +2,7 @@
 
 Writes (services, keyword-only ``actor=``):
 
-* ``draw_sample`` draws a week's sample by metrics.review_sampling's rule and records it (seed,
+* ``draw_sample`` draws a week's sample by metrics.reviews.sampling's rule and records it (seed,
   window, cut-off, allocation) with an audit row in the same transaction. ``kind=scheduled`` is
   idempotent: the weekly beat entry gets the existing sample back. Draws of one rollout are
   serialised (an advisory lock on PostgreSQL), and a reply can be in one sample only (unique).
@@ -38,9 +38,9 @@ from django.db.models.functions import Coalesce
 from django.db.models.lookups import GreaterThan
 from django.utils import timezone
 
-from . import review_sampling
-from .models import ReactionEvent, ResponseEvent
-from .review_models import ReviewGrade, ReviewItem, ReviewSample
+from ..models import ReactionEvent, ResponseEvent
+from . import sampling as review_sampling
+from .models import ReviewGrade, ReviewItem, ReviewSample
 
 CONTEXT_MESSAGES = 3  # earlier exchanges of the conversation shown above the reply
 

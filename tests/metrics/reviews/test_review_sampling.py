@@ -7,7 +7,7 @@ from datetime import date, timedelta
 
 import pytest
 
-from metrics.review_sampling import (
+from metrics.reviews.sampling import (
     Candidate,
     cohen_kappa,
     draw,

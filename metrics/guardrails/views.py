@@ -22,14 +22,9 @@ from rollout import services
 from rollout.models import Rollout
 from rollout.roles import is_operator, operator_required
 
-from . import criteria, deployment_report, guardrail_services
-from .guardrail_models import (
-    Alert,
-    AlertSettings,
-    DeploymentDecision,
-    GuardrailRule,
-    GuardrailTransition,
-)
+from . import criteria, deployment_report
+from . import services as guardrail_services
+from .models import Alert, AlertSettings, DeploymentDecision, GuardrailRule, GuardrailTransition
 from .webhooks import WebhookRefused, check_url
 
 

@@ -7,11 +7,10 @@ import re
 import pytest
 from django.urls import reverse
 
-from metrics import reviews
-from metrics.review_models import ReviewGrade, ReviewItem, ReviewSample
+from metrics.reviews import services as reviews
+from metrics.reviews.models import ReviewGrade, ReviewItem, ReviewSample
 from tests.conftest import SYSTEM
-
-from .review_data import GOOD, WEEK, store_week
+from tests.metrics.review_data import GOOD, WEEK, store_week
 
 pytestmark = pytest.mark.django_db
 HTMX = {"HX-Request": "true"}
@@ -203,8 +202,7 @@ def test_results__rates_table__shows_rate_and_interval(viewer_client, bob, rollo
     from datetime import UTC, datetime
 
     from metrics.intake import record_events
-
-    from .review_data import reply
+    from tests.metrics.review_data import reply
 
     now = datetime.now(UTC)
     events = [reply(n) for n in range(1, 5)]

@@ -11,16 +11,17 @@ import pytest
 import time_machine
 from django.db.models import Count, Sum
 
-from metrics import deployment_report, reviews, rollups, stats
-from metrics.guardrail_models import DeploymentDecision
-from metrics.guardrails import Clusters
+from metrics import rollups, stats
+from metrics.guardrails import deployment_report
+from metrics.guardrails.models import DeploymentDecision
+from metrics.guardrails.rules import Clusters
 from metrics.intake import record_events
 from metrics.models import ResponseEvent
-from metrics.review_models import ReviewGrade
+from metrics.reviews import services as reviews
+from metrics.reviews.models import ReviewGrade
 from rollout import services
 from rollout.models import AuditEntry, Rollout
-
-from .test_guardrail_rollback import Behaviour, Traffic
+from tests.metrics.guardrails.test_guardrail_rollback import Behaviour, Traffic
 
 SYSTEM = services.Actor("pytest", via="system")
 FULL_AT = datetime(2026, 3, 2, 0, 0, tzinfo=UTC)  # a Monday

@@ -1,4 +1,5 @@
-"""Channels as the unit of variance, and the crash guard (metrics.guardrails; docs/guardrails.md).
+"""Channels as the unit of variance, and the crash guard (metrics.guardrails.rules;
+docs/guardrails.md).
 
 The variance is checked against a brute-force linearisation and a bootstrap over channels; the
 crash guard against hand-made reply sequences and, end to end, against Alpha-like traffic that
@@ -15,16 +16,16 @@ from datetime import timedelta
 import pytest
 import time_machine
 
-from metrics import guardrail_services, rollups
-from metrics import guardrails as g
-from metrics.guardrail_models import GuardrailRule
+from metrics import rollups
+from metrics.guardrails import rules as g
+from metrics.guardrails import services as guardrail_services
+from metrics.guardrails.models import GuardrailRule
 from metrics.intake import record_events
 from metrics.models import ChannelHourlyRollup, FollowupEvent, ReactionEvent, ResponseEvent
 from rollout.models import AuditEntry
 from selcontrol_client import assignment
-
-from .conftest import response
-from .test_guardrail_rollback import T0, V1, V2, Traffic, run, start_phase
+from tests.metrics.conftest import response
+from tests.metrics.guardrails.test_guardrail_rollback import T0, V1, V2, Traffic, run, start_phase
 
 
 def _channels(rng: random.Random, count: int, *, rate: float, spread: float) -> list[tuple]:
@@ -509,7 +510,7 @@ def test_channel_aggregate__portable_path__equals_the_postgresql_one(rollout, mo
 
 
 def _days_of_traffic() -> None:
-    from .conftest import reaction
+    from tests.metrics.conftest import reaction
 
     events = []
     for i in range(400):  # three days and a bit, a reply every 12 minutes
@@ -611,7 +612,7 @@ def test_aggregate_with_channels__one_query__equals_aggregate_and_channel_aggreg
 ):
     """A dirty hour's figures per variant and per channel come from one statement on the
     dashboard (issue 16's speed goal): the same figures as the two separate aggregations."""
-    from .conftest import followup, reaction
+    from tests.metrics.conftest import followup, reaction
 
     canary = start_phase(rollout, 3)
     traffic = Traffic(

@@ -6,7 +6,7 @@ that regression? Absence of alarm is not that: "errors: v2 1.3% vs v1 1.2%, p=1"
 so is a count below the data floor. For each guardrail that applies in the current phase:
 
 - **holds**: the data floor is met and the always-valid upper confidence bound of
-  theta = p2 - (1 + margin) p1 (``metrics.guardrails.always_valid_bound``, the confidence
+  theta = p2 - (1 + margin) p1 (``metrics.guardrails.rules.always_valid_bound``, the confidence
   sequence that inverts the guardrail's own mSPRT, valid however often it is looked at) is below
   the rule's tolerance: the regression the rule guards against is ruled out;
 - **fails**: the guardrail breached in this window, or the always-valid lower bound is above the
@@ -20,9 +20,9 @@ tolerance a v2 exactly as good as v1 could never be shown to hold). Latency comp
 of v2 replies slower than the rule's limit with v1's share above its own p95; cost is measured,
 not estimated: it holds when the projected daily cost at 100% v2 is within the budget.
 
-A healthy v2 reaches "holds" once the data is there (tests/metrics/test_criteria.py simulates
-it); the gate (``gate_problems``, registered with ``rollout.gates`` by metrics' AppConfig) turns
-every criterion that does not hold into a problem an advance must override with a reason.
+A healthy v2 reaches "holds" once the data is there (tests/metrics/guardrails/test_criteria.py
+simulates it); the gate (``gate_problems``, registered with ``rollout.gates`` by metrics' AppConfig)
+turns every criterion that does not hold into a problem an advance must override with a reason.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from typing import Any
 
 from django.utils import timezone
 
-from . import guardrails as g
+from . import rules as g
 
 HOLDS = "holds"
 UNKNOWN = "not yet known"
@@ -285,7 +285,7 @@ def for_rollout(
 
 
 def _for_rollout(rollout, *, now: datetime, rows: list | None) -> list[Criterion]:
-    from . import guardrail_services as gs
+    from . import services as gs
 
     phase = rollout.current_phase
     if phase is None:

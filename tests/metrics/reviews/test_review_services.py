@@ -11,13 +11,13 @@ import time_machine
 from django.core.management import call_command
 from django.db import connection
 
-from metrics import reviews, selectors
+from metrics import selectors
 from metrics.models import ResponseEvent
-from metrics.review_models import ReviewGrade, ReviewItem, ReviewSample
+from metrics.reviews import services as reviews
+from metrics.reviews.models import ReviewGrade, ReviewItem, ReviewSample
 from rollout.models import AuditEntry
 from tests.conftest import SYSTEM, make_user
-
-from .review_data import GOOD, WEEK, reply, store_week
+from tests.metrics.review_data import GOOD, WEEK, reply, store_week
 
 pytestmark = pytest.mark.django_db
 

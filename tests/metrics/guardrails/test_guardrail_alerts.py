@@ -12,11 +12,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from metrics import alerts
-from metrics.guardrail_models import Alert, AlertSettings, GuardrailRule
+from metrics.guardrails import alerts
+from metrics.guardrails.models import Alert, AlertSettings, GuardrailRule
 from rollout.models import AuditEntry
-
-from .test_guardrail_rollback import V1, V2, Traffic, run, start_phase
+from tests.metrics.guardrails.test_guardrail_rollback import V1, V2, Traffic, run, start_phase
 
 PORTS = range(8900, 8950)
 
@@ -87,8 +86,8 @@ RECEIVER_ALLOWED = {
     "SELCONTROL_ALERT_WEBHOOK_HOSTS": "127.0.0.1",
     "SELCONTROL_ALERT_WEBHOOK_ALLOW_PRIVATE": "true",
 }
-"""The receivers listen on 127.0.0.1: admit it as a webhook host (metrics.webhooks refuses
-internal addresses by default)."""
+"""The receivers listen on 127.0.0.1: admit it as a webhook host (metrics.guardrails.webhooks
+refuses internal addresses by default)."""
 
 
 @pytest.fixture(autouse=True)

@@ -29,10 +29,11 @@ from django.utils import timezone
 from rollout import services
 from rollout.models import AuditEntry, Rollout
 
-from . import reviews, selectors, stats
-from .guardrail_models import DeploymentDecision
-from .guardrail_services import reviewed_by_channel
-from .guardrails import Clusters
+from .. import selectors, stats
+from ..reviews import services as reviews
+from .models import DeploymentDecision
+from .rules import Clusters
+from .services import reviewed_by_channel
 
 REVIEW_AFTER = timedelta(days=30)
 BEFORE = timedelta(days=30)

@@ -5,7 +5,7 @@ the results list only (the "Reviews" link takes them there). The queue never put
 variant (nor its channel id, model or send time, which would give it away) in the page until
 the grade is saved; the saved fragment then shows it, and the grade is final. Nothing else
 shows a reply's version or others' grades to a grader it is still open to
-(metrics.review_blinding). Status codes of the grading posts: 200 saved, 409 not the reviewer's
+(metrics.reviews.blinding). Status codes of the grading posts: 200 saved, 409 not the reviewer's
 reply (never given to them, held by another, already fully graded, or their grade is final:
 a sentence, not the reply), 422 incomplete rubric (the form comes back with the errors).
 """
@@ -25,8 +25,9 @@ from django.views.decorators.http import require_GET, require_POST
 from rollout.roles import is_reviewer, reviewer_required
 from rollout.services import Actor
 
-from . import review_blinding, reviews
-from .review_models import ReviewGrade, ReviewItem, ReviewSample
+from . import blinding as review_blinding
+from . import services as reviews
+from .models import ReviewGrade, ReviewItem, ReviewSample
 
 PAGE_SIZE = 50
 RATE_WEEKS = 12  # weeks of rates shown above the results list
@@ -392,7 +393,7 @@ def clean_result_filters(raw: dict[str, str], *, variants: list[str]) -> tuple[d
 @login_required
 @require_GET
 def results(request: HttpRequest) -> HttpResponse:
-    from .models import ResponseEvent
+    from ..models import ResponseEvent
 
     filters = {name: request.GET.get(name, "").strip() for name in FILTERS}
     variants = sorted(

@@ -25,14 +25,14 @@ from django.db.models import Count, Exists, OuterRef, Q, QuerySet
 
 from rollout.roles import is_operator, is_reviewer
 
-from .review_models import ReviewGrade, ReviewItem
+from .models import ReviewGrade, ReviewItem
 
 
 def open_to(user) -> QuerySet[ReviewItem]:
     """Items the queue may still give ``user``: fewer saved grades than needed, none by them.
     Empty for users who cannot grade (viewers). Correlated subqueries, no join: safe to group
-    and count over (metrics.reviews' own condition for the queue)."""
-    from .reviews import _still_open
+    and count over (metrics.reviews.services' own condition for the queue)."""
+    from .services import _still_open
 
     if not is_reviewer(user):
         return ReviewItem.objects.none()
@@ -103,7 +103,7 @@ def hidden_weeks(user, rollout_key: str | None = None) -> list[HiddenWeek]:
 
 def hidden_weeks_notice(user, rollout_key: str, since: datetime, until: datetime) -> str | None:
     """One sentence when [since, until) overlaps a week hidden from ``user``, else None."""
-    from .reviews import week_bounds
+    from .services import week_bounds
 
     for week in hidden_weeks(user, rollout_key):
         start, end = week_bounds(week.week_start)

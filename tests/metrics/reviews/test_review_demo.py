@@ -11,8 +11,9 @@ import time_machine
 from django.contrib.auth.models import User
 from django.core.management import call_command
 
-from metrics import reviews, simulation
-from metrics.review_models import ReviewGrade, ReviewSample
+from metrics import simulation
+from metrics.reviews import services as reviews
+from metrics.reviews.models import ReviewGrade, ReviewSample
 
 NOW = datetime(2026, 3, 18, 15, 0, tzinfo=UTC)  # a Wednesday: last week is 9-16 March
 

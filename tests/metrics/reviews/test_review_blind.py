@@ -9,11 +9,10 @@ import re
 import pytest
 from django.urls import reverse
 
-from metrics import reviews
-from metrics.review_models import ReviewGrade, ReviewItem, ReviewSample
+from metrics.reviews import services as reviews
+from metrics.reviews.models import ReviewGrade, ReviewItem, ReviewSample
 from tests.conftest import SYSTEM, make_user
-
-from .review_data import GOOD, WEEK, store_week
+from tests.metrics.review_data import GOOD, WEEK, store_week
 
 pytestmark = pytest.mark.django_db
 HTMX = {"HX-Request": "true"}
@@ -301,7 +300,7 @@ def test_queue_order__many_samples__does_not_cluster_by_version():
     half: ordered or blocked queues give 2 runs, and v2 all first or all last."""
     from datetime import date
 
-    from metrics import review_sampling
+    from metrics.reviews import sampling as review_sampling
 
     candidates = [
         review_sampling.Candidate(

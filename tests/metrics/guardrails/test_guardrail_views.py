@@ -11,12 +11,11 @@ from io import StringIO
 import time_machine
 from django.core.management import call_command
 
-from metrics import criteria
-from metrics import guardrails as g
-from metrics.guardrail_models import AlertSettings, GuardrailRule
+from metrics.guardrails import criteria
+from metrics.guardrails import rules as g
+from metrics.guardrails.models import AlertSettings, GuardrailRule
 from rollout.models import AuditEntry
-
-from .test_guardrail_rollback import T0, V1, V2, Traffic, run, start_phase
+from tests.metrics.guardrails.test_guardrail_rollback import T0, V1, V2, Traffic, run, start_phase
 
 
 def _form(rule: GuardrailRule, **changes) -> dict:
@@ -152,7 +151,7 @@ def test_panel__errors_a_little_above_v1_but_ruled_out__rule_ok_within_noise_as_
     """Issue 16: "errors: warning, v2 1.3% vs v1 1.2%, p=1" beside "errors: holds" read as two
     answers to one question. A non-significant excess whose regression the criterion rules out
     is noise: the rule reads ok, "within noise", and the page says what each state means."""
-    from metrics import guardrail_services
+    from metrics.guardrails import services as guardrail_services
 
     canary = start_phase(rollout, 3)
     GuardrailRule.objects.filter(rollout=canary).exclude(key="errors").update(enabled=False)

@@ -1,7 +1,7 @@
 """Guardrail rules: pure evaluation and the sequential test (no database; see docs/guardrails.md).
 
 A rule compares the treatment variants (v2) with the control (v1) over the rule's *evidence
-window* (from the start of the current exposure, see ``metrics.guardrail_services``) and says one
+window* (from the start of the current exposure, see ``metrics.guardrails.services``) and says one
 of ``ok``, ``insufficient`` (below the data floor), ``warning`` (the point estimate is past the
 threshold, the test has not rejected) or ``breached`` (the test rejected).
 
@@ -61,7 +61,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from . import histogram
+from .. import histogram
 
 OK = "ok"
 INSUFFICIENT = "insufficient"

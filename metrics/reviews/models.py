@@ -1,11 +1,11 @@
 """Human review of bot replies: weekly samples, the items in them and the reviewers' grades.
 
-A ``ReviewSample`` is one draw (metrics.review_sampling's rule, a recorded seed, the window and
+A ``ReviewSample`` is one draw (metrics.reviews.sampling's rule, a recorded seed, the window and
 the cut-off of what had arrived), a ``ReviewItem`` one reply in it (a reply is in at most one
 sample, ever: the unique ``response``), a ``ReviewGrade`` one reviewer's rubric for one item
 (a draft until ``submitted_at`` is set; unique per item and reviewer, so saving is idempotent).
 Items are held by one reviewer at a time with a lease (``held_by`` / ``held_until``), taken
-with a conditional UPDATE in metrics.reviews. See docs/reviews.md.
+with a conditional UPDATE in metrics.reviews.services. See docs/reviews.md.
 """
 
 from __future__ import annotations

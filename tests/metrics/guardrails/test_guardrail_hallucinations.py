@@ -1,6 +1,6 @@
 """The hallucination guardrail reads human reviews: replies go through the real ingest path, a
-review sample is drawn (metrics.reviews), reviewers grade a few replies a minute, and the rule
-breaches and steps back once v2's hallucination rate is shown to be above v1's."""
+review sample is drawn (metrics.reviews.services), reviewers grade a few replies a minute, and the
+rule breaches and steps back once v2's hallucination rate is shown to be above v1's."""
 
 from __future__ import annotations
 
@@ -9,13 +9,21 @@ from datetime import date, timedelta
 
 import time_machine
 
-from metrics import guardrail_services, reviews
-from metrics import guardrails as g
-from metrics.guardrail_models import GuardrailRule, GuardrailState
-from metrics.review_models import ReviewItem
+from metrics.guardrails import rules as g
+from metrics.guardrails import services as guardrail_services
+from metrics.guardrails.models import GuardrailRule, GuardrailState
+from metrics.reviews import services as reviews
+from metrics.reviews.models import ReviewItem
 from rollout.models import AuditEntry
-
-from .test_guardrail_rollback import SYSTEM, T0, V1, V2, Traffic, run, start_phase
+from tests.metrics.guardrails.test_guardrail_rollback import (
+    SYSTEM,
+    T0,
+    V1,
+    V2,
+    Traffic,
+    run,
+    start_phase,
+)
 
 GRADE = {
     "format": "followed",

@@ -18,8 +18,9 @@ from typing import Any
 
 from django.contrib.auth import get_user_model
 
-from . import reviews, simulation
-from .review_models import ReviewItem, ReviewSample
+from .. import simulation
+from . import services as reviews
+from .models import ReviewItem, ReviewSample
 
 GRADERS = ("reviewer2", "reviewer3")
 FIRST_GRADES = 30

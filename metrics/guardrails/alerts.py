@@ -29,7 +29,7 @@ from django.utils import timezone
 
 from selcontrol_client.events import backoff_delay
 
-from .guardrail_models import Alert, AlertSettings
+from .models import Alert, AlertSettings
 from .webhooks import WebhookRefused, check_url, defang_urls, discord_text, slack_text
 
 logger = logging.getLogger("selcontrol.guardrails")
@@ -158,6 +158,6 @@ def deliver(alert_id: int, *, sleep=time.sleep) -> str:
 
 def queue_delivery(alert: Alert) -> None:
     """Send the alert once the current transaction (with the rollback) has committed."""
-    from .tasks import schedule_alert
+    from ..tasks import schedule_alert
 
     transaction.on_commit(lambda: schedule_alert(alert.pk), robust=True)

@@ -14,9 +14,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import time_machine
 
-from metrics import guardrail_services
-from metrics import guardrails as g
-from metrics.guardrail_models import Alert, GuardrailRule, GuardrailState
+from metrics.guardrails import rules as g
+from metrics.guardrails import services as guardrail_services
+from metrics.guardrails.models import Alert, GuardrailRule, GuardrailState
 from metrics.intake import record_events
 from rollout import services
 from rollout.models import AuditEntry, Rollout

@@ -1,7 +1,7 @@
-"""Success criteria (metrics.criteria): "holds" needs the data floor and an always-valid upper
-bound of the regression below the tolerance; a healthy v2 reaches it with enough data, a
-regressed v2 fails, and the phase gate (console and services) refuses to advance on a criterion
-that does not hold unless an override reason is given, which the audit row keeps."""
+"""Success criteria (metrics.guardrails.criteria): "holds" needs the data floor and an
+always-valid upper bound of the regression below the tolerance; a healthy v2 reaches it with
+enough data, a regressed v2 fails, and the phase gate (console and services) refuses to advance
+on a criterion that does not hold unless an override reason is given, which the audit row keeps."""
 
 from __future__ import annotations
 
@@ -13,13 +13,20 @@ from datetime import timedelta
 import pytest
 import time_machine
 
-from metrics import criteria
-from metrics import guardrails as g
-from metrics.guardrail_models import GuardrailRule
+from metrics.guardrails import criteria
+from metrics.guardrails import rules as g
+from metrics.guardrails.models import GuardrailRule
 from rollout import checklist, services
 from rollout.models import AuditEntry
-
-from .test_guardrail_rollback import SYSTEM, T0, V1, V2, Traffic, run, start_phase
+from tests.metrics.guardrails.test_guardrail_rollback import (
+    SYSTEM,
+    T0,
+    V1,
+    V2,
+    Traffic,
+    run,
+    start_phase,
+)
 
 ERRORS = g.RuleSpec(g.ERROR_RATE, threshold=0.0, min_samples=200)
 COMPLAINTS = g.RuleSpec(g.NEGATIVE_REACTIONS, threshold=0.10, min_samples=200)

@@ -4,7 +4,7 @@
 ``manage.py evaluate_guardrails``). For each rule it reads the figures per variant over the
 rule's *evidence window* (``window_start``: the latest of the phase's start, the last release of
 the kill switch, and the rule's last edit; nothing from before counts), evaluates it with
-``metrics.guardrails`` and stores the state. A breach is sticky for the window (the test is
+``metrics.guardrails.rules`` and stores the state. A breach is sticky for the window (the test is
 always valid: once it rejects, it stays rejected). On the first breach in a window the rule's
 action runs through ``rollout.services`` (kill switch, or back one phase; the first phase has no
 phase before it, so stepping back from it engages the kill switch) with the actor
@@ -26,17 +26,12 @@ from django.utils import timezone
 from rollout import services
 from rollout.models import AuditEntry, Phase, Rollout
 
-from . import alerts, histogram, rollups, selectors
-from . import guardrails as g
-from .guardrail_models import (
-    Alert,
-    AlertSettings,
-    GuardrailRule,
-    GuardrailState,
-    GuardrailTransition,
-)
-from .models import ResponseEvent
-from .review_models import ReviewGrade
+from .. import histogram, rollups, selectors
+from ..models import ResponseEvent
+from ..reviews.models import ReviewGrade
+from . import alerts
+from . import rules as g
+from .models import Alert, AlertSettings, GuardrailRule, GuardrailState, GuardrailTransition
 from .webhooks import check_url, mask_url
 
 logger = logging.getLogger("selcontrol.guardrails")
@@ -194,7 +189,7 @@ def reviewed_by_channel(
 ) -> dict[str, dict[str, dict[str, int]]]:
     """{variant: {channel: {graded, hallucinations, format_applicable, format_followed}}} over
     the reviewed replies sent in [since, until), each by its first saved grade (as
-    metrics.reviews counts them): the per-channel totals of the review rates."""
+    metrics.reviews.services counts them): the per-channel totals of the review rates."""
     rows = (
         ReviewGrade.objects.filter(
             submitted_at__isnull=False,
@@ -377,8 +372,8 @@ def _noise_is_not_a_warning(
     """A comparison's estimate above the rule's line that is not significant is a warning only
     while a regression is not ruled out either: when the rule's success criterion holds (the
     always-valid upper bound of the excess is below the criterion's tolerance,
-    ``metrics.criteria``), the difference is noise and the rule reads "ok", saying so. Without
-    this, "errors: warning, v2 1.3% vs v1 1.2%, p=1" sat beside "errors: holds"."""
+    ``metrics.guardrails.criteria``), the difference is noise and the rule reads "ok", saying so.
+    Without this, "errors: warning, v2 1.3% vs v1 1.2%, p=1" sat beside "errors: holds"."""
     from . import criteria
 
     if verdict.status != g.WARNING or rule.metric not in criteria.TOLERANCE:
@@ -537,7 +532,7 @@ def evaluate_on_demand(rollout: Rollout, *, actor: services.Actor) -> list[Outco
     """The console's "Evaluate now": bring the rollups up to date, evaluate every rule of the
     rollout, and audit who asked when any rule's state changed (a breach's rollback is audited
     by its own service, as the guardrail ``guardrail:<key>``)."""
-    from . import rollups
+    from .. import rollups
 
     rollups.catch_up(time_budget=20.0)
     before = {r.key: (s.status if s else g.OFF) for r, s in states(rollout)}
@@ -575,7 +570,7 @@ def states(rollout: Rollout) -> list[tuple[GuardrailRule, GuardrailState | None]
 def rule_bounds(rollout: Rollout, *, now: datetime | None = None) -> dict[str, list[g.Bound]]:
     """Per rule key: the always-valid (cluster-robust) confidence interval of each treatment
     variant's difference over the rule's evidence window, and whether its floors are met
-    (``metrics.guardrails.always_valid_bounds``); [] for rules that are not comparisons (cost,
+    (``metrics.guardrails.rules.always_valid_bounds``); [] for rules that are not comparisons (cost,
     the crash guard) or not watched now. For the console's success criteria."""
     now = now or timezone.now()
     memo: dict = {}
