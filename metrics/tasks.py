@@ -17,6 +17,7 @@ from celery import shared_task
 from django.core.cache import cache
 
 from . import rollups
+from .guardrails import alerts
 
 logger = logging.getLogger("selcontrol.metrics")
 
@@ -48,9 +49,9 @@ def schedule_rollups() -> None:
 
 # --- Guardrails (issue 8): evaluate every rule every minute; send alerts after the commit -------
 # See metrics.guardrails.services and metrics.guardrails.alerts; `manage.py evaluate_guardrails`
-# runs the same evaluation without a broker.
-
-ALERT_RESEND_AFTER_SECONDS = 300
+# runs the same evaluation without a broker. The alert delivery task (``metrics.tasks.send_alert``)
+# is defined in metrics.guardrails.alerts, where it is queued; importing that module here is what
+# registers it with a worker (autodiscovery imports this module).
 
 
 @shared_task(name="metrics.tasks.evaluate_guardrails", acks_late=True, ignore_result=True)
@@ -58,49 +59,8 @@ def evaluate_guardrails() -> dict[str, dict[str, str]]:
     from .guardrails import services as guardrail_services
 
     outcomes = guardrail_services.evaluate_all()
-    resend_stale_alerts()
+    alerts.resend_stale_alerts()
     return {key: {o.rule: o.status for o in rows} for key, rows in outcomes.items()}
-
-
-@shared_task(name="metrics.tasks.send_alert", acks_late=True, ignore_result=True)
-def send_alert(alert_id: int) -> str:
-    from .guardrails import alerts
-
-    return alerts.deliver(alert_id)
-
-
-def schedule_alert(alert_id: int) -> None:
-    """Queue an alert's delivery (called after the commit). Never raises: a broker outage leaves
-    the alert pending, and the guardrail beat entry sends pending alerts left behind."""
-    try:
-        if send_alert.app.conf.task_always_eager:
-            send_alert.apply(args=[alert_id])
-        else:
-            send_alert.apply_async(args=[alert_id], expires=ALERT_RESEND_AFTER_SECONDS)
-    except Exception:  # noqa: BLE001 - the alert row is kept; it is retried later
-        logger.exception(
-            "could not queue alert %s; the guardrail beat entry will retry it", alert_id
-        )
-
-
-def resend_stale_alerts() -> int:
-    """Queue alerts still pending after ALERT_RESEND_AFTER_SECONDS (a lost task, a broker
-    outage)."""
-    from datetime import timedelta
-
-    from django.utils import timezone
-
-    from .guardrails.models import Alert
-
-    cutoff = timezone.now() - timedelta(seconds=ALERT_RESEND_AFTER_SECONDS)
-    stale = list(
-        Alert.objects.filter(delivery=Alert.Delivery.PENDING, created_at__lt=cutoff)
-        .order_by("id")
-        .values_list("id", flat=True)[:20]
-    )
-    for alert_id in stale:
-        schedule_alert(alert_id)
-    return len(stale)
 
 
 # --- Weekly review sample (review feature: metrics/reviews/services.py, docs/reviews.md) -------

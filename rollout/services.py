@@ -395,7 +395,7 @@ def phase_gate_problems(rollout: Rollout, target: Phase, now: datetime | None = 
     from . import gates  # success criteria from other apps (metrics.guardrails.criteria)
 
     # "now" stays unset when the caller asked about the present, so the criteria computed for
-    # the same page (metrics.guardrails.criteria.for_rollout) are reused rather than read again
+    # the same page (metrics.guardrails.gate.for_rollout) are reused rather than read again
     problems.extend(gates.problems(rollout, target, asked))
     return problems
 

@@ -1,13 +1,13 @@
 """Guardrail alerts to a Discord or Slack webhook (httpx), with a timeout and retries.
 
-An alert row is written in the transaction that records the breach (and the rollback, when the
-rule rolls back); its delivery is queued after the commit (``transaction.on_commit``) as the
-Celery task ``metrics.tasks.send_alert``, so a slow or failing webhook never delays or undoes a
-rollback. ``deliver`` tries up to SELCONTROL_ALERT_ATTEMPTS times with exponential backoff
-(SELCONTROL_ALERT_BACKOFF seconds, doubled each time; a 429's Retry-After is honoured up to 30 s),
-each request bounded by SELCONTROL_ALERT_TIMEOUT seconds; a 4xx other than 408/429 is not
-retried. The outcome (sent, failed with the last error, or not configured) is kept on the row and
-shown on the console. Where to send: the rollout's AlertSettings, else
+An alert row is written in the transaction that records the breach (and the rollback, when the rule
+rolls back); its delivery is queued after the commit (``transaction.on_commit``) as the Celery task
+``metrics.tasks.send_alert`` (defined below, under that name), so a slow or failing webhook never
+delays or undoes a rollback. ``deliver`` tries up to SELCONTROL_ALERT_ATTEMPTS times with
+exponential backoff (SELCONTROL_ALERT_BACKOFF seconds, doubled each time; a 429's Retry-After is
+honoured up to 30 s), each request bounded by SELCONTROL_ALERT_TIMEOUT seconds; a 4xx other than
+408/429 is not retried. The outcome (sent, failed with the last error, or not configured) is kept on
+the row and shown on the console. Where to send: the rollout's AlertSettings, else
 SELCONTROL_ALERT_WEBHOOK_URL (kind from SELCONTROL_ALERT_WEBHOOK_KIND, or guessed from the URL).
 
 Hostile input (issue 15): the URL is checked again before every attempt (``webhooks.check_url``:
@@ -20,9 +20,11 @@ from __future__ import annotations
 
 import logging
 import time
+from datetime import timedelta
 from typing import Any
 
 import httpx
+from celery import shared_task
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
@@ -158,6 +160,44 @@ def deliver(alert_id: int, *, sleep=time.sleep) -> str:
 
 def queue_delivery(alert: Alert) -> None:
     """Send the alert once the current transaction (with the rollback) has committed."""
-    from ..tasks import schedule_alert
-
     transaction.on_commit(lambda: schedule_alert(alert.pk), robust=True)
+
+
+# --- Delivery as a Celery task. The task is defined here, where it is queued, so that this module
+# and metrics.tasks do not import each other; it keeps its registered name (queued messages and
+# the docs name it), and metrics.tasks imports this module so that a worker registers it.
+
+ALERT_RESEND_AFTER_SECONDS = 300
+
+
+@shared_task(name="metrics.tasks.send_alert", acks_late=True, ignore_result=True)
+def send_alert(alert_id: int) -> str:
+    return deliver(alert_id)
+
+
+def schedule_alert(alert_id: int) -> None:
+    """Queue an alert's delivery (called after the commit). Never raises: a broker outage leaves
+    the alert pending, and the guardrail beat entry sends pending alerts left behind."""
+    try:
+        if send_alert.app.conf.task_always_eager:
+            send_alert.apply(args=[alert_id])
+        else:
+            send_alert.apply_async(args=[alert_id], expires=ALERT_RESEND_AFTER_SECONDS)
+    except Exception:  # noqa: BLE001 - the alert row is kept; it is retried later
+        logger.exception(
+            "could not queue alert %s; the guardrail beat entry will retry it", alert_id
+        )
+
+
+def resend_stale_alerts() -> int:
+    """Queue alerts still pending after ALERT_RESEND_AFTER_SECONDS (a lost task, a broker
+    outage)."""
+    cutoff = timezone.now() - timedelta(seconds=ALERT_RESEND_AFTER_SECONDS)
+    stale = list(
+        Alert.objects.filter(delivery=Alert.Delivery.PENDING, created_at__lt=cutoff)
+        .order_by("id")
+        .values_list("id", flat=True)[:20]
+    )
+    for alert_id in stale:
+        schedule_alert(alert_id)
+    return len(stale)

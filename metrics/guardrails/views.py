@@ -22,7 +22,7 @@ from rollout import services
 from rollout.models import Rollout
 from rollout.roles import is_operator, operator_required
 
-from . import criteria, deployment_report
+from . import deployment_report, gate
 from . import services as guardrail_services
 from .models import Alert, AlertSettings, DeploymentDecision, GuardrailRule, GuardrailTransition
 from .webhooks import WebhookRefused, check_url
@@ -109,7 +109,7 @@ def _rules_page(
         "transitions": GuardrailTransition.objects.filter(rule__rollout=rollout).select_related(
             "rule"
         )[:30],
-        **criteria.context(rollout),
+        **gate.context(rollout),
     }
     return render(request, "metrics/guardrails.html", ctx, status=status)
 

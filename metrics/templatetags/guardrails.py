@@ -11,7 +11,7 @@ from django import template
 
 from selcontrol import heartbeat
 
-from ..guardrails import criteria
+from ..guardrails import gate
 from ..guardrails import rules as g
 from ..guardrails import services as guardrail_services
 
@@ -35,7 +35,7 @@ def guardrail_status(context, rollout) -> dict:
             status: sum(1 for _, s in active if s.status == status)
             for status in (g.BREACHED, g.WARNING, g.INSUFFICIENT, g.OK)
         },
-        **criteria.context(rollout, rows=rows),
+        **gate.context(rollout, rows=rows),
         "alerts": guardrail_services.recent_alerts(rollout, 3),
         "stopped": stopped_processes(),
         "request": context.get("request"),

@@ -13,7 +13,7 @@ import time
 from django.core.management.base import BaseCommand, CommandError
 
 from metrics.guardrails import services as guardrail_services
-from metrics.tasks import resend_stale_alerts
+from metrics.guardrails.alerts import resend_stale_alerts
 from rollout.models import Rollout
 
 

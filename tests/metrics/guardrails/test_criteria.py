@@ -13,7 +13,7 @@ from datetime import timedelta
 import pytest
 import time_machine
 
-from metrics.guardrails import criteria
+from metrics.guardrails import criteria, gate
 from metrics.guardrails import rules as g
 from metrics.guardrails.models import GuardrailRule
 from rollout import checklist, services
@@ -233,7 +233,7 @@ def test_gate__healthy_v2_through_the_ingest_path__criteria_hold_and_advance_nee
     run(traffic, canary, minutes=24)
     _tick_all(canary, canary.current_phase)
     with time_machine.travel(T0 + timedelta(days=8), tick=False):
-        rows = criteria.for_rollout(canary)
+        rows = gate.for_rollout(canary)
         assert {c.key: c.status for c in rows} == {
             "errors": "holds",
             "complaints": "holds",

@@ -11,7 +11,7 @@ from io import StringIO
 import time_machine
 from django.core.management import call_command
 
-from metrics.guardrails import criteria
+from metrics.guardrails import criteria, gate
 from metrics.guardrails import rules as g
 from metrics.guardrails.models import AlertSettings, GuardrailRule
 from rollout.models import AuditEntry
@@ -112,7 +112,7 @@ def test_criteria__breached_and_thin_rules__fail_and_are_not_yet_known(rollout):
     GuardrailRule.objects.filter(rollout=canary, key="cost").update(enabled=False)
     traffic = Traffic(canary, {"v1": V1, "v2_full": replace(V2, error_rate=0.15)}, per_minute=200)
     run(traffic, canary, minutes=10)
-    rows = {c.key: c for c in criteria.for_rollout(canary)}
+    rows = {c.key: c for c in gate.for_rollout(canary)}
     assert rows["errors"].status == criteria.FAILS
     assert rows["hallucinations"].status == criteria.UNKNOWN
     assert "below the data floor" in rows["hallucinations"].why
@@ -171,7 +171,7 @@ def test_panel__errors_a_little_above_v1_but_ruled_out__rule_ok_within_noise_as_
     state.refresh_from_db()
     assert state.status == g.OK, state.summary
     assert "within noise" in state.summary and "ruled out" in state.summary
-    found = {c.key: c for c in criteria.for_rollout(canary, now=now)}
+    found = {c.key: c for c in gate.for_rollout(canary, now=now)}
     assert found["errors"].status == criteria.HOLDS
     with time_machine.travel(now, tick=False):
         panel = viewer_client.get(f"/rollouts/{canary.key}/").content.decode()
