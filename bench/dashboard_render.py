@@ -190,7 +190,7 @@ def main() -> None:
         from django.test import Client
 
         from metrics import rollups
-        from metrics.intake import record_events
+        from metrics.ingest.intake import record_events
 
         rollup_rows = int(loader.psql("SELECT count(*) FROM metrics_hourlyrollup", DB))
         print(f"rollups: {rollup_rows} rows, built in {build_seconds:.0f} s", flush=True)

@@ -5,7 +5,7 @@ PostgreSQL database, then pushes 1000-event batches (80% replies, 12% reactions,
 short texts, timestamps within the last hour as a live bot sends them; every batch new events
 with new message ids) from concurrent keep-alive client processes for a fixed time, to
 
-- POST /api/v1/events: metrics.intake.record_events: binary COPY into a staging table and one
+- POST /api/v1/events: metrics.ingest.intake.record_events: binary COPY into a staging table and one
   INSERT ... SELECT ... ON CONFLICT DO NOTHING per event type and batch (attribution included),
   dirty buckets marked, a rollup run queued;
 - POST /bench/naive-events (mounted only in this benchmark's server): the same validation and
@@ -72,8 +72,9 @@ def make_app():
     from django.urls import clear_url_caches, path
     from django.views.decorators.csrf import csrf_exempt
 
-    from metrics import intake, reference
-    from metrics.events import Invalid, validate_event
+    from metrics import reference
+    from metrics.ingest import intake
+    from metrics.ingest.events import Invalid, validate_event
     from metrics.models import FollowupEvent, ReactionEvent, ResponseEvent
     from rollout.models import ApiToken
     from selcontrol import urls

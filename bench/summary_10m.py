@@ -220,7 +220,7 @@ def main() -> None:
         from django.test import Client
 
         from metrics import rollups
-        from metrics.intake import record_events
+        from metrics.ingest.intake import record_events
         from rollout import services
 
         t = time.perf_counter()

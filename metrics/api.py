@@ -15,8 +15,8 @@ from rollout.auth import CONFIG_READ, EVENTS_WRITE, ApiError
 from rollout.models import Rollout
 
 from . import selectors
-from .events import Invalid, parse_ts
-from .intake import record_events
+from .ingest.events import Invalid, parse_ts
+from .ingest.intake import record_events
 
 router = Router(tags=["events"])
 

@@ -1,7 +1,7 @@
 """Events from the bot, their hourly rollups, prices and the feedback configuration.
 
 Raw events are append-only and idempotent by event id (``POST /api/v1/events`` and the
-simulator both go through ``metrics.intake.record_events``). Charts and summaries read
+simulator both go through ``metrics.ingest.intake.record_events``). Charts and summaries read
 ``HourlyRollup`` rows, kept by ``metrics.rollups`` from the raw rows; a bucket whose raw rows
 changed is listed in ``DirtyHour`` until it is recomputed, and readers aggregate those few
 buckets on the fly so figures stay exact with the worker down. See docs/metrics.md.

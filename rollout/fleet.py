@@ -13,22 +13,24 @@ Three parts, read in this order:
    acknowledged by an instance when that instance first reported a revision >= the entry's.
    ``change_status`` answers "acknowledged by N of M live instances in X s"; ``settle_changes``
    (run on every report and by the fleet panel) writes ChangeAck once all live instances have it,
-   and flags (UnackedInstance, plus a guardrail alert when metrics.guardrails.alerts is installed)
-   every live instance still behind after SELCONTROL_ACK_TIMEOUT_SECONDS.
+   and flags (UnackedInstance, plus an alert through the channel registered here: metrics'
+   guardrail alerts) every live instance still behind after SELCONTROL_ACK_TIMEOUT_SECONDS.
 3. Sample ratio. A chi-squared goodness-of-fit test (p < 0.001 is a mismatch) of decisions and
    of replies per variant against what the rule gives the channels that had traffic (see
-   ``sample_ratio``). Pure functions first, then the one that reads the database.
+   ``metrics.sample_ratio``). The pure functions are here; the check that reads the counts is
+   ``metrics.sample_ratio.sample_ratio``, since it reads the replies metrics records.
 
-Layering note: ``rollout`` does not import ``metrics`` at module level (metrics reads rollout).
-The sample-ratio check reads reply counts from ``metrics.models.ResponseEvent`` and the alert goes
-through ``metrics.guardrails.alerts``; both imports are local to the functions that need them.
+Layering note: ``rollout`` never imports ``metrics`` (metrics reads rollout; the import graph is
+checked by tests/ops/test_import_graph.py). The alert about unacknowledged instances goes through
+the channel metrics registers (``register_alert_channel``), as the success criteria do through
+``rollout.gates``.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -427,48 +429,25 @@ def _flag(entry: AuditEntry, rows: list[InstanceRow], now: datetime) -> None:
             UnackedInstance.objects.filter(pk__in=[f.pk for f in flagged]).update(alert_id=alert_id)
 
 
+AlertChannel = Callable[[AuditEntry, list[Instance]], "int | None"]
+_alert_channel: AlertChannel | None = None
+
+
+def register_alert_channel(channel: AlertChannel | None) -> None:
+    """Set where the alert about instances that missed a change goes (one channel; ``None``
+    removes it). Called from an AppConfig.ready(): metrics registers its guardrail alerts
+    (``metrics.guardrails.fleet_alerts``), so rollout never imports metrics."""
+    global _alert_channel
+    _alert_channel = channel
+
+
 def _send_alert(entry: AuditEntry, instances: list[Instance]) -> int | None:
-    """One guardrail alert (metrics.guardrails.alerts: webhook after the commit) about the instances
-    that missed ``entry``, or None without that app. Host names were cleaned when reported
-    (``fleet_api.clean_host``) and the webhook payload escapes everything again."""
-    try:
-        from metrics.guardrails.alerts import queue_delivery
-        from metrics.guardrails.models import Alert
-    except ImportError:  # pragma: no cover - metrics is always installed in this project
+    """One alert about the instances that missed ``entry`` through the registered channel (the
+    alert's id), or None without one."""
+    if _alert_channel is None:
         logger.warning("%s instance(s) missed change %s; no alert channel", len(instances), entry)
         return None
-    shown = instances[:ALERT_LISTS_INSTANCES]
-    names = ", ".join(
-        f"{inst.instance_id} ({inst.host}, pid {inst.pid}, revision {inst.revision})"
-        for inst in shown
-    )
-    more = len(instances) - len(shown)
-    if more:
-        names += f" and {more} more"
-    if len(instances) == 1:
-        title = f"Bot instance {instances[0].host}:{instances[0].pid} has not picked up the change"
-    else:
-        title = f"{len(instances)} bot instances have not picked up the change"
-    alert = Alert.objects.create(
-        rollout=entry.rollout,
-        title=title,
-        message=(
-            f"{entry.get_action_display()} by {entry.actor} at {entry.created_at:%H:%M:%S} UTC "
-            f"(config revision {entry.revision}) was not acknowledged within "
-            f"{ack_timeout():g} s by {names}. Restart them or check their connection to "
-            "selcontrol; the fleet panel lists every instance."
-        ),
-        numbers={
-            "instances": len(instances),
-            "instance_ids": [inst.instance_id for inst in instances[:50]],
-            "hosts": sorted({inst.host for inst in instances})[:50],
-            "expected_revision": entry.revision,
-            "audit_entry": entry.pk,
-        },
-        action_taken="alert only",
-    )
-    queue_delivery(alert)
-    return alert.pk
+    return _alert_channel(entry, instances)
 
 
 # -- 3. sample-ratio check ------------------------------------------------------------------------
@@ -621,90 +600,3 @@ def reply_consistency(
             wrong_replies += n
             wrong_channels.add(channel)
     return observed, expected, wrong_replies, len(wrong_channels)
-
-
-@dataclass
-class SampleRatio:
-    """The sample-ratio check of one rollout under its current rule."""
-
-    rollout: Rollout
-    since: datetime
-    decisions: SrmResult
-    replies: SrmResult
-    wrong_replies: int
-    wrong_channels: int
-    expected_from: str  # "traffic" (channel by channel) or "percentages"
-
-    @property
-    def mismatch(self) -> bool:
-        return self.decisions.mismatch or self.replies.mismatch
-
-
-def sample_ratio(rollout: Rollout, now: datetime | None = None) -> SampleRatio:
-    """Decisions (from the client reports) and replies (response events) per variant under the
-    rollout's current rule, each against what the rule gives the channels that had traffic.
-
-    Why not just the percentage: the unit of assignment is the channel, and traffic per channel
-    is very uneven, so at 20% the treatment may well carry 5% or 40% of the messages. The
-    expected share of a variant is therefore the traffic of the channels the rule (percentage,
-    nested simplified split, overrides, kill switch) sends to it, over the replies since the
-    change; with no replies yet it falls back to the percentages (equal traffic per channel).
-
-    - Decisions: the fleet's exposure counts at the current rule revision (decisions made on an
-      older rule are left out: they are another experiment) against those traffic shares.
-    - Replies: replies recorded per variant against the replies the rule gives each variant,
-      channel by channel; a bot that serves some channel the wrong variant (a stale config, or
-      wiring that ignores the client) moves replies between cells and fails the test.
-
-    The window starts when the current rule reached the whole fleet (its ChangeAck, or the last
-    acknowledgement of the instances that were running then), or SELCONTROL_ACK_TIMEOUT_SECONDS
-    after the change while a live instance still lacks it.
-    """
-    from django.db.models import Count, Sum
-
-    from metrics.models import ResponseEvent  # read-only use (see the module docstring)
-
-    now = now or timezone.now()
-    rule = rollout.to_rule()
-    change = latest_change(rollout)
-    if change is not None:
-        status = change_status(change, now)
-        if status.settled is not None:
-            since = status.settled.all_acked_at
-        elif status.waiting:  # someone is behind: give it the timeout, then count what it does
-            since = change.created_at + timedelta(seconds=ack_timeout())
-        else:  # every live instance has it (those started since then do not move the window)
-            since = change.created_at + timedelta(seconds=status.seconds or 0.0)
-    else:
-        since = rollout.created_at
-    since = min(since, now)
-    replies = list(
-        ResponseEvent.objects.filter(rollout_key=rollout.key, ts__gte=since)
-        .values("channel_id", "variant")
-        .annotate(n=Count("id"))
-        .values_list("channel_id", "variant", "n")
-    )
-    traffic: dict[str, int] = {}
-    for channel, _variant, n in replies:
-        traffic[channel] = traffic.get(channel, 0) + n
-    shares = rule_shares(rule, traffic, now)
-    decided = dict(
-        ExposureCount.objects.filter(rollout_key=rollout.key, rule_revision=rollout.revision)
-        .values("variant")
-        .annotate(n=Sum("count"))
-        .values_list("variant", "n")
-    )
-    observed, expected_counts, wrong_replies, wrong_channels = reply_consistency(rule, replies, now)
-    total_expected = sum(expected_counts.values())
-    reply_shares = (
-        {v: n / total_expected for v, n in expected_counts.items()} if total_expected else shares
-    )
-    return SampleRatio(
-        rollout=rollout,
-        since=since,
-        decisions=srm_test("decisions", decided, shares),
-        replies=srm_test("replies", observed, reply_shares),
-        wrong_replies=wrong_replies,
-        wrong_channels=wrong_channels,
-        expected_from="traffic" if traffic else "percentages",
-    )

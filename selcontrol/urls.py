@@ -24,5 +24,5 @@ urlpatterns = [
     path("login/", auth_views.LoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("metrics/", include("metrics.urls")),
-    path("", include("rollout.urls")),
+    path("", include("selcontrol.console.urls")),
 ]

@@ -38,7 +38,7 @@ from typing import Any
 logger = logging.getLogger("selcontrol_client")
 
 MAX_TEXT = 4000  # the exchange text is for human review; the server truncates anyway
-MAX_TOKENS = 10**9  # the server's bound on token counts (metrics/events.py)
+MAX_TOKENS = 10**9  # the server's bound on token counts (metrics/ingest/events.py)
 MAX_LATENCY_MS = 24 * 3600 * 1000.0
 MIN_TS = datetime(2015, 1, 1, tzinfo=UTC)  # the server refuses older timestamps
 MAX_FUTURE = timedelta(hours=1)  # the server refuses more than a day ahead; keep a margin

@@ -12,7 +12,7 @@ import httpx
 import pytest
 from playwright.sync_api import Page, expect
 
-from metrics.intake import record_events
+from metrics.ingest.intake import record_events
 from rollout import services
 from rollout.checklist import ITEM_KEYS
 from rollout.models import AuditEntry, Rollout

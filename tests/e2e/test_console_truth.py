@@ -17,7 +17,7 @@ from django.utils import timezone
 from playwright.sync_api import Page, expect
 
 from metrics import tasks  # noqa: F401 - registers the tasks the schedule names
-from metrics.intake import record_events
+from metrics.ingest.intake import record_events
 from metrics.scheduler import InProcessBeat
 from rollout import services
 from rollout.checklist import ITEM_KEYS

@@ -9,7 +9,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from metrics.intake import record_events
+from metrics.ingest.intake import record_events
 from metrics.reviews import services as reviews
 from metrics.reviews.models import ReviewGrade, ReviewItem, ReviewSample
 from tests.conftest import SYSTEM, make_user

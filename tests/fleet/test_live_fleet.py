@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from metrics import sample_ratio
 from metrics.guardrails.models import Alert
 from metrics.models import ResponseEvent
 from rollout import fleet
@@ -159,7 +160,7 @@ def test_sample_ratio__bots_follow_the_rule__passes_then_a_miswired_bot__fails(
     assert all(bot.flush(10) for bot in bots)
     assert wait_until(lambda: _sum_exposures(live_rollout.revision) == 3000, 10, 0.1)
     assert ResponseEvent.objects.count() == 3000
-    result = fleet.sample_ratio(Rollout.objects.get(key="prompts_v2"))
+    result = sample_ratio.sample_ratio(Rollout.objects.get(key="prompts_v2"))
     assert result.expected_from == "traffic"
     assert (result.decisions.verdict, result.replies.verdict) == ("ok", "ok")
     assert result.wrong_replies == 0
@@ -170,7 +171,7 @@ def test_sample_ratio__bots_follow_the_rule__passes_then_a_miswired_bot__fails(
         miswired.prompt_variant(channel)
         _reply(miswired, channel, "v2_full" if rng.random() < 0.5 else "v1", 10_000 + n)
     assert miswired.flush(10)
-    result = fleet.sample_ratio(Rollout.objects.get(key="prompts_v2"))
+    result = sample_ratio.sample_ratio(Rollout.objects.get(key="prompts_v2"))
     assert result.replies.verdict == "mismatch" and result.replies.p_value < 0.001
     assert result.wrong_replies > 0
 

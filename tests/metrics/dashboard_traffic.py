@@ -1,6 +1,6 @@
 """Deterministic simulated traffic for the dashboard tests and screenshots.
 
-Events go through the real intake (metrics.intake.record_events) and the real rollup job, so
+Events go through the real intake (metrics.ingest.intake.record_events) and the real rollup job, so
 the dashboard reads exactly what production would. ``Profile`` says how a variant behaves.
 """
 
@@ -10,7 +10,8 @@ import random
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from metrics import intake, rollups
+from metrics import rollups
+from metrics.ingest import intake
 
 MODEL = "anthropic/claude-3.5-sonnet"  # priced by the default migration: $3/M in, $15/M out
 

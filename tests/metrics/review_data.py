@@ -1,10 +1,11 @@
-"""Replies for the review tests, stored through the real intake (metrics.intake.record_events)."""
+"""Replies for the review tests, stored through the real intake
+(metrics.ingest.intake.record_events)."""
 
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
 
-from metrics.intake import record_events
+from metrics.ingest.intake import record_events
 
 WEEK = date(2026, 3, 2)  # a Monday
 GOOD = {

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from django.contrib.auth.models import User
 
-from metrics.intake import record_events
+from metrics.ingest.intake import record_events
 from metrics.models import ModelPrice
 
 from .conftest import response

@@ -7,7 +7,7 @@ from datetime import timedelta
 import pytest
 
 from metrics import rollups
-from metrics.intake import record_events
+from metrics.ingest.intake import record_events
 
 from .conftest import T0, followup, iso, reaction, response
 

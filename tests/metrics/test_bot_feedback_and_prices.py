@@ -8,7 +8,7 @@ from decimal import Decimal
 
 import pytest
 
-from metrics.intake import record_events
+from metrics.ingest.intake import record_events
 from metrics.models import EmojiSentiment, ModelPrice, ReactionEvent, ResponseEvent
 from metrics.reference import OTHER_EMOJI, Price, Reference, model_key, normalise_emoji
 

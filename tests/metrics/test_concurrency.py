@@ -17,7 +17,7 @@ import pytest
 from django.db import close_old_connections, connection, connections
 
 from metrics import rollups
-from metrics.intake import record_events
+from metrics.ingest.intake import record_events
 from metrics.models import DirtyHour, HourlyRollup, ResponseEvent
 from selcontrol.celery import app as celery_app
 

@@ -9,7 +9,7 @@ import pytest
 from django.apps import apps
 
 from metrics import rollups
-from metrics.intake import record_events
+from metrics.ingest.intake import record_events
 from metrics.models import DailyRollup, DirtyHour, HourlyRollup, ResponseEvent
 
 from .conftest import T0, followup, reaction, response

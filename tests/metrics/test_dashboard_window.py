@@ -14,7 +14,7 @@ import time_machine
 from django.urls import reverse
 
 from metrics import histogram, rollups, series
-from metrics.intake import record_events
+from metrics.ingest.intake import record_events
 from tests.metrics.conftest import iso, response
 from tests.metrics.dashboard_traffic import V1, V2, events_for, load
 from tests.metrics.test_dashboard_cost import NOW, fortnight  # noqa: F401  (fixture)

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 from django.urls import reverse
 
-from metrics.intake import record_events
+from metrics.ingest.intake import record_events
 from rollout import services
 from selcontrol_client import assignment
 from tests.conftest import SYSTEM

@@ -12,7 +12,7 @@ import time_machine
 from django.urls import reverse
 from django.utils import timezone
 
-from metrics.intake import record_events
+from metrics.ingest.intake import record_events
 from rollout import services
 from rollout.models import AuditEntry, ChannelOverride, Rollout
 from tests.conftest import SYSTEM

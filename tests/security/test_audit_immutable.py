@@ -87,7 +87,7 @@ def test_console__no_route_under_audit__accepts_a_write(operator_client, entry):
     """Every console URL with 'audit' in it refuses POST, PUT, PATCH and DELETE."""
     audit_routes = [
         str(p.pattern)
-        for p in get_resolver("rollout.urls").url_patterns
+        for p in get_resolver("selcontrol.console.urls").url_patterns
         if "audit" in str(p.pattern)
     ]
     assert audit_routes == ["audit/"]

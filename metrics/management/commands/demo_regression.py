@@ -2,7 +2,7 @@
 
     python manage.py demo_regression [--replies 800] [--error-rate 0.3] [--evaluate]
 
-Sends a few minutes of bot replies through the real ingest path (``metrics.intake``, what
+Sends a few minutes of bot replies through the real ingest path (``metrics.ingest.intake``, what
 ``POST /api/v1/events`` calls), each channel on the variant the rollout's current rule gives it,
 with v2 failing at ``--error-rate`` (v1 stays at its usual 1.2%). Within a minute the guardrails
 (``make run``'s in-process scheduler, or Celery beat) see v2's error rate above v1's, the
@@ -18,7 +18,7 @@ from datetime import UTC, datetime, timedelta
 
 from django.core.management.base import BaseCommand, CommandError
 
-from metrics.intake import record_events
+from metrics.ingest.intake import record_events
 from rollout.models import Rollout
 from selcontrol_client import assignment
 

@@ -1,4 +1,4 @@
-"""Play a simulated Sel deployment through the real ingest path (metrics.intake, or HTTP).
+"""Play a simulated Sel deployment through the real ingest path (metrics.ingest.intake, or HTTP).
 
     manage.py simulate_traffic --days 3 --per-day 10000 --channels 400
     manage.py simulate_traffic --url http://127.0.0.1:8000 --token sc_... --days 1
@@ -161,7 +161,7 @@ class Command(BaseCommand):
         )
 
     def _local_sender(self):
-        from metrics.intake import record_events
+        from metrics.ingest.intake import record_events
 
         def send(batch):
             return record_events(batch, schedule=False).as_dict()

@@ -20,7 +20,7 @@ from metrics import rollups
 from metrics.guardrails import rules as g
 from metrics.guardrails import services as guardrail_services
 from metrics.guardrails.models import GuardrailRule
-from metrics.intake import record_events
+from metrics.ingest.intake import record_events
 from metrics.models import ChannelHourlyRollup, FollowupEvent, ReactionEvent, ResponseEvent
 from rollout.models import AuditEntry
 from selcontrol_client import assignment

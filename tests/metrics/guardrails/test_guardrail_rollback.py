@@ -1,6 +1,6 @@
 """Guardrails end to end on the real ingest path: simulated traffic in which v2 regresses (errors,
 complaints, corrections, latency, cost, hallucinations, each in turn) goes through
-metrics.intake.record_events minute by minute with the clock moved by time-machine; the
+metrics.ingest.intake.record_events minute by minute with the clock moved by time-machine; the
 evaluation that the beat runs every minute breaches the matching rule, rolls back through
 rollout.services and writes the audit row with the numbers, within minutes of simulated time.
 """
@@ -17,7 +17,7 @@ import time_machine
 from metrics.guardrails import rules as g
 from metrics.guardrails import services as guardrail_services
 from metrics.guardrails.models import Alert, GuardrailRule, GuardrailState
-from metrics.intake import record_events
+from metrics.ingest.intake import record_events
 from rollout import services
 from rollout.models import AuditEntry, Rollout
 from selcontrol_client import assignment

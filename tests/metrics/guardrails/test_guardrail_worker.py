@@ -14,7 +14,7 @@ import pytest
 from django.apps import apps
 
 from metrics.guardrails.models import Alert, AlertSettings, GuardrailRule
-from metrics.intake import record_events
+from metrics.ingest.intake import record_events
 from metrics.tasks import evaluate_guardrails
 from rollout import services
 from rollout.models import AuditEntry, Rollout

@@ -15,7 +15,7 @@ from metrics import rollups, stats
 from metrics.guardrails import deployment_report
 from metrics.guardrails.models import DeploymentDecision
 from metrics.guardrails.rules import Clusters
-from metrics.intake import record_events
+from metrics.ingest.intake import record_events
 from metrics.models import ResponseEvent
 from metrics.reviews import services as reviews
 from metrics.reviews.models import ReviewGrade

@@ -377,7 +377,7 @@ def test_review_counts__double_graded__counts_the_first_grade_once(bob, dave):
 
 
 def test_conversation_before__shows_the_earlier_exchanges(bob):
-    from metrics.intake import record_events
+    from metrics.ingest.intake import record_events
 
     record_events(
         [reply(n, conversation="conv-1", hour=10 + n) for n in range(1, 6)],

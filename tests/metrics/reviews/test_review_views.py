@@ -201,7 +201,7 @@ def test_results__bad_week__is_422_naming_the_field(viewer_client):
 def test_results__rates_table__shows_rate_and_interval(viewer_client, bob, rollout):
     from datetime import UTC, datetime
 
-    from metrics.intake import record_events
+    from metrics.ingest.intake import record_events
     from tests.metrics.review_data import reply
 
     now = datetime.now(UTC)

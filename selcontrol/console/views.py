@@ -8,6 +8,10 @@ full reload. Without JavaScript the forms still post and the view redirects back
 Status codes of change views: 200 done (or nothing to do), 403 not an operator, 409 stale
 revision or an unmet phase gate (the section shows the current state and what changed), 422
 invalid input (the section shows the form with its errors).
+
+The console composes both domains (issue 17): rollout's state and services beside the traffic
+metrics recorded, so it lives above both (selcontrol/console), and neither domain imports the
+other's pages; the URL names stay in the ``rollout`` namespace.
 """
 
 from __future__ import annotations
@@ -25,8 +29,9 @@ from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 
-from . import checklist, exposure, services
-from .forms import (
+from metrics import selectors
+from rollout import checklist, exposure, services
+from rollout.forms import (
     AuditFilterForm,
     ChecklistForm,
     HoldForm,
@@ -39,9 +44,9 @@ from .forms import (
     RollbackForm,
     TokenForm,
 )
-from .models import ApiToken, AuditEntry, ChannelOverride, ExposureCount, Rollout
-from .roles import operator_required
-from .templatetags.console import alerts_context
+from rollout.models import ApiToken, AuditEntry, ChannelOverride, ExposureCount, Rollout
+from rollout.roles import operator_required
+from rollout.templatetags.console import alerts_context
 
 SECTIONS = ("status", "timeline", "checklist", "percentage", "overrides")
 TRAFFIC_WINDOW = timedelta(days=1)
@@ -57,11 +62,7 @@ def _get_rollout(key: str) -> Rollout:
 
 
 def _traffic(rollout: Rollout, version: int | None = None) -> tuple[list[str], dict[str, int]]:
-    """Channels seen and replies per channel over the last day, from the metrics app.
-
-    Imported here: the console (UI) reads metrics; the rollout domain itself never does.
-    """
-    from metrics import selectors
+    """Channels seen and replies per channel over the last day, from the metrics app."""
 
     def load() -> tuple[list[str], dict[str, int]]:
         since = timezone.now() - TRAFFIC_WINDOW
@@ -78,8 +79,6 @@ def _traffic(rollout: Rollout, version: int | None = None) -> tuple[list[str], d
 
 
 def _data_version() -> int:
-    from metrics import selectors
-
     return selectors.latest_response_id()
 
 
@@ -92,7 +91,6 @@ def _served(rollout: Rollout, now, version: int | None = None) -> dict:
     """What happened over the last day, per variant: replies and channels from the bot's events,
     and the fleet's decision counts (``ExposureCount``, from the clients' reports). Cached for a
     minute like ``_traffic``."""
-    from metrics import selectors
 
     def load() -> dict:
         since = now - TRAFFIC_WINDOW

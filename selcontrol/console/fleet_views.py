@@ -5,6 +5,8 @@ Both fragments are loaded by ``templates/rollout/partials/fleet_slot.html`` (inc
 rollout page) and refresh themselves with htmx: the fleet every second while the latest change is
 not acknowledged by every live instance, every 5 s otherwise, every 15 s while no bot is live;
 the sample ratio every 30 s.
+
+A console page (selcontrol/console): it shows rollout's fleet beside metrics' sample-ratio check.
 """
 
 from __future__ import annotations
@@ -15,8 +17,9 @@ from django.shortcuts import get_object_or_404, render
 from django.utils import timezone
 from django.views.decorators.http import require_GET
 
-from . import fleet
-from .models import AuditEntry, ChangeAck, Rollout
+from metrics import sample_ratio
+from rollout import fleet
+from rollout.models import AuditEntry, ChangeAck, Rollout
 
 FAST_POLL = "every 1s"
 SLOW_POLL = "every 5s"
@@ -68,7 +71,7 @@ def fleet_panel(request: HttpRequest, key: str) -> HttpResponse:
 @require_GET
 def fleet_srm(request: HttpRequest, key: str) -> HttpResponse:
     rollout = get_object_or_404(Rollout, key=key)
-    srm = fleet.sample_ratio(rollout)
+    srm = sample_ratio.sample_ratio(rollout)
     return render(
         request,
         "rollout/partials/fleet_srm.html",

@@ -1,5 +1,5 @@
 """The quick start (``make run``) stores events on SQLite through the portable twin of the intake
-path (metrics/intake.py ``_store_portable``, and rollups' portable branches), not the
+path (metrics/ingest/intake.py ``_store_portable``, and rollups' portable branches), not the
 PostgreSQL statements the rest of the suite runs. So the intake and event tests run again here,
 on SQLite, in a pytest of their own (issue 17, item 7)."""
 
@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-MODULES = ["tests/metrics/test_intake.py", "tests/metrics/test_events.py"]
+MODULES = ["tests/metrics/ingest/test_intake.py", "tests/metrics/ingest/test_events.py"]
 POSTGRES_ONLY = "not one_statement_sql"
 """test_aggregate__one_statement_sql__same_as_the_orm_path compares rollups' single PostgreSQL
 statement with the ORM path: there is no such statement on SQLite."""

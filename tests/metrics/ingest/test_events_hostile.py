@@ -12,8 +12,7 @@ import pytest
 
 from metrics.models import ResponseEvent
 from metrics.views import _csv_response
-
-from .conftest import followup, reaction, response
+from tests.metrics.conftest import followup, reaction, response
 
 pytestmark = pytest.mark.django_db
 URL = "/api/v1/events"

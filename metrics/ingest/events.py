@@ -19,7 +19,7 @@ from typing import Any
 from rollout.models import CHANNEL_ID_RE
 from selcontrol.timestamps import BadTimestamp, parse_rfc3339
 
-from .models import TEXT_LIMIT
+from ..models import TEXT_LIMIT
 
 TYPES = ("response", "reaction", "followup")
 MAX_ID = 64

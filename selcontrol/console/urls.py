@@ -1,3 +1,6 @@
+"""The console's pages (selcontrol/console/views.py and fleet_views.py), under the ``rollout``
+URL namespace they always had."""
+
 from django.urls import path
 
 from . import fleet_views, views

@@ -1,7 +1,7 @@
 """Event intake: ``record_events`` validates a batch and stores it idempotently.
 
 Used by ``POST /api/v1/events`` and by ``manage.py simulate_traffic`` alike. Per event: a bad
-one (metrics.events; for a reply also a rollout that does not exist or a variant that is not
+one (metrics.ingest.events; for a reply also a rollout that does not exist or a variant that is not
 one of its rollout's, read once per batch) is rejected with one sentence and does not sink the
 rest; an id already stored (per event
 type) is a duplicate and changes nothing, also when two retries of one batch race. On
@@ -28,9 +28,9 @@ from typing import Any
 from django.db import connection, transaction
 from django.utils import timezone
 
-from . import histogram, reference, rollups
+from .. import histogram, reference, rollups
+from ..models import FollowupEvent, ReactionEvent, ResponseEvent
 from .events import Event, Invalid, event_id_of, validate_event
-from .models import FollowupEvent, ReactionEvent, ResponseEvent
 
 SQLITE_CHUNK = 400
 
@@ -86,7 +86,7 @@ def record_events(
         rollups.lock_buckets_shared(buckets)
         rollups.mark_dirty(buckets)
         if buckets and schedule:
-            from .tasks import schedule_rollups
+            from ..tasks import schedule_rollups
 
             transaction.on_commit(schedule_rollups, robust=True)
 

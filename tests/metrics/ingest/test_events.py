@@ -1,13 +1,12 @@
-"""metrics.events: validation of one event, one sentence naming the field (pure)."""
+"""metrics.ingest.events: validation of one event, one sentence naming the field (pure)."""
 
 from __future__ import annotations
 
 import pytest
 
-from metrics.events import Invalid, validate_event
+from metrics.ingest.events import Invalid, validate_event
 from metrics.models import TEXT_LIMIT
-
-from .conftest import followup, reaction, response
+from tests.metrics.conftest import followup, reaction, response
 
 
 def _broken(**changes) -> dict:

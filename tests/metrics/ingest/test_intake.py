@@ -1,4 +1,4 @@
-"""metrics.intake.record_events: attribution, reactions, corrections, prices, rollups."""
+"""metrics.ingest.intake.record_events: attribution, reactions, corrections, prices, rollups."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from decimal import Decimal
 import pytest
 
 from metrics import rollups
-from metrics.intake import record_events
+from metrics.ingest.intake import record_events
 from metrics.models import (
     CorrectionPattern,
     DirtyHour,
@@ -19,8 +19,7 @@ from metrics.models import (
     ReactionEvent,
     ResponseEvent,
 )
-
-from .conftest import T0, followup, reaction, response, totals
+from tests.metrics.conftest import T0, followup, reaction, response, totals
 
 pytestmark = pytest.mark.django_db
 
