@@ -11,7 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 MODULES = ["tests/metrics/ingest/test_intake.py", "tests/metrics/ingest/test_events.py"]
 POSTGRES_ONLY = "not one_statement_sql"
 """test_aggregate__one_statement_sql__same_as_the_orm_path compares rollups' single PostgreSQL
