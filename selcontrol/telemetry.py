@@ -45,6 +45,7 @@ from prometheus_client.core import (
     HistogramMetricFamily,
     Metric,
 )
+from prometheus_client.utils import floatToGoString
 
 logger = logging.getLogger("selcontrol.telemetry")
 
@@ -72,7 +73,8 @@ class _Process:
     def __init__(self) -> None:
         self.registry = prometheus_client.CollectorRegistry()
         self.flushed: dict[SampleKey, float] = {}
-        self.recorded = False  # anything recorded since the last flush began
+        self.touched: set[tuple[str, tuple[str, ...]]] = set()  # (family, label values) changed
+        self.touched_lock = threading.Lock()  # since the last flush took the set
         self.flush_lock = threading.Lock()
         self.flusher: threading.Thread | None = None
 
@@ -96,6 +98,7 @@ M = TypeVar("M", prometheus_client.Counter, prometheus_client.Histogram)
 
 class _Family(Generic[M]):
     suffixes: tuple[str, ...] = ()
+    le_of: dict[str, str] = {}  # prometheus_client's spelling of a bucket bound -> ours
     metric: M  # this process's, rebuilt in a forked child
 
     def __init__(self, name: str, help_text: str, labelnames: Iterable[str] = ()) -> None:
@@ -106,21 +109,42 @@ class _Family(Generic[M]):
         self.build(_process.registry)
 
     def build(self, registry: prometheus_client.CollectorRegistry) -> None:
+        self.metric = self._make(registry)
+        self.children: dict[tuple[str, ...], M] = {}  # label values -> prometheus_client child
+
+    def _make(self, registry: prometheus_client.CollectorRegistry) -> M:
         raise NotImplementedError
 
-    def _child(self, labels: dict[str, str]) -> M:
-        return self.metric.labels(**labels) if self.labelnames else self.metric
+    def _child(self, labels: dict[str, str]) -> tuple[tuple[str, ...], M]:
+        values = tuple(str(labels[n]) for n in self.labelnames)
+        child = self.children.get(values)
+        if child is None:
+            child = self.metric.labels(*values) if values else self.metric
+            self.children[values] = child
+        return values, child
 
-    def local_samples(self) -> Iterator[tuple[SampleKey, float]]:
-        for metric in self.metric.collect():
+    def _touched(self, values: tuple[str, ...]) -> None:
+        """After each change, so a flush that takes the set has seen the change."""
+        process = _process
+        with process.touched_lock:
+            process.touched.add((self.name, values))
+        if process.flusher is None and _redis_url():
+            _start_flusher(process)
+
+    def child_samples(self, values: tuple[str, ...]) -> Iterator[tuple[SampleKey, float]]:
+        """One label set's totals (collected from its child alone: a flush costs what changed)."""
+        plain: Labels = tuple(zip(self.labelnames, values, strict=True))
+        for metric in self.children[values].collect():
             for sample in metric.samples:
                 suffix = sample.name.removeprefix(self.name)
-                if suffix not in self.suffixes:  # _created: a process's own, not summable
-                    continue
-                labels = tuple((n, sample.labels[n]) for n in self.labelnames)
-                if "le" in sample.labels:
-                    labels += (("le", _le(float(sample.labels["le"]))),)
-                yield (self.name, suffix, labels), sample.value
+                if suffix in self.suffixes:  # not _created: a process's own, not summable
+                    le = sample.labels.get("le")
+                    labels = plain if le is None else (*plain, ("le", self.le_of[le]))
+                    yield (self.name, suffix, labels), sample.value
+
+    def local_samples(self) -> Iterator[tuple[SampleKey, float]]:
+        for values in list(self.children):
+            yield from self.child_samples(values)
 
     def family(self, samples: dict[SampleKey, float]) -> Metric:
         raise NotImplementedError
@@ -129,14 +153,13 @@ class _Family(Generic[M]):
 class Counter(_Family[prometheus_client.Counter]):
     suffixes = ("",)
 
-    def build(self, registry: prometheus_client.CollectorRegistry) -> None:
-        self.metric = prometheus_client.Counter(
-            self.name, self.help, self.labelnames, registry=registry
-        )
+    def _make(self, registry: prometheus_client.CollectorRegistry) -> prometheus_client.Counter:
+        return prometheus_client.Counter(self.name, self.help, self.labelnames, registry=registry)
 
     def inc(self, amount: float = 1.0, /, **labels: str) -> None:
-        self._child(labels).inc(amount)
-        _recorded()
+        values, child = self._child(labels)
+        child.inc(amount)
+        self._touched(values)
 
     def family(self, samples: dict[SampleKey, float]) -> Metric:
         counter = CounterMetricFamily(self.name, self.help, labels=self.labelnames)
@@ -158,17 +181,19 @@ class Histogram(_Family[prometheus_client.Histogram]):
         buckets: tuple[float, ...] = LATENCY_BUCKETS,
     ) -> None:
         self.buckets = buckets
-        self.les = [_le(b) for b in buckets] + ["+Inf"]
+        self.le_of = {floatToGoString(b): _le(b) for b in (*buckets, math.inf)}
+        self.les = list(self.le_of.values())
         super().__init__(name, help_text, labelnames)
 
-    def build(self, registry: prometheus_client.CollectorRegistry) -> None:
-        self.metric = prometheus_client.Histogram(
+    def _make(self, registry: prometheus_client.CollectorRegistry) -> prometheus_client.Histogram:
+        return prometheus_client.Histogram(
             self.name, self.help, self.labelnames, registry=registry, buckets=self.buckets
         )
 
     def observe(self, value: float, /, **labels: str) -> None:
-        self._child(labels).observe(value)
-        _recorded()
+        values, child = self._child(labels)
+        child.observe(value)
+        self._touched(values)
 
     def family(self, samples: dict[SampleKey, float]) -> Metric:
         """Every bucket is served, those no request has reached yet as 0."""
@@ -233,17 +258,13 @@ def _redis() -> Any:
     return _redis_client
 
 
-def _recorded() -> None:
-    """After each change (so a flush that clears the flag has seen it); starts the flusher."""
-    process = _process
-    process.recorded = True
-    if process.flusher is None and _redis_url():
-        with process.flush_lock:
-            if process.flusher is None:
-                process.flusher = threading.Thread(
-                    target=_flush_loop, args=(process,), name="selcontrol-telemetry", daemon=True
-                )
-                process.flusher.start()
+def _start_flusher(process: _Process) -> None:
+    with process.touched_lock:
+        if process.flusher is None:
+            process.flusher = threading.Thread(
+                target=_flush_loop, args=(process,), name="selcontrol-telemetry", daemon=True
+            )
+            process.flusher.start()
 
 
 def _flush_loop(process: _Process) -> None:
@@ -275,10 +296,11 @@ def flush() -> bool:
         return False
     process = _process
     with process.flush_lock:
-        if not process.recorded:  # idle: nothing to collect
-            return True
-        process.recorded = False
-        totals = local_samples()
+        with process.touched_lock:
+            touched, process.touched = process.touched, set()
+        totals = dict(
+            pair for name, values in touched for pair in FAMILIES[name].child_samples(values)
+        )
         gains = {k: v - process.flushed.get(k, 0.0) for k, v in totals.items()}
         gains = {k: gain for k, gain in gains.items() if gain}
         if gains:
@@ -289,9 +311,10 @@ def flush() -> bool:
                 pipe.execute()
             except Exception as exc:  # noqa: BLE001 - metrics must never break requests
                 logger.warning("could not add metrics to Redis: %s", exc.__class__.__name__)
-                process.recorded = True  # try again next time
+                with process.touched_lock:
+                    process.touched |= touched  # added by the next flush that succeeds
                 return False
-        process.flushed = totals
+        process.flushed.update(totals)
     return True
 
 
