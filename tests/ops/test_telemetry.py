@@ -459,3 +459,38 @@ def test_metrics__without_redis_no_failed_sign_in_yet__login_failures_served_as_
     ).stdout
     samples = parse(out)
     assert samples[("selcontrol_login_failures_total", ())] == 0
+
+
+def test_metrics__threads_record_while_flushes_run__redis_sum_equals_every_count(client, db):
+    import threading
+
+    from selcontrol import telemetry
+
+    route = f"/threads-{os.getpid()}-{threading.get_ident()}"
+    first = scrape(client)
+    before = value(first, "selcontrol_http_requests_total", route=route)
+    count_before = value(first, "selcontrol_http_request_duration_seconds_count", route=route)
+    done = threading.Event()
+
+    def record() -> None:
+        for n in range(1500):
+            telemetry.HTTP_REQUESTS.inc(route=route, method="GET", status=str(200 + n % 3))
+            telemetry.HTTP_DURATION.observe(0.001, route=route, method="GET", status="200")
+
+    def flush_all_along() -> None:
+        while not done.is_set():
+            assert telemetry.flush()
+
+    flusher = threading.Thread(target=flush_all_along)
+    flusher.start()
+    workers = [threading.Thread(target=record) for _ in range(4)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    done.set()
+    flusher.join()
+    samples = scrape(client)
+    assert value(samples, "selcontrol_http_requests_total", route=route) == before + 6000
+    count = value(samples, "selcontrol_http_request_duration_seconds_count", route=route)
+    assert count == count_before + 6000
