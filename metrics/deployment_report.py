@@ -36,6 +36,7 @@ from .guardrails import Clusters
 
 REVIEW_AFTER = timedelta(days=30)
 BEFORE = timedelta(days=30)
+NO_AFTER_PERIOD = "no after period yet: it starts when the rollout reaches Full (100%)"
 # The guide's cost analysis: 500 -> 1750 input tokens at $3/M: $0.0015 -> $0.00525 per request.
 PROJECTED_V1_PER_REQUEST = 0.0015
 PROJECTED_V2_PER_REQUEST = 0.00525
@@ -185,10 +186,12 @@ def build(rollout: Rollout, now: datetime | None = None) -> dict[str, Any]:
     else:
         anchor = full_at
     before = (anchor - BEFORE, anchor)
+    # Before 100% there is no "after" period at all (None; its figures are empty), not a range
+    # of no length.
     after = (anchor, min(now, anchor + REVIEW_AFTER)) if full_at else (anchor, anchor)
     report["periods"] = {
         "before": [before[0].isoformat(), before[1].isoformat()],
-        "after": [after[0].isoformat(), after[1].isoformat()],
+        "after": [after[0].isoformat(), after[1].isoformat()] if full_at else None,
     }
     # Before: v1 (the bot as it was) in the 30 days before 100%; after: v2 at 100%.
     rb = _review_figures(rollout, control, *before)
@@ -262,7 +265,11 @@ def markdown(report: dict[str, Any]) -> str:
             else "."
         ),
         f"Before: {report['periods']['before'][0]} to {report['periods']['before'][1]} (v1). "
-        f"After: {report['periods']['after'][0]} to {report['periods']['after'][1]} (v2).",
+        + (
+            f"After: {report['periods']['after'][0]} to {report['periods']['after'][1]} (v2)."
+            if report["periods"]["after"]
+            else f"After (v2): {NO_AFTER_PERIOD}."
+        ),
         "",
         "## Quantitative analysis",
         "",

@@ -216,8 +216,11 @@ def test_sender__server_away__spools_then_replays_on_next_start(scripted, tmp_pa
     assert Spool(tmp_path).pending() == 30
 
     up = scripted(accept_all)
-    restarted = SelControl(up.url, "t", config_cache=None, spool_dir=tmp_path)
+    # Not started yet: once its sender runs, the spool may be replayed before the next line
+    # reads the count (a full-suite run once saw "assert 0 == 30" here).
+    restarted = SelControl(up.url, "t", config_cache=None, spool_dir=tmp_path, start=False)
     assert restarted.stats()["events"]["spool_pending"] == 30
+    restarted.start()
     assert restarted.flush(10)
     stats = restarted.close()["events"]
     assert stats["sent"] == 30 and stats["replayed"] == 30
