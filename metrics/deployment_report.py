@@ -55,11 +55,13 @@ def reached_full_at(rollout: Rollout) -> datetime | None:
     return rollout.phase_started_at
 
 
-def _rate(k: int, n: int, clusters: Clusters | None = None) -> dict[str, Any]:
+def _rate(k: int, n: int, clusters: Clusters | None = None) -> tuple[dict[str, Any], float]:
     """A rate with its Wilson interval, channels as the unit: the counts are divided by the
-    design effect of the reviewed replies' channels (metrics.stats.design_effect)."""
+    design effect of the reviewed replies' channels (metrics.stats.design_effect). Returns the
+    figures shown and the exact design effect (shown rounded; the change is computed from the
+    exact one)."""
     if not n:
-        return {"k": k, "n": n, "rate": None, "ci": None}
+        return {"k": k, "n": n, "rate": None, "ci": None}, 1.0
     deff = stats.design_effect(k, n, clusters)
     lo, hi = stats.wilson(k / deff, n / deff)
     return {
@@ -69,20 +71,20 @@ def _rate(k: int, n: int, clusters: Clusters | None = None) -> dict[str, Any]:
         "ci": [round(lo, 4), round(hi, 4)],
         "channels": clusters.channels if clusters is not None else None,
         "design_effect": round(deff, 3),
-    }
+    }, deff
 
 
-def _change(before: dict, after: dict) -> dict[str, Any] | None:
+def _change(
+    before: tuple[dict[str, Any], float], after: tuple[dict[str, Any], float]
+) -> dict[str, Any] | None:
     """The change in points with Newcombe's interval on the design-effect-adjusted counts
     (each period's channels taken as independent of the other's: cautious, since the same
     channels in both periods would make the difference less variable)."""
-    if not before["n"] or not after["n"]:
+    (b, db), (a, da) = before, after
+    if not b["n"] or not a["n"]:
         return None
-    db, da = before.get("design_effect", 1.0), after.get("design_effect", 1.0)
-    _d, lo, hi = stats.newcombe_difference(
-        after["k"] / da, after["n"] / da, before["k"] / db, before["n"] / db
-    )
-    d = after["k"] / after["n"] - before["k"] / before["n"]
+    _d, lo, hi = stats.newcombe_difference(a["k"] / da, a["n"] / da, b["k"] / db, b["n"] / db)
+    d = a["k"] / a["n"] - b["k"] / b["n"]
     return {"points": round(d, 4), "ci": [round(lo, 4), round(hi, 4)]}
 
 
@@ -197,13 +199,13 @@ def build(rollout: Rollout, now: datetime | None = None) -> dict[str, Any]:
     rb = _review_figures(rollout, control, *before)
     ra = _review_figures(rollout, treatments, *after)
     report["hallucination"] = {
-        "before": rb["hallucination"],
-        "after": ra["hallucination"],
+        "before": rb["hallucination"][0],
+        "after": ra["hallucination"][0],
         "change": _change(rb["hallucination"], ra["hallucination"]),
     }
     report["format_compliance"] = {
-        "before": rb["format"],
-        "after": ra["format"],
+        "before": rb["format"][0],
+        "after": ra["format"][0],
         "change": _change(rb["format"], ra["format"]),
     }
     cb = _cost(rollout, control, *before)
