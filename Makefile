@@ -9,8 +9,9 @@ test:  ## the whole test suite against PostgreSQL and Redis (browser tests inclu
 e2e:  ## browser tests only
 	./scripts/test tests/e2e
 
-lint:  ## ruff check, ruff format --check, and test names that read as sentences
+lint:  ## ruff check, ruff format --check, test names that read as sentences, mypy (pyproject.toml)
 	./scripts/bootstrap && .venv/bin/ruff check . && .venv/bin/ruff format --check . && .venv/bin/python scripts/check_test_names.py
+	DEBUG=true .venv/bin/mypy  # DEBUG: the django-stubs plugin imports the settings, which want a SECRET_KEY otherwise
 
 format:
 	./scripts/bootstrap && .venv/bin/ruff format . && .venv/bin/ruff check --fix .

@@ -100,7 +100,7 @@ def risk_ratio(
     added to every cell (Haldane) so the interval stays finite."""
     if n1 <= 0 or n2 <= 0:
         raise ValueError("both samples need at least one observation.")
-    a, b, c, d = k1, n1 - k1, k2, n2 - k2
+    a, b, c, d = float(k1), float(n1 - k1), float(k2), float(n2 - k2)
     if 0 in (a, b, c, d):
         a, b, c, d = a + 0.5, b + 0.5, c + 0.5, d + 0.5
     m1, m2 = a + b, c + d

@@ -110,8 +110,9 @@ class JsonFormatter(logging.Formatter):
             value = getattr(record, name, None)
             if value is not None:
                 entry[name] = value
-        if getattr(record, "status_code", None) is not None and "status" not in entry:
-            entry["status"] = record.status_code
+        status_code = getattr(record, "status_code", None)  # Django's request loggers add it
+        if status_code is not None and "status" not in entry:
+            entry["status"] = status_code
         if record.exc_info and record.exc_info[0] is not None:
             entry["exception"] = self.formatException(record.exc_info)
         elif record.exc_text:
@@ -179,24 +180,27 @@ class RequestIdMiddleware:
     def __call__(self, request: HttpRequest) -> HttpResponse:
         incoming = request.META.get("HTTP_X_REQUEST_ID", "")
         request_id = incoming if REQUEST_ID_RE.match(incoming) else uuid.uuid4().hex
-        request.request_id = request_id
+        # Read by RequestIdFilter: Django logs 4xx/5xx after this middleware has returned.
+        request.request_id = request_id  # type: ignore[attr-defined]  # no such field in stubs
         token = request_id_var.set(request_id)
         started = time.perf_counter()
         try:
             response = self.get_response(request)
             response["X-Request-ID"] = request_id
-            self.log(request, response, started)
+            self.log(request, response, started, request_id)
             return response
         finally:
             request_id_var.reset(token)
 
-    def log(self, request: HttpRequest, response: HttpResponse, started: float) -> None:
+    def log(
+        self, request: HttpRequest, response: HttpResponse, started: float, request_id: str
+    ) -> None:
         from .security import client_ip
         from .telemetry import route_of
 
         duration_ms = round((time.perf_counter() - started) * 1000, 2)
         extra: dict[str, object] = {
-            "request_id": request.request_id,
+            "request_id": request_id,
             "method": request.method,
             "path": request.path,
             "route": route_of(request),

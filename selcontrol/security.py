@@ -238,7 +238,10 @@ def _raw_redis(key: str):
     if not isinstance(backend, RedisCache):
         return None
     full_key = backend.make_and_validate_key(key)
-    return backend, backend._cache.get_client(full_key, write=True), full_key
+    # Django keeps the raw client in the private _cache (not in its stubs); INCR with an expiry in
+    # one round trip needs it.
+    client = backend._cache.get_client(full_key, write=True)  # type: ignore[attr-defined]
+    return backend, client, full_key
 
 
 def _too_many(message: str, retry_after: int, as_json: bool) -> HttpResponse:

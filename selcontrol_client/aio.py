@@ -263,7 +263,7 @@ class AsyncSelControl(ClientBase):
                                 core.finish, batch, outcome, time.monotonic(), from_spool=path
                             )
                         else:
-                            await asyncio.to_thread(core.spool.remove, path)
+                            await asyncio.to_thread(core.drop_empty_spool_file, path)
                         continue
                     if core.buffered():
                         batch = core.take_batch()

@@ -198,7 +198,9 @@ class SelControl(ClientBase):
     def _report_loop(self) -> None:
         # The first report goes out when the first config from the server is applied (the store's
         # listener wakes us), or after one interval when none comes (it then shows the error).
-        pause = self.reporter.interval
+        reporter, http = self.reporter, self._http_report
+        assert reporter is not None and http is not None  # start() runs this loop only with both
+        pause = reporter.interval
         while not self._stop.is_set():
             if pause:
                 self._report_wake.wait(pause)
@@ -206,10 +208,9 @@ class SelControl(ClientBase):
             if self._stop.is_set():
                 return
             try:
-                assert self._http_report is not None and self.reporter is not None
-                payload = self.reporter.payload()
+                payload = reporter.payload()
                 try:
-                    response = self._http_report.post(REPORT_PATH, json=payload)
+                    response = http.post(REPORT_PATH, json=payload)
                     status, error = response.status_code, None
                 except Exception as exc:  # noqa: BLE001
                     status, error = None, f"{type(exc).__name__}: {exc}"
@@ -237,7 +238,7 @@ class SelControl(ClientBase):
                             core.in_flight = len(batch)
                             core.finish(batch, self._post(batch), time.monotonic(), from_spool=path)
                         else:
-                            core.spool.remove(path)
+                            core.drop_empty_spool_file(path)
                         continue
                     if core.buffered():
                         batch = core.take_batch()

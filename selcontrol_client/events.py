@@ -690,6 +690,10 @@ class EventCore:
         self.spool_pending = 0
         return None
 
+    def drop_empty_spool_file(self, path: Path) -> None:
+        """A spool file ``next_spool_file`` read as holding no events: removed."""
+        self._spool_done(path, 0)
+
     def finish(
         self, batch: list[dict[str, Any]], outcome: Outcome, now: float, *, from_spool: Path | None
     ) -> None:

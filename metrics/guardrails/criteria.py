@@ -31,7 +31,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from . import rules as g
@@ -251,10 +251,7 @@ def assess(
         status, why, numbers = _assess_arm(spec, control_arm, arm, alpha)
         results.append((status, f"{variant}: {why}", {**numbers, "variant": variant}))
     if not results:
-        began = ""
-        if since is not None:
-            at = since.astimezone(UTC)
-            began = f" (this window began {at:%b} {at.day}, {at:%H:%M} UTC)"
+        began = f" ({g.window_began(since)})" if since is not None else ""
         return Criterion(key, ask, UNKNOWN, f"no data from {' or '.join(treatments)} yet{began}")
     worst = min(results, key=lambda r: _ORDER[r[0]])
     why = "; ".join(r[1] for r in results) if len(results) > 1 else worst[1]

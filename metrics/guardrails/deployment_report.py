@@ -37,6 +37,7 @@ from .services import reviewed_by_channel
 
 REVIEW_AFTER = timedelta(days=30)
 BEFORE = timedelta(days=30)
+NO_AFTER_PERIOD = "no after period yet: it starts when the rollout reaches Full (100%)"
 # The guide's cost analysis: 500 -> 1750 input tokens at $3/M: $0.0015 -> $0.00525 per request.
 PROJECTED_V1_PER_REQUEST = 0.0015
 PROJECTED_V2_PER_REQUEST = 0.00525
@@ -55,11 +56,13 @@ def reached_full_at(rollout: Rollout) -> datetime | None:
     return rollout.phase_started_at
 
 
-def _rate(k: int, n: int, clusters: Clusters | None = None) -> dict[str, Any]:
+def _rate(k: int, n: int, clusters: Clusters | None = None) -> tuple[dict[str, Any], float]:
     """A rate with its Wilson interval, channels as the unit: the counts are divided by the
-    design effect of the reviewed replies' channels (metrics.stats.design_effect)."""
+    design effect of the reviewed replies' channels (metrics.stats.design_effect). Returns the
+    figures shown and the exact design effect (shown rounded; the change is computed from the
+    exact one)."""
     if not n:
-        return {"k": k, "n": n, "rate": None, "ci": None}
+        return {"k": k, "n": n, "rate": None, "ci": None}, 1.0
     deff = stats.design_effect(k, n, clusters)
     lo, hi = stats.wilson(k / deff, n / deff)
     return {
@@ -69,20 +72,20 @@ def _rate(k: int, n: int, clusters: Clusters | None = None) -> dict[str, Any]:
         "ci": [round(lo, 4), round(hi, 4)],
         "channels": clusters.channels if clusters is not None else None,
         "design_effect": round(deff, 3),
-    }
+    }, deff
 
 
-def _change(before: dict, after: dict) -> dict[str, Any] | None:
+def _change(
+    before: tuple[dict[str, Any], float], after: tuple[dict[str, Any], float]
+) -> dict[str, Any] | None:
     """The change in points with Newcombe's interval on the design-effect-adjusted counts
     (each period's channels taken as independent of the other's: cautious, since the same
     channels in both periods would make the difference less variable)."""
-    if not before["n"] or not after["n"]:
+    (b, db), (a, da) = before, after
+    if not b["n"] or not a["n"]:
         return None
-    db, da = before.get("design_effect", 1.0), after.get("design_effect", 1.0)
-    _d, lo, hi = stats.newcombe_difference(
-        after["k"] / da, after["n"] / da, before["k"] / db, before["n"] / db
-    )
-    d = after["k"] / after["n"] - before["k"] / before["n"]
+    _d, lo, hi = stats.newcombe_difference(a["k"] / da, a["n"] / da, b["k"] / db, b["n"] / db)
+    d = a["k"] / a["n"] - b["k"] / b["n"]
     return {"points": round(d, 4), "ci": [round(lo, 4), round(hi, 4)]}
 
 
@@ -186,22 +189,24 @@ def build(rollout: Rollout, now: datetime | None = None) -> dict[str, Any]:
     else:
         anchor = full_at
     before = (anchor - BEFORE, anchor)
+    # Before 100% there is no "after" period at all (None; its figures are empty), not a range
+    # of no length.
     after = (anchor, min(now, anchor + REVIEW_AFTER)) if full_at else (anchor, anchor)
     report["periods"] = {
         "before": [before[0].isoformat(), before[1].isoformat()],
-        "after": [after[0].isoformat(), after[1].isoformat()],
+        "after": [after[0].isoformat(), after[1].isoformat()] if full_at else None,
     }
     # Before: v1 (the bot as it was) in the 30 days before 100%; after: v2 at 100%.
     rb = _review_figures(rollout, control, *before)
     ra = _review_figures(rollout, treatments, *after)
     report["hallucination"] = {
-        "before": rb["hallucination"],
-        "after": ra["hallucination"],
+        "before": rb["hallucination"][0],
+        "after": ra["hallucination"][0],
         "change": _change(rb["hallucination"], ra["hallucination"]),
     }
     report["format_compliance"] = {
-        "before": rb["format"],
-        "after": ra["format"],
+        "before": rb["format"][0],
+        "after": ra["format"][0],
         "change": _change(rb["format"], ra["format"]),
     }
     cb = _cost(rollout, control, *before)
@@ -263,7 +268,11 @@ def markdown(report: dict[str, Any]) -> str:
             else "."
         ),
         f"Before: {report['periods']['before'][0]} to {report['periods']['before'][1]} (v1). "
-        f"After: {report['periods']['after'][0]} to {report['periods']['after'][1]} (v2).",
+        + (
+            f"After: {report['periods']['after'][0]} to {report['periods']['after'][1]} (v2)."
+            if report["periods"]["after"]
+            else f"After (v2): {NO_AFTER_PERIOD}."
+        ),
         "",
         "## Quantitative analysis",
         "",

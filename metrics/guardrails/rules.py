@@ -59,6 +59,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from .. import histogram
@@ -346,6 +347,15 @@ def exceedances(hist: Mapping, threshold_ms: float) -> int:
         if lo >= threshold_ms:
             total += int(count)
     return total
+
+
+def window_began(since: datetime | None) -> str:
+    """'this window began Nov 29, 14:00 UTC' ('' when unknown): how a guardrail and a success
+    criterion with no data yet say since when their evidence counts."""
+    if since is None:
+        return ""
+    at = since.astimezone(UTC)
+    return f"this window began {at:%b} {at.day}, {at:%H:%M} UTC"
 
 
 def _channels(n: int) -> str:
@@ -733,6 +743,7 @@ def evaluate_crash(
     first: Sequence[tuple[str, bool]] | None = None,
     lookback_minutes: float = CRASH_LOOKBACK_MINUTES,
     control_variant: str = "v1",
+    window_start: datetime | None = None,
 ) -> Verdict:
     """The crash guard: v2's most recent replies (oldest first, over the last
     ``lookback_minutes`` of the evidence window) against an absolute error rate
@@ -741,7 +752,8 @@ def evaluate_crash(
     the window (``first``, up to ``CRASH_ONSET_REPLIES``) against the same rate. Breached when
     the scan's p-value is at most ``spec.alpha`` (with at least ``CRASH_SCAN_MIN_ERRORS``
     errors, and the floor) or the onset test's likelihood ratio reaches 1/alpha;
-    ``spec.min_samples`` is the errors needed (the floor)."""
+    ``spec.min_samples`` is the errors needed (the floor). ``window_start``: where the evidence
+    window began, said when v2 has no reply in it yet."""
     p_abs = spec.threshold or 0.10
     x1, n1 = control or (0, 0)
     p1 = x1 / n1 if n1 >= CRASH_CONTROL_FLOOR else None
@@ -788,6 +800,9 @@ def evaluate_crash(
             f"(likelihood ratio {onset.likelihood_ratio:.3g} >= 1/alpha = {1 / spec.alpha:g})",
             numbers,
         )
+    if not scan.replies and not onset.replies:
+        began = window_began(window_start)
+        return Verdict(OK, f"no v2 replies yet{f' ({began})' if began else ''}.", numbers)
     if not scan.replies:
         text = f"no v2 replies in the last {lookback_minutes:g} minutes: nothing crashing."
         return Verdict(OK, text, numbers)
@@ -819,13 +834,14 @@ def evaluate(
     treatments: list[str],
     window_hours: float = 24.0,
     p_min: Mapping[str, float] | None = None,
+    window_start: datetime | None = None,
 ) -> Verdict:
     """Evaluate a rule over the window's figures per variant.
 
     ``treatments`` are the rollout's treatment variants (alpha is split between them);
     ``p_min`` the running always-valid p-values per treatment variant from earlier looks in the
     same window. Of the treatment variants with traffic, the most severe verdict wins; when none
-    has traffic, the rule has not enough data.
+    has traffic, the rule has not enough data (and says since when it counts: ``window_start``).
     """
     if spec.metric not in METRICS:
         raise ValueError(f"metric must be one of {', '.join(METRICS)}; {spec.metric!r} is not.")
@@ -845,10 +861,11 @@ def evaluate(
         verdicts.append(fn(spec, base, arm, alpha=alpha, p_min=p_min.get(variant, 1.0)))
     if not verdicts:
         unit = "reviews" if spec.metric == HALLUCINATIONS else "replies"
+        began = window_began(window_start)
         return Verdict(
             INSUFFICIENT,
             f"no {unit} from {' or '.join(treatments)} yet "
-            f"({spec.min_samples} needed per variant).",
+            f"({f'{began}; ' if began else ''}{spec.min_samples} needed per variant).",
             {"metric": spec.metric, "min_samples": spec.min_samples},
         )
     worst = max(verdicts, key=lambda v: _SEVERITY[v.status])

@@ -339,6 +339,7 @@ def _verdict(
             first=first_replies(rollout, start, now),
             lookback_minutes=round((now - since).total_seconds() / 60, 1),
             control_variant=rollout.control_variant,
+            window_start=start,
         )
     since = max(start, now - COST_WINDOW) if rule.metric == g.DAILY_COST else start
     reviews = rule.metric == g.HALLUCINATIONS
@@ -357,6 +358,7 @@ def _verdict(
         treatments=treatments_of(rollout),
         window_hours=hours,
         p_min=state.p_min,
+        window_start=start,
     )
     return _noise_is_not_a_warning(rule, spec, verdict, figures, rollout, hours)
 

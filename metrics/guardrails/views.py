@@ -18,7 +18,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
-from rollout import services
+from rollout import freshness, services
 from rollout.models import Rollout
 from rollout.roles import is_operator, operator_required
 
@@ -155,9 +155,8 @@ def evaluate_now(request: HttpRequest, key: str) -> HttpResponse:
         "; " + "; ".join(f"{o.rule}: {o.action}" for o in acted) if acted else "."
     )
     if request.htmx:
-        response = HttpResponse(status=204)
-        response["HX-Trigger"] = "rollout-changed"
-        return response
+        freshness.stamp(request, fresh=True)
+        return freshness.announce_change(request, HttpResponse(status=204))
     messages.success(request, message)
     return redirect(_safe_next(request, rollout))
 

@@ -89,6 +89,8 @@ def guardrail_short(state) -> str:
     if n.get("within_tolerance"):  # above the line, but a regression is ruled out: noise
         tail += " · within noise (its criterion holds)"
     if metric == g.CRASH:
+        if not n.get("replies"):  # no v2 reply to rate: the summary says since when
+            return state.summary
         return (
             f"v2 {_pct(n.get('rate_treatment'))} errors over its last {n['replies']:,} replies "
             f"vs {_pct(n.get('p0'))}{tail}"

@@ -19,6 +19,9 @@ def alerts_context(request: HttpRequest, rollout: Rollout | None) -> dict:
     A rollout whose kill switch is on after it started (it has a phase) gets the red banner,
     with who engaged it and when (the latest kill-switch audit row).
     """
+    from ..freshness import stamp
+
+    current = stamp(request)  # before the state (the view may have read it already)
     targets = (
         [rollout] if rollout is not None else list(Rollout.objects.select_related("current_phase"))
     )
@@ -36,6 +39,7 @@ def alerts_context(request: HttpRequest, rollout: Rollout | None) -> dict:
         "engaged": engaged,
         "page_rollout": rollout,
         "can_operate": is_operator(request.user),
+        "stamp": current,
     }
 
 

@@ -18,7 +18,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET
 
 from metrics import sample_ratio
-from rollout import fleet
+from rollout import fleet, freshness
 from rollout.models import AuditEntry, ChangeAck, Rollout
 
 FAST_POLL = "every 1s"
@@ -32,6 +32,7 @@ keep every open console polling each second forever)."""
 @login_required
 @require_GET
 def fleet_panel(request: HttpRequest, key: str) -> HttpResponse:
+    current = freshness.stamp(request)  # before the state the fragment shows
     rollout = get_object_or_404(Rollout, key=key)
     now = timezone.now()
     change = fleet.latest_change(rollout)
@@ -63,6 +64,7 @@ def fleet_panel(request: HttpRequest, key: str) -> HttpResponse:
             "poll": FAST_POLL if fast else (SLOW_POLL if live else IDLE_POLL),
             "recent": [(e, settled.get(e.pk)) for e in recent],
             "timeout": fleet.ack_timeout(),
+            "stamp": current,
         },
     )
 
@@ -70,6 +72,7 @@ def fleet_panel(request: HttpRequest, key: str) -> HttpResponse:
 @login_required
 @require_GET
 def fleet_srm(request: HttpRequest, key: str) -> HttpResponse:
+    current = freshness.stamp(request)  # before the state the fragment shows
     rollout = get_object_or_404(Rollout, key=key)
     srm = sample_ratio.sample_ratio(rollout)
     return render(
@@ -80,5 +83,6 @@ def fleet_srm(request: HttpRequest, key: str) -> HttpResponse:
             "srm": srm,
             "tests": [srm.decisions, srm.replies],
             "threshold": fleet.SRM_THRESHOLD,
+            "stamp": current,
         },
     )

@@ -3,7 +3,10 @@
 Every change goes through ``rollout.services``. A console page is made of sections
 (``templates/rollout/partials/<name>.html``); a change answers with the changed section and an
 ``HX-Trigger: rollout-changed`` header that the other sections listen for, so nothing needs a
-full reload. Without JavaScript the forms still post and the view redirects back to the page.
+full reload, and the console stamp after the change (``X-Console-Stamp``; every section carries
+the stamp it was drawn at, and one older than the newest change fetches itself again: see
+``rollout/freshness.py``). Without JavaScript the forms still post and the view redirects back
+to the page.
 
 Status codes of change views: 200 done (or nothing to do), 403 not an operator, 409 stale
 revision or an unmet phase gate (the section shows the current state and what changed), 422
@@ -30,7 +33,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 
 from metrics import selectors
-from rollout import checklist, exposure, services
+from rollout import checklist, exposure, freshness, services
 from rollout.forms import (
     AuditFilterForm,
     ChecklistForm,
@@ -51,7 +54,6 @@ from rollout.templatetags.console import alerts_context
 SECTIONS = ("status", "timeline", "checklist", "percentage", "overrides")
 TRAFFIC_WINDOW = timedelta(days=1)
 TRAFFIC_CACHE_SECONDS = 60
-CHANGED = "rollout-changed"
 
 
 # --- reading ---------------------------------------------------------------------------------
@@ -175,7 +177,12 @@ def _checklist_rows(phase) -> list[dict]:
 
 
 def _section_context(request: HttpRequest, rollout: Rollout, name: str, **extra) -> dict:
-    ctx: dict = {"rollout": rollout, "section": name, "now": timezone.now()}
+    ctx: dict = {
+        "rollout": rollout,
+        "section": name,
+        "now": timezone.now(),
+        "stamp": freshness.stamp(request),
+    }
     if name == "status":
         version = _data_version()
         channels, traffic = _traffic(rollout, version)
@@ -235,6 +242,10 @@ def _render_section(
     changed: bool = False,
     **extra,
 ) -> HttpResponse:
+    if changed:
+        # After a change: the stamp first, then the state it describes (read again).
+        freshness.stamp(request, fresh=True)
+        rollout = _get_rollout(rollout.key)
     response = render(
         request,
         f"rollout/partials/{name}.html",
@@ -242,7 +253,7 @@ def _render_section(
         status=status,
     )
     if changed:
-        response["HX-Trigger"] = CHANGED
+        freshness.announce_change(request, response)
     return response
 
 
@@ -256,6 +267,7 @@ def index(request: HttpRequest) -> HttpResponse:
 
 @login_required
 def detail(request: HttpRequest, key: str) -> HttpResponse:
+    freshness.stamp(request)  # before the state the page shows
     rollout = _get_rollout(key)
     sections = {name: _section_context(request, rollout, name) for name in SECTIONS}
     return render(request, "rollout/detail.html", {"rollout": rollout, "sections": sections})
@@ -266,6 +278,7 @@ def detail(request: HttpRequest, key: str) -> HttpResponse:
 def section(request: HttpRequest, key: str, name: str) -> HttpResponse:
     if name not in SECTIONS:
         raise Http404("No such section.")
+    freshness.stamp(request)  # before the state the section shows
     return _render_section(request, _get_rollout(key), name)
 
 
@@ -276,6 +289,7 @@ def alerts(request: HttpRequest) -> HttpResponse:
     part = request.GET.get("part")
     if part not in ("banner", "emergency"):
         raise Http404("No such part.")
+    freshness.stamp(request)  # before the state the part shows
     rollout = None
     if request.GET.get("rollout"):
         rollout = _get_rollout(request.GET["rollout"])
@@ -579,9 +593,8 @@ def rollback(request: HttpRequest, key: str) -> HttpResponse:
     if not request.htmx:
         messages.warning(request, "Emergency rollback done: every channel gets v1.")
         return redirect("rollout:detail", key=rollout.key)
-    response = HttpResponse(status=204)
-    response["HX-Trigger"] = CHANGED
-    return response
+    freshness.stamp(request, fresh=True)
+    return freshness.announce_change(request, HttpResponse(status=204))
 
 
 @operator_required
@@ -611,14 +624,14 @@ def reenable(request: HttpRequest, key: str) -> HttpResponse:
         else:
             messages.error(request, error)
         return redirect("rollout:detail", key=rollout.key)
+    freshness.stamp(request, fresh=True)  # before the state the banner shows
     rollout = _get_rollout(key)
     ctx = alerts_context(request, rollout)
     if not ok:
         ctx["error"] = error
         return render(request, "rollout/partials/banner.html", ctx, status=status)
     response = render(request, "rollout/partials/banner.html", ctx)
-    response["HX-Trigger"] = CHANGED
-    return response
+    return freshness.announce_change(request, response)
 
 
 # --- audit log and tokens ----------------------------------------------------------------------

@@ -63,3 +63,39 @@ function fillBrowserTimeZone(root) {
 }
 document.addEventListener("DOMContentLoaded", () => fillBrowserTimeZone(document));
 document.addEventListener("htmx:afterSettle", () => fillBrowserTimeZone(document));
+
+// Every section that refreshes itself on "rollout-changed" also carries the console stamp of the
+// state it shows (data-console-stamp: the newest audit row then), and every change answer the
+// stamp after the change (X-Console-Stamp; see rollout/freshness.py). The event alone can be
+// missed: a section being swapped in is not listening until htmx settles it, and a change whose
+// clicked element was replaced meanwhile fires its event where nobody hears it. So the stamp is
+// read off every answer's XMLHttpRequest itself (heard even then), and after every settle any
+// section older than the newest change answered here fetches itself again: once per newer
+// change (a failed fetch is not retried in a loop), and not while it is fetching already (its
+// answer settles and is checked in turn).
+let newestChange = 0;
+
+function refetchStaleSections() {
+  document.querySelectorAll("[data-console-stamp][hx-get]").forEach((section) => {
+    const shown = Number(section.dataset.consoleStamp) || 0;
+    const asked = Number(section.dataset.consoleAsked) || 0;
+    if (shown >= newestChange || asked >= newestChange) return;
+    if (section.classList.contains("htmx-request")) return;
+    section.dataset.consoleAsked = String(newestChange);
+    const done = htmx.ajax("GET", section.getAttribute("hx-get"), { source: section, target: section, swap: "outerHTML" });
+    if (done && done.catch) done.catch(() => {}); // a failed fetch waits for the next change
+  });
+}
+
+document.addEventListener("htmx:beforeSend", (event) => {
+  const xhr = event.detail.xhr;
+  if (!xhr) return;
+  xhr.addEventListener("load", () => {
+    const stamp = Number(xhr.getResponseHeader("X-Console-Stamp")) || 0;
+    if (stamp > newestChange) {
+      newestChange = stamp;
+      setTimeout(refetchStaleSections, 0); // after htmx has handled this answer
+    }
+  });
+});
+document.addEventListener("htmx:afterSettle", refetchStaleSections);

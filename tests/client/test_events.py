@@ -216,8 +216,11 @@ def test_sender__server_away__spools_then_replays_on_next_start(scripted, tmp_pa
     assert Spool(tmp_path).pending() == 30
 
     up = scripted(accept_all)
-    restarted = SelControl(up.url, "t", config_cache=None, spool_dir=tmp_path)
+    # Not started yet: once its sender runs, the spool may be replayed before the next line
+    # reads the count (a full-suite run once saw "assert 0 == 30" here).
+    restarted = SelControl(up.url, "t", config_cache=None, spool_dir=tmp_path, start=False)
     assert restarted.stats()["events"]["spool_pending"] == 30
+    restarted.start()
     assert restarted.flush(10)
     stats = restarted.close()["events"]
     assert stats["sent"] == 30 and stats["replayed"] == 30
@@ -302,3 +305,35 @@ def test_async_client__server_away__close_spools_and_thread_client_replays(scrip
     bot = SelControl(server.url, "t", config_cache=None, spool_dir=tmp_path)
     assert bot.flush(10)
     assert bot.close()["events"]["replayed"] == 7
+
+
+def test_sender__spool_file_with_no_whole_event__removed_and_nothing_posted(scripted, tmp_path):
+    torn = tmp_path / "00000000000000000001-1-deadbeef.jsonl"
+    torn.write_bytes(b'{"type": "response", "id"\n')  # a crash mid-write, nothing else
+    server = scripted(accept_all)
+    bot = SelControl(server.url, "t", config_cache=None, spool_dir=tmp_path)
+    assert wait_until(lambda: not torn.exists(), 10)
+    assert bot.flush(10)
+    bot.close()
+    assert server.posted_events() == []
+
+
+def test_async_sender__spool_file_with_no_whole_event__removed_and_nothing_posted(
+    scripted, tmp_path
+):
+    torn = tmp_path / "00000000000000000001-1-deadbeef.jsonl"
+    torn.write_bytes(b'{"type": "response", "id"\n')
+    server = scripted(accept_all)
+
+    async def scenario() -> bool:
+        bot = AsyncSelControl(server.url, "t", config_cache=None, spool_dir=tmp_path)
+        await bot.start()
+        for _ in range(100):
+            if not torn.exists():
+                break
+            await asyncio.sleep(0.1)
+        await bot.close()
+        return torn.exists()
+
+    assert asyncio.run(scenario()) is False
+    assert server.posted_events() == []

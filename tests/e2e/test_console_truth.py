@@ -241,3 +241,116 @@ def test_console_page__no_failed_resource_favicon_included(page: Page, console: 
     assert page.evaluate("document.querySelector('link[rel=icon]').href").endswith(".svg")
     assert page.request.get("/favicon.ico").ok
     assert failed == []
+
+
+def _overrides_in_effect() -> int:
+    now = timezone.now()
+    return sum(
+        1
+        for o in ChannelOverride.objects.filter(rollout__key=KEY)
+        if o.expires_at is None or o.expires_at > now
+    )
+
+
+def _click_fast(page: Page, clicks: list[str]) -> None:
+    """A click event on each checklist box (by item key) or override's Remove button ("remove-N")
+    straight away, without Playwright's wait for a stable element, and no wait between."""
+    checklist = page.locator("#sec-checklist")
+    for click in clicks:
+        if click.startswith("remove-"):
+            channel = f"12345678901234567{click[-1]}"
+            button = page.get_by_role("button", name=f"Remove the override of channel {channel}")
+            button.dispatch_event("click")
+        else:
+            checklist.locator(f"input[data-item={click}]").dispatch_event("click")
+
+
+def _assert_every_section_current(page: Page, ticked: int, overrides: int) -> None:
+    # first: every click reached the server (a click on a box drawn but not yet bound by htmx
+    # would not)
+    ticks = _rollout().current_phase.checklist_ticks
+    for _ in range(100):
+        if ticks.count() == ticked and _overrides_in_effect() == overrides:
+            break
+        page.wait_for_timeout(100)
+    assert (ticks.count(), _overrides_in_effect()) == (ticked, overrides)
+    rollout = _rollout()
+    checklist = page.locator("#sec-checklist")
+    expect(checklist).to_contain_text(f"Beta · {ticked}/6")
+    expect(checklist.locator("input:checked")).to_have_count(ticked)
+    timeline = page.locator("#sec-timeline")
+    if ticked == 6:
+        expect(timeline).not_to_contain_text("unticked")
+    else:
+        expect(timeline).to_contain_text(f"has {6 - ticked} unticked item(s)")
+    status = page.locator("#sec-status")
+    expect(status.locator(".tile").nth(4).locator(".v")).to_have_text(str(overrides))
+    expect(status).to_contain_text(f"revision {rollout.revision}")
+    for section in ("timeline", "percentage", "overrides"):
+        expect(page.locator(f"#sec-{section} input[name=revision]").first).to_have_value(
+            str(rollout.revision)
+        )
+    rows = page.locator("#sec-overrides tbody tr")
+    expect(rows).to_have_count(overrides)
+    expect(page.locator("#sec-overrides h2")).to_contain_text(f"overrides {overrides}")
+
+
+def test_changes_as_fast_as_clicks_go__every_section_ends_current(page: Page, console: str, alice):
+    """The checklist ticked, cleared and ticked again, with an override removed on the way, each
+    round clicked with no wait between: each change answer swaps its own section while the
+    others refresh, so answers land while other sections are being swapped in (not listening
+    yet) or after the clicked checkbox was replaced. Every section must still end showing the
+    database's state. On the code before the console stamp it failed 4 runs in 4: a checklist
+    left at "4/6" or "1/6" with the database complete, or a click on a box not yet bound lost."""
+    beta = _beta()
+    for n in range(3):
+        services.set_override(
+            beta, f"12345678901234567{n}", variant="v2_full", actor=SYSTEM, reason="team channel"
+        )
+    csp = _csp_watch(page)
+    login(page, alice)
+    expect(page.locator("#sec-checklist")).to_contain_text("Beta · 0/6")
+    page.prompt_answer = "done testing"
+    # Each box clicked once a round (a second click on a box drawn before its tick landed would
+    # clear it) and one removal (a second one from a section drawn before the first landed
+    # carries a stale revision: a 409, by design).
+    _click_fast(page, [*ITEM_KEYS[:3], "remove-0", *ITEM_KEYS[3:]])
+    _assert_every_section_current(page, ticked=6, overrides=2)
+    _click_fast(page, [*ITEM_KEYS[:2], "remove-1", *ITEM_KEYS[2:]])
+    _assert_every_section_current(page, ticked=0, overrides=1)
+    _click_fast(page, ITEM_KEYS)
+    _assert_every_section_current(page, ticked=6, overrides=1)
+    htmx_idle(page)
+    assert csp == []
+
+
+def test_no_v2_replies_yet__guardrails_and_report_say_so_plainly(
+    page: Page, phone_page: Page, console: str, alice
+):
+    alpha = services.move_to_phase(_rollout(), phase=1, actor=SYSTEM, reason="alpha")
+    began = alpha.phase_started_at.astimezone(UTC)
+    since = f"this window began {began:%b} {began.day}, {began:%H:%M} UTC"
+    login(page, alice)
+    panel = page.locator("#guardrails")
+    page.get_by_role("button", name="Evaluate now").click()
+    expect(panel).to_contain_text("(just now)")
+    crash = panel.locator("tr", has=page.locator("td", has_text="crash"))
+    expect(crash).to_contain_text(f"no v2 replies yet ({since})")
+    expect(panel).not_to_contain_text("over its last 0 replies")
+    errors = panel.locator("tr", has=page.locator("td", has_text="errors")).first
+    expect(errors).to_contain_text(f"no replies from v2_full or v2_simplified yet ({since}; ")
+    htmx_idle(page)
+    screenshot(page, "console-no-v2-replies-yet")
+    page.goto(f"/metrics/{KEY}/report/")
+    head = page.locator(".page-head")
+    expect(head).to_contain_text("after = v2: no after period yet, it starts when the rollout")
+    today = datetime.now(UTC).date().isoformat()
+    expect(head).not_to_contain_text(f"{today} to {today}")
+    screenshot(page, "report-before-full")
+    login(phone_page, alice)
+    expect(phone_page.locator("#guardrails")).to_contain_text(f"no v2 replies yet ({since})")
+    screenshot(phone_page, "console-no-v2-replies-yet-phone")
+    phone_page.goto(f"/metrics/{KEY}/report/")
+    expect(phone_page.locator("#no-after-period")).to_be_visible()
+    screenshot(phone_page, "report-before-full-phone")
+    assert phone_page.evaluate("document.documentElement.scrollWidth") <= 390

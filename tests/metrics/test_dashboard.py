@@ -25,7 +25,10 @@ def _traffic_data(django_db_setup, django_db_blocker):
     and rollups, a phase change 10 hours ago and a rollback 2 hours ago (audit rows written then,
     through the services). Loaded once for the module (committed), removed afterwards."""
     from metrics.models import (
+        ChannelDailyRollup,
+        ChannelHourlyRollup,
         ConversationStat,
+        DailyRollup,
         DirtyHour,
         FollowupEvent,
         HourlyRollup,
@@ -59,6 +62,9 @@ def _traffic_data(django_db_setup, django_db_blocker):
                 FollowupEvent,
                 ResponseEvent,
                 HourlyRollup,
+                DailyRollup,
+                ChannelHourlyRollup,
+                ChannelDailyRollup,
                 DirtyHour,
                 ConversationStat,
             ):

@@ -243,3 +243,254 @@ def test_probe__counted_under_its_route(client, db):
     before = value(scrape(client), "selcontrol_http_requests_total", route="/healthz")
     client.get("/healthz")
     assert value(scrape(client), "selcontrol_http_requests_total", route="/healthz") == before + 1
+
+
+# --- read by prometheus_client's own parser, as Prometheus reads it ----------------------------
+
+
+def families(client) -> dict:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    response = client.get("/metrics")
+    assert response.status_code == 200
+    return {f.name: f for f in text_string_to_metric_families(response.content.decode())}
+
+
+def series(family, **labels: str) -> dict[str, float]:
+    """A family's samples whose labels include these, by sample name (summed over the rest)."""
+    found: dict[str, float] = {}
+    for sample in family.samples:
+        if set(labels.items()) <= set(sample.labels.items()):
+            found[sample.name] = found.get(sample.name, 0.0) + sample.value
+    return found
+
+
+def test_metrics__parsed_by_prometheus_client__counts_equal_the_requests_made(client, db):
+    healthz = {"route": "/healthz", "method": "GET", "status": "200"}
+    before = families(client)
+    for _ in range(5):
+        assert client.get("/healthz").status_code == 200
+    for _ in range(3):
+        assert client.get("/no-such-page-at-all").status_code == 404
+    after = families(client)
+    requests_before = series(before["selcontrol_http_requests"], **healthz)
+    requests_after = series(after["selcontrol_http_requests"], **healthz)
+    gained = requests_after["selcontrol_http_requests_total"] - requests_before.get(
+        "selcontrol_http_requests_total", 0
+    )
+    assert gained == 5
+    unmatched = [
+        series(f["selcontrol_http_requests"], route="unmatched", status="404").get(
+            "selcontrol_http_requests_total", 0
+        )
+        for f in (before, after)
+    ]
+    assert unmatched[1] - unmatched[0] == 3
+    latency = series(after["selcontrol_http_request_duration_seconds"], **healthz)
+    assert (
+        latency["selcontrol_http_request_duration_seconds_count"]
+        == (requests_after["selcontrol_http_requests_total"])
+    )
+    assert after["selcontrol_http_requests"].type == "counter"
+    assert after["selcontrol_http_request_duration_seconds"].type == "histogram"
+    assert after["selcontrol_build_info"].type == "gauge"
+    assert after["selcontrol_http_requests"].documentation == (
+        "HTTP requests answered, by URL pattern, method and status."
+    )
+
+
+def test_metrics__latency_histogram__every_bucket_served_the_empty_ones_as_zero(client, db):
+    from selcontrol import telemetry
+
+    labels = {"route": "/bench/every-bucket", "method": "GET", "status": "200"}
+    telemetry.HTTP_DURATION.observe(0.3, **labels)
+    family = families(client)["selcontrol_http_request_duration_seconds"]
+    buckets = {
+        s.labels["le"]: s.value
+        for s in family.samples
+        if s.name.endswith("_bucket") and set(labels.items()) <= set(s.labels.items())
+    }
+    expected_les = ["0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1", "2.5", "5"]
+    assert list(buckets) == expected_les + ["10", "+Inf"]
+    assert all(buckets[le] == 0 for le in expected_les[:6])
+    assert all(buckets[le] >= 1 for le in expected_les[6:] + ["10", "+Inf"])
+
+
+def test_metrics__label_value_with_quote_backslash_newline__read_back_intact(client, db):
+    from selcontrol import telemetry
+
+    route = '/odd"route\\with\nnewline'
+    telemetry.HTTP_REQUESTS.inc(route=route, method="GET", status="200")
+    family = families(client)["selcontrol_http_requests"]
+    assert series(family, route=route)["selcontrol_http_requests_total"] >= 1
+
+
+def test_metrics__redis_field_format__unchanged_for_processes_of_the_last_release(client, db):
+    """During a rolling deploy old and new processes add to the same hash: same fields."""
+    import redis
+
+    from selcontrol import telemetry
+
+    telemetry.HTTP_DURATION.observe(0.7, route="/field-format", method="GET", status="200")
+    assert telemetry.flush()
+    fields = redis.Redis.from_url(os.environ["REDIS_URL"]).hkeys(telemetry.REDIS_KEY)
+    expected = (
+        '["selcontrol_http_request_duration_seconds","_bucket",[["route","/field-format"],'
+        '["method","GET"],["status","200"],["le","1"]]]'
+    )
+    assert expected.encode() in fields
+    assert not [f for f in fields if b'"le","1.0"' in f]
+
+
+def test_metrics__family_left_by_an_older_release__served_untyped(client, db):
+    import redis
+
+    from selcontrol import telemetry
+
+    conn = redis.Redis.from_url(os.environ["REDIS_URL"])
+    field = '["selcontrol_retired_total","",[["kind","old"]]]'
+    conn.hset(telemetry.REDIS_KEY, field, 4)
+    try:
+        family = families(client)["selcontrol_retired_total"]
+    finally:
+        conn.hdel(telemetry.REDIS_KEY, field)
+    assert family.type == "unknown"
+    assert series(family, kind="old") == {"selcontrol_retired_total": 4}
+
+
+def test_metrics__source_yielding_a_prometheus_client_family__served(client, db):
+    from prometheus_client.core import GaugeMetricFamily
+
+    from selcontrol import telemetry
+
+    def _widgets():
+        gauge = GaugeMetricFamily("selcontrol_test_widgets", "Widgets.", labels=["colour"])
+        gauge.add_metric(["blue"], 3)
+        yield gauge
+
+    telemetry.register_collector(_widgets)
+    try:
+        parsed = families(client)
+    finally:
+        telemetry.COLLECTORS.remove(_widgets)
+    assert series(parsed["selcontrol_test_widgets"], colour="blue") == {
+        "selcontrol_test_widgets": 3
+    }
+    failed = series(parsed["selcontrol_scrape_collector_failed"], collector="widgets")
+    assert failed == {"selcontrol_scrape_collector_failed": 0}
+
+
+def test_metrics__redis_back_after_an_outage__counts_made_during_it_added_once(
+    client, settings, db
+):
+    from selcontrol import telemetry
+
+    route = "/during-the-outage"
+    before = value(scrape(client), "selcontrol_http_requests_total", route=route)
+    real = settings.REDIS_URL
+    settings.REDIS_URL = "redis://127.0.0.1:1/0"
+    for _ in range(4):
+        telemetry.HTTP_REQUESTS.inc(route=route, method="GET", status="200")
+    assert not telemetry.flush()
+    settings.REDIS_URL = real
+    assert telemetry.flush()
+    assert telemetry.flush()
+    assert value(scrape(client), "selcontrol_http_requests_total", route=route) == before + 4
+
+
+FORKED = textwrap.dedent(
+    """
+    import django, os
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "selcontrol.settings")
+    django.setup()
+    from selcontrol import telemetry
+    for _ in range(5):  # the parent's, not yet in Redis when it forks
+        telemetry.HTTP_REQUESTS.inc(route="/forked", method="GET", status="200")
+    child = os.fork()
+    if child == 0:
+        telemetry.HTTP_REQUESTS.inc(2, route="/forked", method="GET", status="200")
+        os._exit(0 if telemetry.flush() else 1)
+    assert os.waitpid(child, 0)[1] == 0
+    assert telemetry.flush()
+    """
+)
+
+
+def test_metrics__forked_worker__starts_from_zero_parent_counts_added_once(client, db):
+    import redis
+
+    from selcontrol import telemetry
+
+    redis.Redis.from_url(os.environ["REDIS_URL"]).hdel(
+        telemetry.REDIS_KEY,
+        '["selcontrol_http_requests_total","",[["route","/forked"],'
+        '["method","GET"],["status","200"]]]',
+    )
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "SECRET_KEY": "x" * 60}
+    subprocess.run([sys.executable, "-c", FORKED], cwd=root, env=env, check=True, timeout=60)
+    assert value(scrape(client), "selcontrol_http_requests_total", route="/forked") == 7
+
+
+NO_REDIS = textwrap.dedent(
+    """
+    import django, os
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "selcontrol.settings")
+    django.setup()
+    from selcontrol import telemetry
+    telemetry.COLLECTORS.clear()  # no database in this process
+    import sys
+    sys.stdout.write(telemetry.render())
+    """
+)
+
+
+def test_metrics__without_redis_no_failed_sign_in_yet__login_failures_served_as_zero(db):
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "SECRET_KEY": "x" * 60, "REDIS_URL": "", "CELERY_BROKER_URL": ""}
+    out = subprocess.run(
+        [sys.executable, "-c", NO_REDIS],
+        cwd=root,
+        env=env,
+        check=True,
+        timeout=60,
+        capture_output=True,
+        text=True,
+    ).stdout
+    samples = parse(out)
+    assert samples[("selcontrol_login_failures_total", ())] == 0
+
+
+def test_metrics__threads_record_while_flushes_run__redis_sum_equals_every_count(client, db):
+    import threading
+
+    from selcontrol import telemetry
+
+    route = f"/threads-{os.getpid()}-{threading.get_ident()}"
+    first = scrape(client)
+    before = value(first, "selcontrol_http_requests_total", route=route)
+    count_before = value(first, "selcontrol_http_request_duration_seconds_count", route=route)
+    done = threading.Event()
+
+    def record() -> None:
+        for n in range(1500):
+            telemetry.HTTP_REQUESTS.inc(route=route, method="GET", status=str(200 + n % 3))
+            telemetry.HTTP_DURATION.observe(0.001, route=route, method="GET", status="200")
+
+    def flush_all_along() -> None:
+        while not done.is_set():
+            assert telemetry.flush()
+
+    flusher = threading.Thread(target=flush_all_along)
+    flusher.start()
+    workers = [threading.Thread(target=record) for _ in range(4)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    done.set()
+    flusher.join()
+    samples = scrape(client)
+    assert value(samples, "selcontrol_http_requests_total", route=route) == before + 6000
+    count = value(samples, "selcontrol_http_request_duration_seconds_count", route=route)
+    assert count == count_before + 6000

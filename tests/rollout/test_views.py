@@ -4,8 +4,12 @@ a stale revision answers 409 with what changed."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
+from django.db import connection
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from rollout import services
@@ -148,8 +152,9 @@ def test_detail__query_count__bounded(operator_client, rollout, django_assert_ma
     # 22 before the success criteria; they read the rules' states, evidence windows and figures
     # once for the guardrail panel and the phase gate together (metrics.guardrails.criteria,
     # per-channel totals included);
-    # "Last 24 h" reads what was served and the fleet's decisions (2, then cached for a minute)
-    with django_assert_max_num_queries(32):
+    # "Last 24 h" reads what was served and the fleet's decisions (2, then cached for a minute);
+    # the console stamp (1, rollout/freshness.py)
+    with django_assert_max_num_queries(33):
         operator_client.get(url("detail", KEY))
 
 
@@ -644,3 +649,70 @@ def test_tokens__revoke__marked_revoked(operator_client, make_token):
     token.refresh_from_db()
     assert token.revoked_at is not None
     assert "revoked" in response.content.decode()
+
+
+# --- the console stamp (rollout/freshness.py) --------------------------------------------------
+
+
+def _stamps(html: str) -> dict[str, int]:
+    return {
+        m[0]: int(m[1]) for m in re.findall(r'id="([\w-]+)"[^>]*data-console-stamp="(\d+)"', html)
+    }
+
+
+def test_console_stamp__every_refreshing_fragment_carries_the_newest_audit_row(
+    operator_client, rollout
+):
+    started(rollout)
+    newest = AuditEntry.objects.latest("id").pk
+    page = operator_client.get(f"/rollouts/{KEY}/").content.decode()
+    stamps = _stamps(page)
+    for part in (
+        "sec-status",
+        "sec-timeline",
+        "sec-checklist",
+        "sec-percentage",
+        "sec-overrides",
+        "banner",
+        "emergency",
+    ):
+        assert stamps[part] == newest, part
+    section = operator_client.get(f"/rollouts/{KEY}/sections/timeline/", headers=HX)
+    assert _stamps(section.content.decode()) == {"sec-timeline": newest}
+    for name in ("fleet", "fleet_srm"):
+        fragment = operator_client.get(url(name, KEY), headers=HX).content.decode()
+        assert set(_stamps(fragment).values()) == {newest}
+
+
+def test_console_stamp__change_answers__carry_the_stamp_after_the_change(operator_client, rollout):
+    started(rollout)
+    before = AuditEntry.objects.latest("id").pk
+    response = operator_client.post(
+        url("tick", KEY), {"phase": "1", "item": "factual", "checked": "on"}, headers=HX
+    )
+    tick = AuditEntry.objects.latest("id").pk
+    assert tick > before
+    assert response["HX-Trigger"] == "rollout-changed"
+    assert response["X-Console-Stamp"] == str(tick)
+    assert _stamps(response.content.decode()) == {"sec-checklist": tick}
+    response = operator_client.post(url("rollback", KEY), {"reason": "crashes"}, headers=HX)
+    assert response.status_code == 204
+    assert response["X-Console-Stamp"] == str(AuditEntry.objects.latest("id").pk) != str(tick)
+
+
+def test_console_stamp__a_read__is_taken_before_the_state_it_describes(operator_client, rollout):
+    """A change committed while a fragment is drawn may make it look older (one more fetch),
+    never newer: the stamp is read first."""
+    started(rollout)
+    for path in (
+        f"/rollouts/{KEY}/",
+        f"/rollouts/{KEY}/sections/percentage/",
+        url("fleet", KEY),
+        url("fleet_srm", KEY),
+    ):
+        with CaptureQueriesContext(connection) as queries:
+            assert operator_client.get(path, headers=HX).status_code == 200
+        sql = [q["sql"] for q in queries.captured_queries]
+        stamp = next(i for i, q in enumerate(sql) if 'FROM "rollout_auditentry"' in q)
+        state = next(i for i, q in enumerate(sql) if 'FROM "rollout_rollout"' in q)
+        assert stamp < state, path

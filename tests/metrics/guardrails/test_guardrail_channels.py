@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import random
 from dataclasses import replace
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import time_machine
@@ -707,3 +707,24 @@ def test_channel_totals__whole_days__cached_until_a_day_is_recomputed(rollout):
         v: {c: {k: f[k] for k in rollups.CHANNEL_FIELDS} for c, f in ch.items()}
         for v, ch in want.items()
     }  # fmt: skip
+
+
+def test_crash__no_v2_reply_in_the_window__says_none_yet_and_since_when():
+    began = datetime(2026, 11, 29, 14, 5, tzinfo=UTC)
+    verdict = g.evaluate_crash(CRASH, [], (5, 400), first=[], window_start=began)
+    assert verdict.summary == "no v2 replies yet (this window began Nov 29, 14:05 UTC)."
+    assert verdict.numbers["replies"] == 0
+    earlier = [("c1", False)] * 30  # v2 replied earlier in the window, not in the last hour
+    verdict = g.evaluate_crash(CRASH, [], (5, 400), first=earlier, window_start=began)
+    assert verdict.summary == "no v2 replies in the last 60 minutes: nothing crashing."
+
+
+def test_evaluate__no_treatment_replies__says_since_when_the_window_counts():
+    spec = g.RuleSpec(g.ERROR_RATE, 0.0, 10)
+    arms = {"v1": g.Arm("v1", responses=400, errors=4)}
+    began = datetime(2026, 11, 29, 9, 0, tzinfo=UTC)
+    verdict = g.evaluate(spec, arms, control="v1", treatments=["v2"], window_start=began)
+    assert verdict.status == g.INSUFFICIENT
+    assert verdict.summary == (
+        "no replies from v2 yet (this window began Nov 29, 09:00 UTC; 10 needed per variant)."
+    )

@@ -178,3 +178,23 @@ def test_panel__errors_a_little_above_v1_but_ruled_out__rule_ok_within_noise_as_
     row = re.search(r"<td[^>]*>errors</td>(.*?)</tr>", panel, re.S)[1]
     assert ">ok<" in row and "within noise (its criterion holds)" in row and "warn" not in row
     assert 'A rule\'s state answers "roll back now?"' in panel
+
+
+def test_console__no_v2_replies_yet__guardrails_say_so_and_since_when(rollout, viewer_client):
+    from metrics.guardrails import services as guardrail_services
+
+    alpha = start_phase(rollout, 1, at=T0)
+    guardrail_services.evaluate_rollout(alpha, now=T0 + timedelta(minutes=10))
+    body = viewer_client.get(f"/rollouts/{rollout.key}/").content.decode()
+    panel = body[body.index('id="guardrails"') :]
+    rows = re.findall(r"<tr>.*?</tr>", panel, re.S)
+    (crash,) = [r for r in rows if ">crash</td>" in r]
+    assert "over its last 0 replies" not in panel
+    assert "no v2 replies yet (this window began Mar 2, 10:00 UTC)" in crash
+    # a comparison rule: "no replies from v2 yet", and since when its window counts, as the
+    # success criteria say it
+    assert (
+        "no replies from v2_full or v2_simplified yet (this window began Mar 2, 10:00 UTC; "
+        in panel
+    )
+    assert "no data from v2_full or v2_simplified yet (this window began Mar 2, 10:00 UTC)" in body

@@ -285,3 +285,23 @@ def test_report__no_replies__says_no_data_not_zero_dollars(rollout, viewer_clien
     assert "$0.00000" not in body and "$0.00000" not in md
     assert "no data → no data" in body
     assert "| Cost per reply | no data | no data |" in md
+
+
+def test_report__before_full__no_after_period_not_a_range_of_one_day(rollout, viewer_client):
+    services.move_to_phase(rollout, phase=2, actor=SYSTEM, reason="beta", gate_override_reason="t")
+    body = viewer_client.get(f"/metrics/{rollout.key}/report/").content.decode()
+    md = viewer_client.get(f"/metrics/{rollout.key}/report.md").content.decode()
+    data = json.loads(viewer_client.get(f"/metrics/{rollout.key}/report.json").content)
+    assert data["periods"]["after"] is None and data["periods"]["before"]
+    today = datetime.now(UTC).date().isoformat()
+    assert f"{today} to {today}" not in body and f"{today} to {today}" not in md
+    assert "after = v2: no after period yet, it starts when the rollout reaches Full (100%)" in body
+    assert "After (v2): no after period yet: it starts when the rollout reaches Full (100%)." in md
+
+
+def test_report__at_full__after_period_from_full_to_now(rollout, viewer_client):
+    rollout = at_full_for(rollout, 2)
+    data = json.loads(viewer_client.get(f"/metrics/{rollout.key}/report.json").content)
+    start, end = (datetime.fromisoformat(t) for t in data["periods"]["after"])
+    assert start == datetime.fromisoformat(data["full_since"])
+    assert timedelta(days=2) <= end - start < timedelta(days=2, minutes=5)

@@ -1,0 +1,40 @@
+"""How current a console fragment is: the *console stamp*.
+
+Every change to what the console shows writes an audit row in the change's own transaction
+(``rollout.services``), so the id of the newest audit row names the state a fragment was drawn
+from. Each section that refreshes itself carries it (``data-console-stamp``) and every change
+answer sends the stamp after the change (``X-Console-Stamp``); ``static/js/console.js`` then
+re-fetches any section older than the newest change answered on the page. That closes the gaps
+of the ``rollout-changed`` event alone: a section being swapped in is not listening yet, and a
+change answer whose element was replaced meanwhile triggers its event where nobody hears it.
+
+Read the stamp *before* the state it describes: a change committed in between then makes the
+fragment look older than it is (one extra fetch), never newer (a stale fragment kept). Changes
+to one rollout are serialized by its row lock, so their audit ids follow their commit order.
+"""
+
+from __future__ import annotations
+
+from django.http import HttpRequest, HttpResponse
+
+from .models import AuditEntry
+
+HEADER = "X-Console-Stamp"
+CHANGED = "rollout-changed"
+
+
+def stamp(request: HttpRequest, *, fresh: bool = False) -> int:
+    """The console stamp for this request: read once (or again with ``fresh``, after a
+    change) and kept on the request, so every fragment of one answer carries the same one."""
+    if fresh or getattr(request, "_console_stamp", None) is None:
+        newest = AuditEntry.objects.order_by("-id").values_list("id", flat=True).first()
+        request._console_stamp = newest or 0
+    return request._console_stamp
+
+
+def announce_change(request: HttpRequest, response: HttpResponse) -> HttpResponse:
+    """Mark ``response`` as the answer to a change: the ``rollout-changed`` event for the
+    sections listening, and the stamp after the change for those that were not."""
+    response["HX-Trigger"] = CHANGED
+    response[HEADER] = str(stamp(request))
+    return response
