@@ -23,6 +23,7 @@ from django.utils import timezone
 from django.utils.html import escape as escape_html
 from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_GET
+from django_htmx.http import push_url, reswap
 
 from rollout.models import Rollout
 
@@ -326,9 +327,7 @@ def dashboard(request: HttpRequest, key: str) -> HttpResponse:
                 {"input_error": str(exc), "oob": True},
                 status=422,
             )
-            response["HX-Reswap"] = "none"
-            response["HX-Push-Url"] = "false"
-            return response
+            return push_url(reswap(response, "none"), False)
         g = request.GET
         form = {
             "range": g.get("range", "24h"),

@@ -16,6 +16,7 @@ to one rollout are serialized by its row lock, so their audit ids follow their c
 from __future__ import annotations
 
 from django.http import HttpRequest, HttpResponse
+from django_htmx.http import trigger_client_event
 
 from .models import AuditEntry
 
@@ -35,6 +36,6 @@ def stamp(request: HttpRequest, *, fresh: bool = False) -> int:
 def announce_change(request: HttpRequest, response: HttpResponse) -> HttpResponse:
     """Mark ``response`` as the answer to a change: the ``rollout-changed`` event for the
     sections listening, and the stamp after the change for those that were not."""
-    response["HX-Trigger"] = CHANGED
+    trigger_client_event(response, CHANGED)
     response[HEADER] = str(stamp(request))
     return response

@@ -131,6 +131,12 @@ def rollout(db) -> Rollout:
 SYSTEM = services.Actor("pytest", via="system")
 
 
+def changed_event(response) -> bool:
+    """Whether an answer triggers htmx's ``rollout-changed`` event, which the console's other
+    sections listen for (django-htmx's ``trigger_client_event`` writes HX-Trigger as JSON)."""
+    return json.loads(response.get("HX-Trigger") or "{}") == {"rollout-changed": {}}
+
+
 class ApiClient:
     """Django's test client with a bearer token and JSON bodies."""
 

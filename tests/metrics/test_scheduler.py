@@ -19,7 +19,7 @@ from metrics.scheduler import InProcessBeat
 from rollout import services
 from rollout.models import AuditEntry, Rollout
 from selcontrol.celery import app as celery_app
-from tests.conftest import SYSTEM
+from tests.conftest import SYSTEM, changed_event
 
 KEY = "prompts_v2"
 
@@ -115,7 +115,7 @@ def test_evaluate_now__operator__fresh_states_and_an_audit_row_naming_who(rollou
     response = operator_client.post(
         f"/metrics/{KEY}/guardrails/evaluate/", headers={"HX-Request": "true"}
     )
-    assert response.status_code == 204 and response["HX-Trigger"] == "rollout-changed"
+    assert response.status_code == 204 and changed_event(response)
     state = GuardrailState.objects.get(rule__rollout=rollout, rule__key="errors")
     assert state.status == "insufficient"
     entry = AuditEntry.objects.get(action="guardrail.evaluate")

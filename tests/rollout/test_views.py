@@ -15,7 +15,7 @@ from django.urls import reverse
 from rollout import services
 from rollout.checklist import ITEM_KEYS
 from rollout.models import ApiToken, AuditEntry, ChannelOverride, ChecklistTick, Rollout
-from tests.conftest import SYSTEM
+from tests.conftest import SYSTEM, changed_event
 
 HX = {"HX-Request": "true"}
 KEY = "prompts_v2"
@@ -186,7 +186,7 @@ def test_percentage__valid__saved_audited_and_triggers_refresh(operator_client, 
         headers=HX,
     )
     assert response.status_code == 200
-    assert response["HX-Trigger"] == "rollout-changed"
+    assert changed_event(response)
     assert 'id="sec-percentage"' in response.content.decode()
     now = fresh(rollout)
     assert (now.percentage, now.simplified_percentage) == (20, 10)
@@ -277,7 +277,7 @@ def test_phase__start_alpha__enabled_at_5(operator_client, rollout):
         {"phase": "1", "reason": "go", "revision": rollout.revision},
         headers=HX,
     )
-    assert response.status_code == 200 and response["HX-Trigger"] == "rollout-changed"
+    assert response.status_code == 200 and changed_event(response)
     now = fresh(rollout)
     assert (now.current_phase.name, now.percentage, now.enabled) == ("Alpha", 5, True)
 
@@ -399,7 +399,7 @@ def test_override__add__created_listed_and_audited(operator_client, rollout):
         },
         headers=HX,
     )
-    assert response.status_code == 200 and response["HX-Trigger"] == "rollout-changed"
+    assert response.status_code == 200 and changed_event(response)
     assert "123456789012345678" in response.content.decode()
     o = ChannelOverride.objects.get()
     assert (o.channel_id, o.variant, o.created_by) == ("123456789012345678", "v2_full", "alice")
@@ -509,7 +509,7 @@ def test_lookup__bad_channel__422(operator_client, rollout):
 def test_rollback__post__kill_switch_on_audited_no_revision_needed(operator_client, rollout):
     started(rollout)
     response = operator_client.post(url("rollback", KEY), {"reason": "crashes"}, headers=HX)
-    assert response.status_code == 204 and response["HX-Trigger"] == "rollout-changed"
+    assert response.status_code == 204 and changed_event(response)
     assert fresh(rollout).enabled is False
     entry = AuditEntry.objects.latest("id")
     assert (entry.action, entry.actor, entry.reason) == ("kill_switch.engage", "alice", "crashes")
@@ -547,7 +547,7 @@ def test_reenable__chosen_percentage__live_again(operator_client, rollout):
         {"percentage": "5", "reason": "fixed", "revision": rollout.revision},
         headers=HX,
     )
-    assert response.status_code == 200 and response["HX-Trigger"] == "rollout-changed"
+    assert response.status_code == 200 and changed_event(response)
     now = fresh(rollout)
     assert (now.enabled, now.percentage) == (True, 5)
     assert "Kill switch ON" not in response.content.decode()
@@ -692,7 +692,7 @@ def test_console_stamp__change_answers__carry_the_stamp_after_the_change(operato
     )
     tick = AuditEntry.objects.latest("id").pk
     assert tick > before
-    assert response["HX-Trigger"] == "rollout-changed"
+    assert changed_event(response)
     assert response["X-Console-Stamp"] == str(tick)
     assert _stamps(response.content.decode()) == {"sec-checklist": tick}
     response = operator_client.post(url("rollback", KEY), {"reason": "crashes"}, headers=HX)
