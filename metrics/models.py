@@ -188,6 +188,13 @@ class HourlyRollup(RollupFigures):
     """One rollout's variant over one UTC hour: rebuilt from raw rows when the hour is dirty."""
 
     hour = models.DateTimeField()
+    latency_ranks = models.CharField(  # noqa: DJ001  (null: not derived; "": empty histogram)
+        max_length=32,
+        null=True,
+        blank=True,
+        help_text="metrics.histogram.ranks of latency_hist (p50, p95, p99 bucket indexes), "
+        "written with it; null: not derived (readers decode the histogram)",
+    )
 
     class Meta:
         ordering = ["rollout_key", "hour", "variant"]

@@ -379,8 +379,11 @@ def _replace_rollups(model, bucket: str, rollout_key: str, start: datetime, figu
         model(rollout_key=rollout_key, variant=variant, computed_at=now, **{bucket: start}, **f)
         for variant, f in figures.items()
     ]
+    ranked = model is HourlyRollup  # its percentiles' buckets are stored beside the histogram
     for row in rows:
         row.latency_hist = {str(k): v for k, v in row.latency_hist.items()}
+        if ranked:
+            row.latency_ranks = histogram.ranks(row.latency_hist)
     if rows:
         model.objects.bulk_create(
             rows,
@@ -393,6 +396,7 @@ def _replace_rollups(model, bucket: str, rollout_key: str, start: datetime, figu
                 "latency_hist",
                 "errors_by_code",
                 "computed_at",
+                *(["latency_ranks"] if ranked else []),
             ],
         )
     model.objects.filter(rollout_key=rollout_key, **{bucket: start}).exclude(
