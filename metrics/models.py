@@ -288,6 +288,27 @@ class ChannelDailyRollup(ChannelCounts):
                 name="channel_daily_unique_bucket",
             ),
         ]
+        indexes = [
+            # the per-channel sums of a window's whole days (metrics.rollups._channel_sums) read
+            # the counters from the index alone on PostgreSQL, not ~1 kB rows with a histogram
+            models.Index(
+                fields=["rollout_key", "day"],
+                include=[
+                    "variant",
+                    "channel_id",
+                    "responses",
+                    "errors",
+                    "timeouts",
+                    "cache_hits",
+                    "cache_known",
+                    "reactions_positive",
+                    "reactions_negative",
+                    "followups",
+                    "corrections",
+                ],
+                name="channel_daily_counts",
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.rollout_key}/{self.variant}/{self.channel_id} {self.day:%Y-%m-%d}"

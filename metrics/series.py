@@ -402,7 +402,7 @@ def _figures_rows(
             # every scalar in the key too: a clock frozen in tests gives equal computed_at
             if ranks is not None:
                 key = (table, rollout_key, start, variant, stamp, ranks, *values[:-2])
-                values[_HIST] = "{}" if decode is json.loads else {}
+                values[_HIST] = {}  # not read: nothing to decode
             else:
                 key = (table, rollout_key, start, variant, stamp, len(values[_HIST]), *values[:-2])
 
@@ -419,7 +419,8 @@ def _decoded(values: list, decode) -> dict[str, Any]:
     """One rollup row's figures (see _figures_rows)."""
     figures = dict(zip(_ROLLUP_COLUMNS, values, strict=True))
     figures["cost_usd"] = float(figures["cost_usd"])
-    figures["latency_hist"] = decode(figures["latency_hist"])
+    if figures["latency_hist"] or decode is dict:  # {} when not read (see _figures_rows)
+        figures["latency_hist"] = decode(figures["latency_hist"])
     codes = figures["errors_by_code"]
     if decode is json.loads:  # PostgreSQL: the timeouts alone, read from the jsonb in SQL
         figures["errors_by_code"] = {"timeout": codes} if codes else {}
