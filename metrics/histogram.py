@@ -93,3 +93,11 @@ def ranks(hist: Mapping) -> str:
     return ",".join(
         str(items[bisect_left(running, max(1, math.ceil(q * total)))][0]) for q in RANK_QUANTILES
     )
+
+
+def stamped_ranks(hist: Mapping, micros: int) -> str:
+    """``ranks(hist)`` with the row's ``computed_at`` in microseconds since the epoch:
+    "i,j,k@micros". A reader trusts the ranks only while the row's computed_at is that one, so
+    a row rewritten by code that does not write ranks (a worker still on an older release while
+    the migration runs) is read from its histogram, never from stale ranks."""
+    return f"{ranks(hist)}@{micros}"

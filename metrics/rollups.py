@@ -111,6 +111,14 @@ def mark_dirty(buckets: set[tuple[str, datetime]]) -> None:
         )
 
 
+def epoch_micros(moment: datetime) -> int:
+    """Microseconds since the epoch, exactly (as PostgreSQL's extract(epoch ...) * 1000000)."""
+    return (moment - _EPOCH) // timedelta(microseconds=1)
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
 def empty_figures() -> dict[str, Any]:
     figures: dict[str, Any] = {name: 0 for name in COUNT_FIELDS}
     figures.update(
@@ -383,7 +391,7 @@ def _replace_rollups(model, bucket: str, rollout_key: str, start: datetime, figu
     for row in rows:
         row.latency_hist = {str(k): v for k, v in row.latency_hist.items()}
         if ranked:
-            row.latency_ranks = histogram.ranks(row.latency_hist)
+            row.latency_ranks = histogram.stamped_ranks(row.latency_hist, epoch_micros(now))
     if rows:
         model.objects.bulk_create(
             rows,

@@ -292,8 +292,10 @@ _FIGURES_SQL = (
 # an hourly row drawn from its stored ranks (a whole day's hour, ranks derived) leaves its
 # histogram in the database: detoasting and printing ~1,400 jsonb documents was most of the query
 _RANKED_HIST = (
-    "CASE WHEN latency_ranks IS NOT NULL AND extract(epoch FROM hour)::bigint / 86400 = "
-    "ANY(%s::bigint[]) THEN NULL ELSE latency_hist::text END"
+    "CASE WHEN split_part(latency_ranks, '@', 2) = "
+    "((extract(epoch FROM computed_at) * 1000000)::bigint)::text "
+    "AND extract(epoch FROM hour)::bigint / 86400 = ANY(%s::bigint[]) "
+    "THEN NULL ELSE latency_hist::text END"
 )
 LIGHT_COLUMNS = ("responses", "input_tokens", "output_tokens", "cost_usd", "followups")
 _LIGHT_SQL = (
@@ -358,7 +360,7 @@ def _figures_rows(
 
     Hourly rows of the UTC days in ``slim_days`` (hours only drawn, never summed) come slim
     (``_slim``), their percentiles from the row's stored ``latency_ranks`` (their histograms
-    are not read), or from the histogram when the row has none."""
+    are not read), or from the histogram when the row has none (or stale ones)."""
     hourly = table == "metrics_hourlyrollup"
     slim_days = slim_days if hourly else None
     if rollups.is_postgres():
@@ -395,10 +397,15 @@ def _figures_rows(
             rows = [(*row[:-1], None, row[-1]) for row in rows]
         decode = dict
     out = []
-    for start, variant, *values, ranks, stamp in rows:
+    for start, variant, *values, stamped, stamp in rows:
         if decode is json.loads:
             start = _from_epoch(start)
         if slim_days is not None and start.replace(hour=0) in slim_days:
+            # ranks stamped with another computed_at are stale (histogram.stamped_ranks)
+            ranks, _, at = (stamped or "").partition("@")
+            micros = stamp if decode is json.loads else rollups.epoch_micros(stamp)
+            if not at or at != str(micros):
+                ranks = None
             # every scalar in the key too: a clock frozen in tests gives equal computed_at
             if ranks is not None:
                 key = (table, rollout_key, start, variant, stamp, ranks, *values[:-2])

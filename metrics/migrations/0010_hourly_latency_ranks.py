@@ -2,6 +2,7 @@
 
 import math
 from bisect import bisect_left
+from datetime import UTC, datetime, timedelta
 from itertools import accumulate
 
 from django.db import migrations, models
@@ -26,9 +27,14 @@ def derive_latency_ranks(apps, schema_editor):
     recompute_hour)."""
     HourlyRollup = apps.get_model("metrics", "HourlyRollup")
     batch = []
-    rows = HourlyRollup.objects.filter(latency_ranks__isnull=True).only("id", "latency_hist")
+    epoch = datetime(1970, 1, 1, tzinfo=UTC)
+    rows = HourlyRollup.objects.filter(latency_ranks__isnull=True).only(
+        "id", "latency_hist", "computed_at"
+    )
     for row in rows.order_by("pk").iterator(chunk_size=2000):
-        row.latency_ranks = ranks(row.latency_hist)
+        # stamped with the row's computed_at (metrics.histogram.stamped_ranks)
+        micros = (row.computed_at - epoch) // timedelta(microseconds=1)
+        row.latency_ranks = f"{ranks(row.latency_hist)}@{micros}"
         batch.append(row)
         if len(batch) >= 2000:
             HourlyRollup.objects.bulk_update(batch, ["latency_ranks"])
@@ -47,7 +53,7 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name='hourlyrollup',
             name='latency_ranks',
-            field=models.CharField(blank=True, help_text='metrics.histogram.ranks of latency_hist (p50, p95, p99 bucket indexes), written with it; null: not derived (readers decode the histogram)', max_length=32, null=True),
+            field=models.CharField(blank=True, help_text='metrics.histogram.stamped_ranks of latency_hist (p50, p95, p99 bucket indexes @ computed_at in µs), written with it; null or another stamp: readers decode the histogram', max_length=40, null=True),
         ),
         migrations.RunPython(derive_latency_ranks, migrations.RunPython.noop),
     ]

@@ -740,3 +740,14 @@ def _raw_by_channel_counts(since, until) -> dict:
         }
         for v, ch in want.items()
     }
+
+
+def test_channel_counts_indexes__carry_every_counter_the_sums_read():
+    """The covering indexes (channel_daily_counts, channel_hourly_counts) hold every counter
+    ``_channel_sums`` adds up, so PostgreSQL sums them from the index alone."""
+    from metrics.models import CHANNEL_COUNTS, ChannelDailyRollup, ChannelHourlyRollup
+
+    assert CHANNEL_COUNTS == rollups.CHANNEL_FIELDS
+    for model in (ChannelDailyRollup, ChannelHourlyRollup):
+        (index,) = model._meta.indexes
+        assert set(index.include) == {"variant", "channel_id", *rollups.CHANNEL_FIELDS}

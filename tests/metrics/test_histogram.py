@@ -57,3 +57,10 @@ def test_ranks__random_histograms__name_the_buckets_percentile_reports():
 def test_ranks__empty_histogram__is_an_empty_string():
     assert histogram.ranks({}) == ""
     assert histogram.ranks({"12": 0}) == ""
+
+
+def test_stamped_ranks__carry_the_rows_computed_at():
+    assert histogram.stamped_ranks({"3": 1, "9": 1}, 1_700_000_000_123_456) == (
+        "3,9,9@1700000000123456"
+    )
+    assert histogram.stamped_ranks({}, 5) == "@5"

@@ -55,12 +55,13 @@ def _figure_rows(rollout, granularity: str = "hour") -> dict[str, list[dict]]:
         return {key: [dict(r) for r in series.figure_rows(window, key)] for key in series.CHARTS}
 
 
-def test_recompute_hour__stores_the_ranks_of_the_hours_histogram(spread):
+def test_recompute_hour__stores_the_ranks_of_the_hours_histogram_stamped(spread):
     rows = list(HourlyRollup.objects.all())
     assert len(rows) > 200
     for row in rows:
-        assert row.latency_ranks == histogram.ranks(row.latency_hist)
-    assert len({row.latency_ranks for row in rows}) > 20  # the hours differ
+        micros = rollups.epoch_micros(row.computed_at)
+        assert row.latency_ranks == f"{histogram.ranks(row.latency_hist)}@{micros}"
+    assert len({row.latency_ranks.split("@")[0] for row in rows}) > 20  # the hours differ
 
 
 def test_migration__derives_the_ranks_recompute_hour_writes(spread):
@@ -95,3 +96,23 @@ def test_window_by_hour__ranked_rows__their_histograms_are_not_what_is_drawn(rol
     after = _figure_rows(rollout)
     assert after["latency"] == before["latency"]
     assert any(r["period"] == whole_day_hour and r["p50_ms"] for r in after["latency"])
+
+
+@pytest.mark.parametrize("portable", [False, True], ids=["postgresql", "sqlite path"])
+def test_window_by_hour__row_rewritten_without_ranks__drawn_from_its_histogram(
+    rollout, spread, monkeypatch, portable
+):
+    """A worker on an older release rewrites a row's histogram and computed_at but not its
+    ranks (during a deploy): the stale ranks are not used, the new histogram is drawn."""
+    if portable:
+        monkeypatch.setattr(rollups, "is_postgres", lambda: False)
+    hour = rollups.day_of(NOW) - timedelta(days=2) + timedelta(hours=7)
+    before = {r["variant"]: r for r in _figure_rows(rollout)["latency"] if r["period"] == hour}
+    HourlyRollup.objects.filter(hour=hour).update(
+        latency_hist={"200": 3}, computed_at=NOW + timedelta(seconds=1)
+    )
+    after = {r["variant"]: r for r in _figure_rows(rollout)["latency"] if r["period"] == hour}
+    value = round(histogram.representative(200), 1)
+    for variant in before:
+        assert before[variant]["p50_ms"] != value
+        assert after[variant]["p50_ms"] == after[variant]["p99_ms"] == value
