@@ -396,11 +396,16 @@ def _figures_rows(
         if not hourly:
             rows = [(*row[:-1], None, row[-1]) for row in rows]
         decode = dict
+    # UTC days as epoch days on PostgreSQL (rows come with epoch seconds: no datetime arithmetic)
+    epoch_days = {int(day.timestamp()) // 86400 for day in slim_days or ()}
     out = []
     for start, variant, *values, stamped, stamp in rows:
         if decode is json.loads:
+            slim = start // 86400 in epoch_days
             start = _from_epoch(start)
-        if slim_days is not None and start.replace(hour=0) in slim_days:
+        else:
+            slim = slim_days is not None and start.replace(hour=0) in slim_days
+        if slim:
             # ranks stamped with another computed_at are stale (histogram.stamped_ranks)
             ranks, _, at = (stamped or "").partition("@")
             micros = stamp if decode is json.loads else rollups.epoch_micros(stamp)
@@ -492,7 +497,9 @@ def _window_figures(
         ):
             days[(day, variant)] = figures
     summed: set[tuple[datetime, str]] = set()
-    for (hour, variant), figures in sorted(hours.items()):
+    # the hours of whole days came slim (with their "_metrics"): only the others are summed
+    outside = [(key, f) for key, f in hours.items() if "_metrics" not in f]
+    for (hour, variant), figures in sorted(outside, key=lambda item: item[0]):
         day = rollups.day_of(hour)
         if day in whole:
             continue
