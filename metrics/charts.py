@@ -258,25 +258,27 @@ def time_figure(
     x_range: tuple[datetime, datetime] | None = None,
     y_title: str = "",
     granularity: str = "hour",
+    shared: dict | None = None,
 ) -> dict[str, Any]:
     """One chart over time: a trace per variant (and per series, by dash), with the markers.
     Each point stands for its whole period (an hour, a day, a week): plotted at the period's
     middle, so a marker falls inside the bar or between the points it happened in. Latency is
     on a log axis (30 s timeouts in p99 leave p50 and p95 readable); the days of "Cost per day"
-    that are only partly counted (``partial_day``) are hatched and say so on hover."""
+    that are only partly counted (``partial_day``) are hatched and say so on hover.
+
+    ``shared``: a dict kept across the figures of one page, where the rows split by variant and
+    their x values are kept per ``rows`` list (the page's charts over its periods all draw the
+    same 1,440 rows by hour)."""
     colours = variant_colours(variants)
     period_ms = PERIOD_MS[WEEKLY.get(key, DAILY.get(key, granularity))]
     series = SERIES[key]
     data = []
-    by_variant: dict[str, list[dict[str, Any]]] = {v: [] for v in variants}
-    for r in rows:  # one pass: a 30-day page by hour draws 1,440 rows in each chart
-        if r["variant"] in by_variant:
-            by_variant[r["variant"]].append(r)
+    by_variant, x_values = _split(rows, variants, shared)
     for variant in variants:
         mine = by_variant[variant]
         if not mine:
             continue
-        every_x = [_iso(r["period"]) for r in mine]
+        every_x = x_values[variant]
         for i, (column, suffix) in enumerate(series):
             ys = [r.get(column) for r in mine]
             if None in ys:
@@ -365,6 +367,25 @@ def time_figure(
         layout["xaxis"]["showticklabels"] = False
         layout["showlegend"] = False
     return {"data": data, "layout": layout}
+
+
+def _split(
+    rows: list[dict[str, Any]], variants: Sequence[str], shared: dict | None
+) -> tuple[dict[str, list[dict[str, Any]]], dict[str, list[Any]]]:
+    """The rows of each variant and their x values (ISO periods), kept in ``shared`` (when
+    given) for the same ``rows`` list and variants: the entry holds the list, so its id stays
+    its own while the entry lives."""
+    key = (id(rows), tuple(variants))
+    if shared is not None and (entry := shared.get(key)) is not None and entry[0] is rows:
+        return entry[1], entry[2]
+    by_variant: dict[str, list[dict[str, Any]]] = {v: [] for v in variants}
+    for r in rows:  # one pass: a 30-day page by hour draws 1,440 rows in each chart
+        if r["variant"] in by_variant:
+            by_variant[r["variant"]].append(r)
+    x_values = {v: [_iso(r["period"]) for r in mine] for v, mine in by_variant.items()}
+    if shared is not None:
+        shared[key] = (rows, by_variant, x_values)
+    return by_variant, x_values
 
 
 def _mark_partial_days(trace: dict[str, Any], rows: list[dict[str, Any]], name: str) -> None:

@@ -285,9 +285,17 @@ _ROLLUP_COLUMNS = (
 )
 _FIGURES_SQL = (
     "SELECT extract(epoch FROM {bucket})::bigint, variant, {counts}, cost_usd::float8, "
-    "latency_sum, latency_hist::text, COALESCE((errors_by_code->>'timeout')::bigint, 0), "
+    "latency_sum, {hist}, COALESCE((errors_by_code->>'timeout')::bigint, 0), {ranks}, "
     "(extract(epoch FROM computed_at) * 1000000)::bigint "
     "FROM {table} WHERE rollout_key = %s AND ({where})"
+)
+# an hourly row drawn from its stored ranks (a whole day's hour, ranks derived) leaves its
+# histogram in the database: detoasting and printing ~1,400 jsonb documents was most of the query
+_RANKED_HIST = (
+    "CASE WHEN split_part(latency_ranks, '@', 2) = "
+    "((extract(epoch FROM computed_at) * 1000000)::bigint)::text "
+    "AND extract(epoch FROM hour)::bigint / 86400 = ANY(%s::bigint[]) "
+    "THEN NULL ELSE latency_hist::text END"
 )
 LIGHT_COLUMNS = ("responses", "input_tokens", "output_tokens", "cost_usd", "followups")
 _LIGHT_SQL = (
@@ -310,9 +318,10 @@ _SLIM_CACHE: OrderedDict[tuple, dict[str, Any]] = OrderedDict()
 _SLIM_CACHE_SIZE = 10_000  # ~3 kB each: a few 30-day ranges of a few rollouts
 
 
-def _slim(key: tuple, build) -> dict[str, Any]:
+def _slim(key: tuple, build, ranks: str | None = None) -> dict[str, Any]:
     """The cached slim figures of a rollup row (every scalar, the chart metrics under
-    "_metrics", no histogram), built by ``build()`` when missing. No lock: each OrderedDict
+    "_metrics", no histogram), built by ``build()`` when missing; the percentiles from the row's
+    stored ``ranks`` when given, else from the built histogram. No lock: each OrderedDict
     operation is atomic under the GIL, and a racing eviction only finds the cache smaller."""
     slim = _SLIM_CACHE.get(key)
     if slim is not None:
@@ -322,7 +331,7 @@ def _slim(key: tuple, build) -> dict[str, Any]:
             pass
         return slim
     slim = build()
-    slim["_metrics"] = _metrics(slim)
+    slim["_metrics"] = _metrics(slim, ranks)
     slim["latency_hist"] = {}  # drawn already; only the chart metrics are kept
     _SLIM_CACHE[key] = slim
     while len(_SLIM_CACHE) > _SLIM_CACHE_SIZE:
@@ -333,45 +342,86 @@ def _slim(key: tuple, build) -> dict[str, Any]:
     return slim
 
 
+_HIST = _ROLLUP_COLUMNS.index("latency_hist")
+
+
 def _figures_rows(
-    table: str, bucket: str, rollout_key: str, where: str, params: list, slim=None
+    table: str,
+    bucket: str,
+    rollout_key: str,
+    where: str,
+    params: list,
+    slim_days: set[datetime] | None = None,
 ) -> list:
     """(bucket, variant, *_ROLLUP_COLUMNS) rows of a rollup table; histograms as dicts with
     string keys in the stored order (jsonb keeps non-negative integer keys in ascending numeric
     order: shorter first, then bytewise). Of the error codes only the timeouts are read (all the
-    dashboard shows; a second JSON document per hour cost as much as the histogram). Rows whose
-    bucket ``slim(bucket)`` accepts (hours only drawn, never summed) come slim (``_slim``)."""
+    dashboard shows; a second JSON document per hour cost as much as the histogram).
+
+    Hourly rows of the UTC days in ``slim_days`` (hours only drawn, never summed) come slim
+    (``_slim``), their percentiles from the row's stored ``latency_ranks`` (their histograms
+    are not read), or from the histogram when the row has none (or stale ones)."""
+    hourly = table == "metrics_hourlyrollup"
+    slim_days = slim_days if hourly else None
     if rollups.is_postgres():
         # plain tuples: Django's per-value converters cost more than the query at ~2,000 rows
+        hist, args = "latency_hist::text", [rollout_key, *params]
+        if slim_days:  # the CASE's days (as epoch days) come before the WHERE's parameters
+            hist = _RANKED_HIST
+            args = [[int(day.timestamp()) // 86400 for day in sorted(slim_days)], *args]
         sql = _FIGURES_SQL.format(
-            bucket=bucket, table=table, where=where, counts=", ".join(rollups.COUNT_FIELDS)
+            bucket=bucket,
+            table=table,
+            where=where,
+            counts=", ".join(rollups.COUNT_FIELDS),
+            hist=hist,
+            ranks="latency_ranks" if hourly else "NULL",
         )
         with connection.cursor() as cursor:
-            cursor.execute(sql, [rollout_key, *params])
+            cursor.execute(sql, args)
             rows = cursor.fetchall()
         decode = json.loads
     else:
-        if table == "metrics_hourlyrollup":
+        if hourly:
             model, lookups = HourlyRollup, {"hour__gte": params[0], "hour__lt": params[1]}
         else:
             model, lookups = DailyRollup, {"day__in": params[0]}
         rows = model.objects.filter(rollout_key=rollout_key, **lookups).values_list(
-            bucket, "variant", *_ROLLUP_COLUMNS, "computed_at"
+            bucket,
+            "variant",
+            *_ROLLUP_COLUMNS,
+            *(["latency_ranks"] if hourly else []),
+            "computed_at",
         )
+        if not hourly:
+            rows = [(*row[:-1], None, row[-1]) for row in rows]
         decode = dict
+    # UTC days as epoch days on PostgreSQL (rows come with epoch seconds: no datetime arithmetic)
+    epoch_days = {int(day.timestamp()) // 86400 for day in slim_days or ()}
     out = []
-    for start, variant, *values, stamp in rows:
+    for start, variant, *values, stamped, stamp in rows:
         if decode is json.loads:
+            slim = start // 86400 in epoch_days
             start = _from_epoch(start)
-        if slim is not None and slim(start):
+        else:
+            slim = slim_days is not None and start.replace(hour=0) in slim_days
+        if slim:
+            # ranks stamped with another computed_at are stale (histogram.stamped_ranks)
+            ranks, _, at = (stamped or "").partition("@")
+            micros = stamp if decode is json.loads else rollups.epoch_micros(stamp)
+            if not at or at != str(micros):
+                ranks = None
             # every scalar in the key too: a clock frozen in tests gives equal computed_at
-            hist = values[_ROLLUP_COLUMNS.index("latency_hist")]
-            key = (table, rollout_key, start, variant, stamp, len(hist), *values[:-2])
+            if ranks is not None:
+                key = (table, rollout_key, start, variant, stamp, ranks, *values[:-2])
+                values[_HIST] = {}  # not read: nothing to decode
+            else:
+                key = (table, rollout_key, start, variant, stamp, len(values[_HIST]), *values[:-2])
 
             def build(values=values):
                 return _decoded(values, decode)
 
-            out.append((start, variant, _slim(key, build)))
+            out.append((start, variant, _slim(key, build, ranks)))
         else:
             out.append((start, variant, _decoded(values, decode)))
     return out
@@ -381,7 +431,8 @@ def _decoded(values: list, decode) -> dict[str, Any]:
     """One rollup row's figures (see _figures_rows)."""
     figures = dict(zip(_ROLLUP_COLUMNS, values, strict=True))
     figures["cost_usd"] = float(figures["cost_usd"])
-    figures["latency_hist"] = decode(figures["latency_hist"])
+    if figures["latency_hist"] or decode is dict:  # {} when not read (see _figures_rows)
+        figures["latency_hist"] = decode(figures["latency_hist"])
     codes = figures["errors_by_code"]
     if decode is json.loads:  # PostgreSQL: the timeouts alone, read from the jsonb in SQL
         figures["errors_by_code"] = {"timeout": codes} if codes else {}
@@ -426,7 +477,7 @@ def _window_figures(
             "hour >= %s AND hour < %s",
             [lo, hi],
             # the hours of whole days are only drawn (the days come from daily rollups)
-            slim=lambda hour: hour.replace(hour=0) in whole,
+            slim_days=whole,
         ):
             if hour not in live:
                 hours[(hour, variant)] = figures
@@ -446,7 +497,9 @@ def _window_figures(
         ):
             days[(day, variant)] = figures
     summed: set[tuple[datetime, str]] = set()
-    for (hour, variant), figures in sorted(hours.items()):
+    # the hours of whole days came slim (with their "_metrics"): only the others are summed
+    outside = [(key, f) for key, f in hours.items() if "_metrics" not in f]
+    for (hour, variant), figures in sorted(outside, key=lambda item: item[0]):
         day = rollups.day_of(hour)
         if day in whole:
             continue
@@ -669,12 +722,22 @@ def _bucket_value(index: str) -> float:
     return round(histogram.representative(int(index)), 1)
 
 
-def _metrics(f: dict[str, Any]) -> dict[str, Any]:
-    """Every chart column of one (period, variant), computed once."""
+def _ranked(ranks: str) -> dict[str, float | None]:
+    """p50/p95/p99 from an hourly row's stored ``latency_ranks`` (metrics.histogram.ranks: the
+    same nearest-rank walk as _percentiles over its histogram)."""
+    if not ranks:
+        return {"p50": None, "p95": None, "p99": None}
+    p50, p95, p99 = ranks.split(",")
+    return {"p50": _bucket_value(p50), "p95": _bucket_value(p95), "p99": _bucket_value(p99)}
+
+
+def _metrics(f: dict[str, Any], ranks: str | None = None) -> dict[str, Any]:
+    """Every chart column of one (period, variant), computed once; the latency percentiles from
+    ``ranks`` when given (an hourly row's stored ones), else from the histogram."""
     n = f["responses"]
     timeouts = f["errors_by_code"].get("timeout", 0)
     pos, neg = f["reactions_positive"], f["reactions_negative"]
-    p = _percentiles(f["latency_hist"])
+    p = _ranked(ranks) if ranks is not None else _percentiles(f["latency_hist"])
     return {
         "responses": n,
         "errors": f["errors"],

@@ -183,6 +183,7 @@ def json_block(element_id: str, value: Any) -> str:
 
 def _figures(window: series.Window) -> list[dict[str, Any]]:
     out = []
+    shared: dict = {}  # the charts over the window's periods share their rows' split and x values
     for key, chart in series.CHARTS.items():
         rows = series.figure_rows(window, key)
         x_range = (window.since, window.until)
@@ -197,6 +198,7 @@ def _figures(window: series.Window) -> list[dict[str, Any]]:
             x_range=x_range,
             y_title=chart.unit if chart.unit not in ("%", "$") else "",
             granularity=window.granularity,
+            shared=shared,
         )
         out.append(
             {

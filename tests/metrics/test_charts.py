@@ -248,3 +248,30 @@ def test_projection_figure__a_quiet_bot__cents_on_the_axis():
     assert figure["layout"]["yaxis"]["tickformat"] == "$,.2f"
     busy = charts.projection_figure([(0, 15.0), (100, 52.5)], 0, 15.0)
     assert busy["layout"]["yaxis"]["tickformat"] == "$,.0f"
+
+
+def test_time_figure__shared_split_across_charts__same_figures_as_each_alone():
+    """A page's charts share their rows' split by variant and x values (``shared``): each
+    figure equals the one drawn alone, also for another rows list drawn after (not mixed up)."""
+    every = {c for key in series.CHARTS for c in series.CHARTS[key].columns}
+    rows = [
+        {
+            "period": T0 + timedelta(hours=h),
+            "variant": v,
+            **{c: (None if (h + i) % 5 == 0 else 0.1 * (h + i + 1)) for i, c in enumerate(every)},
+            "hours_counted": 24 - h % 3,
+            "partial_day": h % 3 > 0,
+        }
+        for h in range(60)
+        for v in ("v1", "v2_full", "v2_simplified")
+    ]
+    other = [dict(r, period=r["period"] + timedelta(days=1)) for r in rows if r["variant"] != "v1"]
+    variants = ["v1", "v2_full", "v2_simplified"]
+    shared: dict = {}
+    for table in (rows, other, rows):
+        for key in series.CHARTS:
+            title = series.CHARTS[key].title
+            alone = charts.time_figure(key, title, table, variants, MARKERS)
+            together = charts.time_figure(key, title, table, variants, MARKERS, shared=shared)
+            assert together == alone, key
+    assert len(shared) == 2

@@ -40,3 +40,27 @@ def test_percentile__merged_hours__equals_percentile_of_all_values_within_growth
 
 def test_merge__string_keys_from_json__are_summed_as_ints():
     assert histogram.merge([{"3": 2}, {3: 1, "4": 5}]) == {3: 3, 4: 5}
+
+
+def test_ranks__random_histograms__name_the_buckets_percentile_reports():
+    rng = random.Random(16)
+    for _ in range(300):
+        hist = {
+            str(rng.randint(0, histogram.MAX_BUCKET)): rng.choice([1, 1, 2, 7, 40])
+            for _ in range(rng.randint(1, 60))
+        }
+        p50, p95, p99 = (int(i) for i in histogram.ranks(hist).split(","))
+        for index, q in ((p50, 0.50), (p95, 0.95), (p99, 0.99)):
+            assert round(histogram.representative(index), 1) == histogram.percentile(hist, q)
+
+
+def test_ranks__empty_histogram__is_an_empty_string():
+    assert histogram.ranks({}) == ""
+    assert histogram.ranks({"12": 0}) == ""
+
+
+def test_stamped_ranks__carry_the_rows_computed_at():
+    assert histogram.stamped_ranks({"3": 1, "9": 1}, 1_700_000_000_123_456) == (
+        "3,9,9@1700000000123456"
+    )
+    assert histogram.stamped_ranks({}, 5) == "@5"

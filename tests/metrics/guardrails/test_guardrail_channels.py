@@ -728,3 +728,48 @@ def test_evaluate__no_treatment_replies__says_since_when_the_window_counts():
     assert verdict.summary == (
         "no replies from v2 yet (this window began Nov 29, 09:00 UTC; 10 needed per variant)."
     )
+
+
+def test_channel_totals__hours_around_whole_days__cached_until_an_hour_is_recomputed(rollout):
+    """The hours outside whole days (a range from mid-day to mid-day) are kept by their hourly
+    rows' stamps: read again without summing the per-channel hourly rows, and a recomputed hour
+    gives the new figures, equal to the raw events."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    _days_of_traffic()
+    day = rollups.day_of(T0) + timedelta(days=1)
+    since, until = day + timedelta(hours=14), day + timedelta(days=1, hours=9)  # no whole day
+    first = rollups.channel_totals("prompts_v2", since, until)
+    assert first and first == _raw_by_channel_counts(since, until)
+    with CaptureQueriesContext(connection) as queries:
+        again = rollups.channel_totals("prompts_v2", since, until)
+    assert again == first
+    assert not [q for q in queries if "metrics_channelhourlyrollup" in q["sql"]]
+    record_events([response("late-h", ts=day + timedelta(hours=20), channel_id="ch10")])
+    rollups.catch_up(time_budget=30)
+    later = rollups.channel_totals("prompts_v2", since, until)
+    assert later["v1"]["ch10"]["responses"] == first["v1"]["ch10"]["responses"] + 1
+    assert later == _raw_by_channel_counts(since, until)
+
+
+def _raw_by_channel_counts(since, until) -> dict:
+    want = _raw_by_channel(since, until)
+    return {
+        v: {
+            c: {**{k: f[k] for k in rollups.CHANNEL_FIELDS}, "latency_hist": {}}
+            for c, f in ch.items()
+        }
+        for v, ch in want.items()
+    }
+
+
+def test_channel_counts_indexes__carry_every_counter_the_sums_read():
+    """The covering indexes (channel_daily_counts, channel_hourly_counts) hold every counter
+    ``_channel_sums`` adds up, so PostgreSQL sums them from the index alone."""
+    from metrics.models import CHANNEL_COUNTS, ChannelDailyRollup, ChannelHourlyRollup
+
+    assert CHANNEL_COUNTS == rollups.CHANNEL_FIELDS
+    for model in (ChannelDailyRollup, ChannelHourlyRollup):
+        (index,) = model._meta.indexes
+        assert set(index.include) == {"variant", "channel_id", *rollups.CHANNEL_FIELDS}
