@@ -53,6 +53,78 @@ def _replay_after_flush(sender, using: str = "default", **kwargs) -> None:
 post_migrate.connect(_replay_after_flush, dispatch_uid="tests.replay_data_migrations")
 
 
+# -- the flush after a transactional test, made safe against live servers still at work -----------
+#
+# A live-server test (gunicorn, a Celery worker, a browser) can end while the server still answers
+# a request its client sent last, e.g. the config a client fetches right after a rollback. The
+# flush's TRUNCATE locks every table one by one; a multi-table SELECT running meanwhile holds one
+# and waits for another, and PostgreSQL ends the deadlock by failing one side, sometimes the
+# TRUNCATE ("Database test_selcontrol couldn't be flushed", CI at stop 20), and the next test then
+# finds the last one's rows. So: wait until no other session on the test database is mid-query
+# or mid-transaction (at most FLUSH_QUIET_SECONDS), and retry a flush that failed that way.
+
+FLUSH_QUIET_SECONDS = 15.0
+FLUSH_ATTEMPTS = 4
+
+
+def wait_for_quiet_database(using: str = "default", timeout: float = FLUSH_QUIET_SECONDS) -> bool:
+    """True once no other backend on this database is running a statement or holding a
+    transaction open; False if that did not happen within ``timeout``."""
+    import time
+
+    from django.db import connections
+
+    connection = connections[using]
+    if connection.vendor != "postgresql":
+        return True
+    deadline = time.monotonic() + timeout
+    while True:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                "AND pid <> pg_backend_pid() AND backend_type = 'client backend' "
+                "AND state IN ('active', 'idle in transaction', 'idle in transaction (aborted)')"
+            )
+            (busy,) = cursor.fetchone()
+        if not busy:
+            return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+
+
+def _install_patient_flush() -> None:
+    import time
+
+    from django.core.management.base import CommandError
+    from django.db import connections
+    from django.test import TransactionTestCase
+
+    if getattr(TransactionTestCase._fixture_teardown, "patient", False):
+        return
+    flush = TransactionTestCase._fixture_teardown
+
+    def patient_fixture_teardown(self) -> None:
+        for attempt in range(1, FLUSH_ATTEMPTS + 1):
+            for name in self._databases_names(include_mirrors=False):
+                wait_for_quiet_database(name)
+            try:
+                return flush(self)
+            except CommandError:
+                if attempt == FLUSH_ATTEMPTS:
+                    raise
+                for name in self._databases_names(include_mirrors=False):
+                    connections[name].close()  # a fresh session for the next try
+                time.sleep(0.2 * attempt)
+
+    patient_fixture_teardown.patient = True  # type: ignore[attr-defined]
+    patient_fixture_teardown.plain = flush  # type: ignore[attr-defined]
+    TransactionTestCase._fixture_teardown = patient_fixture_teardown
+
+
+_install_patient_flush()
+
+
 @pytest.fixture(autouse=True)
 def _block_outbound_network(monkeypatch):
     real_connect = socket.socket.connect
