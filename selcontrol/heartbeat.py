@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from celery import shared_task
@@ -31,6 +32,7 @@ from celery.beat import PersistentScheduler
 from celery.signals import heartbeat_sent, task_postrun
 from django.conf import settings
 from django.core.cache import cache
+from prometheus_client.core import GaugeMetricFamily
 
 from .telemetry import register_collector
 
@@ -129,17 +131,15 @@ class HeartbeatScheduler(PersistentScheduler):
 
 
 @register_collector
-def _heartbeat_gauges():
+def _heartbeat_gauges() -> Iterator[GaugeMetricFamily]:
     """``selcontrol_heartbeat_age_seconds{process}`` on /metrics (-1: never seen)."""
     if not watched():
         return
-    samples = [
-        ("selcontrol_heartbeat_age_seconds", {"process": name}, -1.0 if b.age is None else b.age)
-        for name, b in status().items()
-    ]
-    yield (
+    gauge = GaugeMetricFamily(
         "selcontrol_heartbeat_age_seconds",
-        "gauge",
         "Seconds since the Celery worker or beat last showed it works (-1: never).",
-        samples,
+        labels=["process"],
     )
+    for name, b in status().items():
+        gauge.add_metric([name], -1.0 if b.age is None else b.age)
+    yield gauge

@@ -355,31 +355,16 @@ class SharedCounters:
 
 # --- gauges read at scrape time ------------------------------------------------------------------
 
-Sample = tuple[str, dict[str, str], float]
-FamilyTuple = tuple[str, str, str, list[Sample]]  # (name, type, help, samples)
-Source = Callable[[], Iterable[FamilyTuple | Metric]]
+Source = Callable[[], Iterable[Metric]]
 COLLECTORS: list[Source] = []
 
 
 def register_collector(collector: Source) -> Source:
     """Add a function called at every scrape that yields prometheus_client metric families
-    (``GaugeMetricFamily`` ...) or tuples ``(name, type, help, [(name, labels, value), ...])``.
-    Usable as a decorator. One that raises is reported in ``selcontrol_scrape_collector_failed``
-    and the others are still served."""
+    (``GaugeMetricFamily`` ...). Usable as a decorator. One that raises is reported in
+    ``selcontrol_scrape_collector_failed`` and the others are still served."""
     COLLECTORS.append(collector)
     return collector
-
-
-def _as_family(item: FamilyTuple | Metric) -> Metric:
-    if isinstance(item, Metric):
-        return item
-    name, kind, help_text, samples = item
-    if kind == "counter":  # prometheus_client's families are named without the suffix
-        name = name.removesuffix("_total")
-    family = Metric(name, help_text, kind)
-    for sample_name, labels, value in samples:
-        family.add_sample(sample_name, dict(sorted(labels.items())), value)
-    return family
 
 
 def _version() -> str:
@@ -402,7 +387,7 @@ class Sources:
         for source in list(COLLECTORS):
             name = source.__name__.lstrip("_")
             try:
-                families = [_as_family(item) for item in source()]
+                families = list(source())
             except Exception as exc:  # noqa: BLE001 - one broken source must not hide the others
                 logger.warning("metrics collector %s failed: %s", name, exc)
                 failed[name] = 1
