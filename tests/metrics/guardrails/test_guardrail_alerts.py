@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -21,21 +22,31 @@ PORTS = range(8900, 8950)
 
 
 class Receiver:
-    """A tiny webhook receiver: records each POST; answers ``status`` after ``delay`` seconds."""
+    """A tiny webhook receiver: records each POST (and when it came, ``times``); answers
+    ``status`` after ``delay`` seconds, or what ``answer(body)`` says (a status and headers)."""
 
     def __init__(self, status: int = 204, delay: float = 0.0):
         self.posts: list[dict] = []
+        self.times: list[float] = []
         self.status, self.delay = status, delay
+        self.answer: Callable[[dict], tuple[int, dict[str, str]]] | None = None
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self):  # noqa: N802 - http.server's name
                 length = int(self.headers.get("Content-Length", 0))
-                receiver.posts.append(json.loads(self.rfile.read(length) or b"{}"))
+                body = json.loads(self.rfile.read(length) or b"{}")
+                receiver.times.append(time.monotonic())
+                receiver.posts.append(body)
+                status, headers = (
+                    receiver.answer(body) if receiver.answer else (receiver.status, {})
+                )
                 if receiver.delay:
                     time.sleep(receiver.delay)
                 try:
-                    self.send_response(receiver.status)
+                    self.send_response(status)
+                    for name, value in headers.items():
+                        self.send_header(name, value)
                     self.end_headers()
                 except OSError:  # the client gave up (timeout)
                     pass
@@ -182,3 +193,26 @@ def test_deliver__failed_alert_sent_again__succeeds_once_the_webhook_is_back(
     assert alerts.deliver(alert.pk) == Alert.Delivery.SENT
     alert.refresh_from_db()
     assert alert.attempts == 4 and alert.delivered_at is not None
+
+
+def test_deliver__webhook_answers_404__failed_at_once_without_a_retry(rollout, receiver):
+    receiver.status = 404
+    AlertSettings.objects.create(rollout=rollout, webhook_url=receiver.url)
+    alert = Alert.objects.create(rollout=rollout, title="t", message="m", numbers={})
+    alerts.send_alert.apply(args=[alert.pk])
+    alert.refresh_from_db()
+    assert len(receiver.posts) == 1
+    assert (alert.delivery, alert.attempts) == (Alert.Delivery.FAILED, 1)
+    assert alert.last_error.startswith("HTTP 404")
+
+
+def test_deliver__429_with_a_long_retry_after__pending_and_the_wait_capped(rollout, receiver):
+    receiver.answer = lambda body: (429, {"Retry-After": "120"})
+    AlertSettings.objects.create(rollout=rollout, webhook_url=receiver.url)
+    alert = Alert.objects.create(rollout=rollout, title="t", message="m", numbers={})
+    with pytest.raises(alerts.RetryLater) as later:
+        alerts.deliver(alert.pk, tries_left=2)
+    assert later.value.wait == alerts.MAX_RETRY_AFTER == 30.0
+    alert.refresh_from_db()
+    assert (alert.delivery, alert.attempts) == (Alert.Delivery.PENDING, 1)
+    assert alert.last_error.startswith("HTTP 429")
