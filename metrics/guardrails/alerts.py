@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 from datetime import timedelta
+from functools import partial
 from typing import Any
 
 import httpx
@@ -32,6 +33,7 @@ from django.utils import timezone
 
 from selcontrol_client.events import backoff_delay
 
+from .. import scheduler
 from .models import Alert, AlertSettings
 from .webhooks import WebhookRefused, check_url, defang_urls, discord_text, slack_text
 
@@ -196,21 +198,34 @@ ALERT_RESEND_AFTER_SECONDS = 300
 def send_alert(self, alert_id: int) -> str:
     """One try per run; a failure another try may mend queues the task again (Celery's retry,
     with the backoff as its countdown) until SELCONTROL_ALERT_ATTEMPTS tries in all. Nothing
-    sleeps in a worker. Run eagerly (no broker: the quick start, the tests), the next try follows
-    at once, without the countdown, as Celery's eager retry would (which raises instead with
-    CELERY_TASK_EAGER_PROPAGATES); docs/guardrails.md says why that is acceptable."""
+    sleeps in a worker. Run eagerly (no broker: the quick start, the tests), see
+    ``_retry_in_process`` (Celery's own eager retry would run at once, and raises instead with
+    CELERY_TASK_EAGER_PROPAGATES)."""
     tries = max(1, int(settings.SELCONTROL_ALERT_ATTEMPTS))
     done = self.request.retries  # tries of this delivery before this run
     try:
         return deliver(alert_id, tries_left=tries - done - 1, failures=done)
     except RetryLater as later:
-        if self.request.is_eager:  # no broker to hold a countdown: the next try at once
-            return self.apply(args=[alert_id], retries=done + 1).get()
+        if self.request.is_eager:  # no broker to hold the countdown
+            return _retry_in_process(self, alert_id, retries=done + 1, wait=later.wait)
         raise self.retry(
             countdown=later.wait,
             expires=later.wait + ALERT_RESEND_AFTER_SECONDS,
             max_retries=tries - 1,
         ) from None
+
+
+def _retry_in_process(task, alert_id: int, *, retries: int, wait: float) -> str:
+    """An eager run's retry: after its countdown at a tick of the in-process scheduler when this
+    process runs one (the quick start's ``manage.py run_scheduler``, where the minute's
+    evaluation breaches and rolls back), else at once (a request, a management command: no
+    process stays to keep a countdown; docs/guardrails.md says why that is acceptable)."""
+    again = partial(task.apply, args=[alert_id], retries=retries)
+    beat = scheduler.running()
+    if beat is None:
+        return again().get()
+    beat.call_later(wait, again)
+    return Alert.Delivery.PENDING
 
 
 def schedule_alert(alert_id: int) -> None:

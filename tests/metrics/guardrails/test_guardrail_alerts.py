@@ -15,6 +15,7 @@ import pytest
 
 from metrics.guardrails import alerts
 from metrics.guardrails.models import Alert, AlertSettings, GuardrailRule
+from metrics.scheduler import InProcessBeat
 from rollout.models import AuditEntry
 from tests.metrics.guardrails.test_guardrail_rollback import V1, V2, Traffic, run, start_phase
 
@@ -216,3 +217,28 @@ def test_deliver__429_with_a_long_retry_after__pending_and_the_wait_capped(rollo
     alert.refresh_from_db()
     assert (alert.delivery, alert.attempts) == (Alert.Delivery.PENDING, 1)
     assert alert.last_error.startswith("HTTP 429")
+
+
+def test_send_alert__eager_in_the_in_process_scheduler__retries_wait_their_countdown_there(
+    rollout, failing_receiver
+):
+    """The quick start (no broker): in the process of `manage.py run_scheduler`, an eager run's
+    retry is left to the scheduler's ticks after its countdown (0.05 s, then 0.1 s here), not
+    made at once; the alert is pending meanwhile."""
+    AlertSettings.objects.create(rollout=rollout, webhook_url=failing_receiver.url)
+    alert = Alert.objects.create(rollout=rollout, title="t", message="m", numbers={})
+    beat = InProcessBeat(schedule={})
+    with beat.running_here():
+        alerts.send_alert.apply(args=[alert.pk])
+        alert.refresh_from_db()
+        assert (len(failing_receiver.posts), alert.delivery, alert.attempts) == (1, "pending", 1)
+        assert beat.pending_calls == 1 and beat.tick() <= 0.05  # not due yet: nothing sent
+        assert len(failing_receiver.posts) == 1
+        while beat.pending_calls:
+            time.sleep(beat.tick())
+    times = failing_receiver.times
+    assert len(times) == 3
+    assert times[1] - times[0] >= 0.05 and times[2] - times[1] >= 0.1
+    alert.refresh_from_db()
+    assert (alert.delivery, alert.attempts) == (Alert.Delivery.FAILED, 3)
+    assert alert.last_error.startswith("HTTP 500")
