@@ -34,9 +34,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-DB = "selcontrol_bench_metrics"
-PORT = 8210
-REDIS = "redis://127.0.0.1:6379/2"
+DB = os.environ.get("SELCONTROL_BENCH_DB", "selcontrol_bench_metrics")
+PORT = int(os.environ.get("SELCONTROL_BENCH_PORT", "8210"))
+REDIS = os.environ.get("SELCONTROL_BENCH_REDIS", "redis://127.0.0.1:6379/2")
 BATCH = 1000
 
 
@@ -113,8 +113,121 @@ def make_app():
         return JsonResponse({"accepted": accepted, "duplicates": duplicates, "rejected": rejected})
 
     urls.urlpatterns.insert(0, path("bench/naive-events", naive_events))
+    for name, view in pydantic_views().items():
+        urls.urlpatterns.insert(0, path(f"bench/{name}", view))
     clear_url_caches()
     return application
+
+
+# --- validation through pydantic, for the comparison that decided against it (--pydantic) ------
+
+
+def pydantic_views() -> dict:
+    """POST /api/v1/events as it would be with the events validated by the pydantic models of
+    metrics.ingest.schemas (``pydantic-events``: django-ninja Schema, as documented) or by plain
+    pydantic BaseModels with the same fields (``pydantic-plain-events``): record_events with its
+    validate_event swapped for one that validates through the model and then does what the model
+    cannot (strict RFC 3339 time, lone surrogates, cached <= input, text truncated). An invalid
+    event falls back to the hand-written validator for its sentence (not exercised here)."""
+    import types
+    from typing import Annotated
+
+    from django.http import HttpResponse
+    from django.views.decorators.csrf import csrf_exempt
+    from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, create_model
+
+    from metrics.api import _parse_events
+    from metrics.ingest import intake, schemas
+    from metrics.ingest.events import Event, Invalid, _unencodable, parse_ts, validate_event
+    from metrics.models import TEXT_LIMIT
+    from rollout.models import ApiToken
+
+    class Plain(BaseModel):
+        model_config = ConfigDict(extra="allow")  # as the Schema models
+
+    def plain(model):
+        fields = {k: (f.annotation, f) for k, f in model.model_fields.items()}
+        return create_model(model.__name__, __base__=Plain, **fields)
+
+    plain_r, plain_a, plain_f = (
+        plain(m) for m in (schemas.ResponseEvent, schemas.ReactionEvent, schemas.FollowupEvent)
+    )
+    adapters = {
+        "pydantic-events": TypeAdapter(schemas.AnyEvent),
+        "pydantic-plain-events": TypeAdapter(
+            Annotated[plain_r | plain_a | plain_f, Field(discriminator="type")]
+        ),
+    }
+
+    def validator(adapter):
+        def validate(raw, now=None):
+            try:
+                m = adapter.validate_python(raw)
+            except ValidationError:
+                return validate_event(raw, now)  # raises Invalid with the contract's sentence
+            ts = parse_ts(m.ts, "ts", now)
+            for name, value in m.__dict__.items():
+                if type(value) is str and _unencodable(value):
+                    raise Invalid(f"{name} holds a lone surrogate")
+            if m.type == "response":
+                if m.cached_tokens > m.input_tokens:
+                    raise Invalid("cached_tokens cannot exceed input_tokens")
+                fields = {
+                    "message_id": m.message_id,
+                    "rollout_key": m.rollout,
+                    "variant": m.variant,
+                    "model": m.model,
+                    "input_tokens": m.input_tokens,
+                    "output_tokens": m.output_tokens,
+                    "cached_tokens": m.cached_tokens,
+                    "cache_hit": m.cache_hit,
+                    "latency_ms": m.latency_ms,
+                    "error": m.error,
+                    "conversation_id": m.conversation_id or "",
+                    "user_text": (m.user_text or "")[:TEXT_LIMIT],
+                    "response_text": (m.response_text or "")[:TEXT_LIMIT],
+                }
+            elif m.type == "reaction":
+                fields = {
+                    "message_id": m.message_id,
+                    "emoji": m.emoji,
+                    "action": m.action,
+                    "user_id": m.user_id or "",
+                }
+            else:
+                fields = {
+                    "message_id": m.message_id,
+                    "reply_to": m.reply_to,
+                    "text": (m.text or "")[:TEXT_LIMIT],
+                    "is_correction": m.is_correction,
+                }
+            return Event(id=m.id, type=m.type, ts=ts, channel_id=m.channel_id, fields=fields)
+
+        return validate
+
+    def view_for(adapter):
+        original = intake.record_events
+        record = types.FunctionType(
+            original.__code__,
+            {**vars(intake), "validate_event": validator(adapter)},
+            "record_events",
+            original.__defaults__,
+            original.__closure__,
+        )
+        record.__kwdefaults__ = original.__kwdefaults__
+
+        @csrf_exempt
+        def view(request):
+            raw = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
+            token = ApiToken.objects.filter(token_hash=ApiToken.hash(raw), revoked_at=None).first()
+            if token is None or "events:write" not in token.scopes:
+                return HttpResponse(status=401)
+            result = record(_parse_events(request.read()))
+            return HttpResponse(json.dumps(result.as_dict()), content_type="application/json")
+
+        return view
+
+    return {name: view_for(adapter) for name, adapter in adapters.items()}
 
 
 # --- load generation --------------------------------------------------------------------------
@@ -260,6 +373,12 @@ def main() -> None:
         default=32,
         help="threads per gunicorn worker (selcontrol/gunicorn_conf.py: 32)",
     )
+    parser.add_argument(
+        "--pydantic",
+        action="store_true",
+        help="also time /api/v1/events with validation through the pydantic models (between two "
+        "runs of the real path, to see the drift)",
+    )
     args = parser.parse_args()
 
     psql(f"DROP DATABASE IF EXISTS {DB}")
@@ -313,6 +432,14 @@ def main() -> None:
                 time.sleep(0.1)
         load("/api/v1/events", token, 3, 2, "warm")
         fast = load("/api/v1/events", token, args.seconds, args.clients, "fast")
+        extra = {}
+        if args.pydantic:
+            for name, path, tag in (
+                ("pydantic (ninja Schema)", "/bench/pydantic-events", "pydn"),
+                ("pydantic (BaseModel)", "/bench/pydantic-plain-events", "pydp"),
+                ("/api/v1/events again", "/api/v1/events", "again"),
+            ):
+                extra[name] = load(path, token, args.seconds, args.clients, tag)
         naive = load("/bench/naive-events", token, args.seconds, args.clients, "naive")
         rows = subprocess.run(
             [
@@ -347,7 +474,8 @@ def main() -> None:
         f"{'path':<24} {'events/s':>9} {'batches':>8} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7} "
         f"{'not new':>8}"
     )
-    for name, r in (("/api/v1/events", fast), ("naive INSERT per event", naive)):
+    rows_shown = [("/api/v1/events", fast), *extra.items(), ("naive INSERT per event", naive)]
+    for name, r in rows_shown:
         print(
             f"{name:<24} {r['events_per_s']:>9.0f} {r['batches']:>8} {r['p50_ms']:>8.1f} "
             f"{r['p99_ms']:>8.1f} "
@@ -363,6 +491,11 @@ def main() -> None:
         "baseline's events/s; "
         f"p99 batch latency {fast['p99_ms'] / naive['p99_ms']:.2f}x; rows stored: {rows}"
     )
+    for name, r in extra.items():
+        print(
+            f"{name} = {r['events_per_s'] / naive['events_per_s']:.1f}x the naive baseline, "
+            f"{r['events_per_s'] / fast['events_per_s']:.2f}x /api/v1/events' first run"
+        )
 
 
 if __name__ == "__main__":

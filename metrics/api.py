@@ -15,6 +15,7 @@ from rollout.auth import CONFIG_READ, EVENTS_WRITE, ApiError
 from rollout.models import Rollout
 
 from . import selectors
+from .ingest import schemas
 from .ingest.events import Invalid, parse_ts
 from .ingest.intake import record_events
 
@@ -73,54 +74,11 @@ class SummaryOut(Schema):
     variants: dict[str, VariantSummaryOut]
 
 
-_EVENT_SCHEMA = {
-    "type": "object",
-    "required": ["id", "type", "ts", "channel_id"],
-    "properties": {
-        "id": {"type": "string", "minLength": 1, "maxLength": 64, "description": "idempotency key"},
-        "type": {"type": "string", "enum": ["response", "reaction", "followup"]},
-        "ts": {"type": "string", "format": "date-time", "description": "RFC 3339 with a time zone"},
-        "channel_id": {"type": "string", "maxLength": 64},
-        "message_id": {"type": "string", "maxLength": 64},
-        "rollout": {"type": "string"},
-        "variant": {"type": "string"},
-        "model": {"type": "string"},
-        "input_tokens": {"type": "integer", "minimum": 0},
-        "output_tokens": {"type": "integer", "minimum": 0},
-        "cached_tokens": {"type": "integer", "minimum": 0},
-        "cache_hit": {"type": ["boolean", "null"]},
-        "latency_ms": {"type": "number", "minimum": 0},
-        "error": {"type": ["string", "null"]},
-        "conversation_id": {"type": ["string", "null"]},
-        "user_text": {"type": ["string", "null"], "description": "truncated at 8000 characters"},
-        "response_text": {
-            "type": ["string", "null"],
-            "description": "truncated at 8000 characters",
-        },
-        "emoji": {"type": "string"},
-        "action": {"type": "string", "enum": ["add", "remove"]},
-        "user_id": {"type": ["string", "null"]},
-        "reply_to": {"type": "string"},
-        "text": {"type": ["string", "null"]},
-        "is_correction": {"type": ["boolean", "null"]},
-    },
-}
-_EVENTS_BODY = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            "application/json": {
-                "schema": {
-                    "type": "object",
-                    "required": ["events"],
-                    "properties": {
-                        "events": {"type": "array", "maxItems": MAX_EVENTS, "items": _EVENT_SCHEMA}
-                    },
-                }
-            }
-        },
-    }
-}
+EventsIn = schemas.events_body(MAX_EVENTS)
+_EVENTS_BODY, COMPONENT_SCHEMAS = schemas.openapi_request_body(EventsIn)
+"""The events body in the OpenAPI document, generated from metrics.ingest.schemas' models, and
+the component schemas it refers to (selcontrol.api adds them to the document). The view reads
+the body itself: ninja does not validate it (see metrics.ingest.schemas for why)."""
 
 
 def _read_body(request: HttpRequest) -> bytes:
@@ -171,7 +129,7 @@ def _parse_events(body: bytes) -> list[Any]:
     "/events",
     auth=EVENTS_WRITE,
     response={200: EventsOut, 400: ErrorOut, 401: ErrorOut, 403: ErrorOut, 413: ErrorOut},
-    openapi_extra=_EVENTS_BODY,
+    openapi_extra={"requestBody": _EVENTS_BODY},
 )
 def post_events(request: HttpRequest):
     """A batch of events (response, reaction, followup). Each event is accepted, a duplicate

@@ -12,13 +12,21 @@ when one is).
 A task that raises is logged and tried again at its next tick: one failing job never stops the
 others. Each task is idempotent (see ``metrics.tasks``), so running this beside a real beat by
 mistake does no harm beyond the work done twice.
+
+``call_later`` runs a one-off call at a later tick: an eager task's retry with its countdown (the
+alert webhook's, ``metrics.guardrails.alerts``), which has no broker to wait in. ``running()`` is
+the beat running in this process, if any.
 """
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import logging
 import threading
-from collections.abc import Callable, Mapping
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -26,6 +34,13 @@ from typing import Any
 from celery import schedules
 
 logger = logging.getLogger("selcontrol.scheduler")
+
+_running: InProcessBeat | None = None
+
+
+def running() -> InProcessBeat | None:
+    """The beat running in this process (``manage.py run_scheduler``), or None."""
+    return _running
 
 
 @dataclass
@@ -74,6 +89,34 @@ class InProcessBeat:
             interval = isinstance(sched, schedules.schedule)  # a crontab is not one
             start = now - sched.run_every if interval else now
             self.entries.append(Entry(name, spec["task"], sched, start))
+        self._later: list[tuple[float, int, Callable[[], Any]]] = []
+        self._order = itertools.count()
+
+    def call_later(self, seconds: float, call: Callable[[], Any]) -> None:
+        """Run ``call`` once, at the first tick ``seconds`` from now (same thread as the ticks)."""
+        heapq.heappush(self._later, (time.monotonic() + seconds, next(self._order), call))
+
+    @property
+    def pending_calls(self) -> int:
+        return len(self._later)
+
+    def _run_due_calls(self) -> None:
+        while self._later and self._later[0][0] <= time.monotonic():
+            _, _, call = heapq.heappop(self._later)
+            try:
+                call()
+            except Exception:  # noqa: BLE001 - one failing call must not stop the others
+                logger.exception("deferred call %r failed", call)
+
+    @contextmanager
+    def running_here(self) -> Iterator[InProcessBeat]:
+        """This beat is ``running()`` in this process meanwhile."""
+        global _running
+        outer, _running = _running, self
+        try:
+            yield self
+        finally:
+            _running = outer
 
     def _apply(self, task_name: str) -> Any:
         """Run the registered task in this process, as an eager worker would."""
@@ -82,6 +125,7 @@ class InProcessBeat:
     def tick(self) -> float:
         """Run every due entry once; returns the seconds until the next one is due."""
         wait = 60.0
+        self._run_due_calls()
         for entry in self.entries:
             due, next_seconds = entry.schedule.is_due(entry.last_run_at)
             if due:
@@ -94,6 +138,8 @@ class InProcessBeat:
                     logger.exception("scheduled task %s (%s) failed", entry.name, entry.task)
                 due, next_seconds = entry.schedule.is_due(entry.last_run_at)
             wait = min(wait, max(0.5, float(next_seconds)))
+        if self._later:
+            wait = min(wait, max(0.01, self._later[0][0] - time.monotonic()))
         return wait
 
     def run(self, stop: threading.Event | None = None) -> None:
@@ -101,5 +147,6 @@ class InProcessBeat:
         stop = stop or threading.Event()
         names = ", ".join(f"{e.name} ({e.task})" for e in self.entries)
         logger.info("in-process scheduler running: %s", names)
-        while not stop.is_set():
-            stop.wait(self.tick())
+        with self.running_here():
+            while not stop.is_set():
+                stop.wait(self.tick())

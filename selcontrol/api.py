@@ -21,6 +21,7 @@ from ninja.errors import (
 )
 from ninja.parser import Parser
 
+from metrics.api import COMPONENT_SCHEMAS as metrics_schemas
 from metrics.api import router as metrics_router
 from rollout.api import router as rollout_router
 from rollout.auth import ApiError
@@ -44,7 +45,26 @@ class TextParser(Parser):
         return data
 
 
-api = NinjaAPI(
+class Api(NinjaAPI):
+    """A NinjaAPI whose document also holds ``component_schemas``: the schemas that operations
+    refer to from their ``openapi_extra`` (the events body is described by pydantic models that
+    do not validate it, metrics/ingest/schemas.py, so ninja does not collect them itself)."""
+
+    def __init__(self, *args, component_schemas: dict, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.component_schemas = component_schemas
+
+    def get_openapi_schema(self, **kwargs):
+        document = super().get_openapi_schema(**kwargs)
+        schemas = document["components"]["schemas"]
+        clash = set(schemas) & set(self.component_schemas)
+        if clash:
+            raise ConfigError(f"OpenAPI component names used twice: {sorted(clash)}")
+        schemas.update(self.component_schemas)
+        return document
+
+
+api = Api(
     title="selcontrol API",
     version="1",
     description=(
@@ -55,6 +75,7 @@ api = NinjaAPI(
     openapi_url="/openapi.json",
     docs_url="/docs",
     parser=TextParser(),
+    component_schemas=metrics_schemas,
 )
 api.add_router("/", rollout_router)
 api.add_router("/", metrics_router)

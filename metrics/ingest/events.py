@@ -23,12 +23,14 @@ from ..models import TEXT_LIMIT
 
 TYPES = ("response", "reaction", "followup")
 MAX_ID = 64
+MAX_MODEL = 128
 MAX_TOKENS = 10**9
 MAX_LATENCY_MS = 24 * 3600 * 1000.0
 MAX_FUTURE = timedelta(days=1)
 MIN_TS = datetime(2015, 1, 1, tzinfo=UTC)
 _CHANNEL = re.compile(CHANNEL_ID_RE)
-_KEY = re.compile(r"^[-a-zA-Z0-9_]{1,64}$")
+KEY_RE = r"^[-a-zA-Z0-9_]{1,64}$"
+_KEY = re.compile(KEY_RE)
 
 
 class Invalid(Exception):
@@ -176,7 +178,7 @@ def _response(data: dict) -> dict[str, Any]:
         "message_id": _string(data, "message_id"),
         "rollout_key": rollout,
         "variant": _string(data, "variant"),
-        "model": _string(data, "model", max_len=128),
+        "model": _string(data, "model", max_len=MAX_MODEL),
         "input_tokens": input_tokens,
         "output_tokens": _integer(data, "output_tokens"),
         "cached_tokens": cached,

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -14,6 +15,7 @@ import pytest
 
 from metrics.guardrails import alerts
 from metrics.guardrails.models import Alert, AlertSettings, GuardrailRule
+from metrics.scheduler import InProcessBeat
 from rollout.models import AuditEntry
 from tests.metrics.guardrails.test_guardrail_rollback import V1, V2, Traffic, run, start_phase
 
@@ -21,21 +23,31 @@ PORTS = range(8900, 8950)
 
 
 class Receiver:
-    """A tiny webhook receiver: records each POST; answers ``status`` after ``delay`` seconds."""
+    """A tiny webhook receiver: records each POST (and when it came, ``times``); answers
+    ``status`` after ``delay`` seconds, or what ``answer(body)`` says (a status and headers)."""
 
     def __init__(self, status: int = 204, delay: float = 0.0):
         self.posts: list[dict] = []
+        self.times: list[float] = []
         self.status, self.delay = status, delay
+        self.answer: Callable[[dict], tuple[int, dict[str, str]]] | None = None
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self):  # noqa: N802 - http.server's name
                 length = int(self.headers.get("Content-Length", 0))
-                receiver.posts.append(json.loads(self.rfile.read(length) or b"{}"))
+                body = json.loads(self.rfile.read(length) or b"{}")
+                receiver.times.append(time.monotonic())
+                receiver.posts.append(body)
+                status, headers = (
+                    receiver.answer(body) if receiver.answer else (receiver.status, {})
+                )
                 if receiver.delay:
                     time.sleep(receiver.delay)
                 try:
-                    self.send_response(receiver.status)
+                    self.send_response(status)
+                    for name, value in headers.items():
+                        self.send_header(name, value)
                     self.end_headers()
                 except OSError:  # the client gave up (timeout)
                     pass
@@ -182,3 +194,51 @@ def test_deliver__failed_alert_sent_again__succeeds_once_the_webhook_is_back(
     assert alerts.deliver(alert.pk) == Alert.Delivery.SENT
     alert.refresh_from_db()
     assert alert.attempts == 4 and alert.delivered_at is not None
+
+
+def test_deliver__webhook_answers_404__failed_at_once_without_a_retry(rollout, receiver):
+    receiver.status = 404
+    AlertSettings.objects.create(rollout=rollout, webhook_url=receiver.url)
+    alert = Alert.objects.create(rollout=rollout, title="t", message="m", numbers={})
+    alerts.send_alert.apply(args=[alert.pk])
+    alert.refresh_from_db()
+    assert len(receiver.posts) == 1
+    assert (alert.delivery, alert.attempts) == (Alert.Delivery.FAILED, 1)
+    assert alert.last_error.startswith("HTTP 404")
+
+
+def test_deliver__429_with_a_long_retry_after__pending_and_the_wait_capped(rollout, receiver):
+    receiver.answer = lambda body: (429, {"Retry-After": "120"})
+    AlertSettings.objects.create(rollout=rollout, webhook_url=receiver.url)
+    alert = Alert.objects.create(rollout=rollout, title="t", message="m", numbers={})
+    with pytest.raises(alerts.RetryLater) as later:
+        alerts.deliver(alert.pk, tries_left=2)
+    assert later.value.wait == alerts.MAX_RETRY_AFTER == 30.0
+    alert.refresh_from_db()
+    assert (alert.delivery, alert.attempts) == (Alert.Delivery.PENDING, 1)
+    assert alert.last_error.startswith("HTTP 429")
+
+
+def test_send_alert__eager_in_the_in_process_scheduler__retries_wait_their_countdown_there(
+    rollout, failing_receiver
+):
+    """The quick start (no broker): in the process of `manage.py run_scheduler`, an eager run's
+    retry is left to the scheduler's ticks after its countdown (0.05 s, then 0.1 s here), not
+    made at once; the alert is pending meanwhile."""
+    AlertSettings.objects.create(rollout=rollout, webhook_url=failing_receiver.url)
+    alert = Alert.objects.create(rollout=rollout, title="t", message="m", numbers={})
+    beat = InProcessBeat(schedule={})
+    with beat.running_here():
+        alerts.send_alert.apply(args=[alert.pk])
+        alert.refresh_from_db()
+        assert (len(failing_receiver.posts), alert.delivery, alert.attempts) == (1, "pending", 1)
+        assert beat.pending_calls == 1 and beat.tick() <= 0.05  # not due yet: nothing sent
+        assert len(failing_receiver.posts) == 1
+        while beat.pending_calls:
+            time.sleep(beat.tick())
+    times = failing_receiver.times
+    assert len(times) == 3
+    assert times[1] - times[0] >= 0.05 and times[2] - times[1] >= 0.1
+    alert.refresh_from_db()
+    assert (alert.delivery, alert.attempts) == (Alert.Delivery.FAILED, 3)
+    assert alert.last_error.startswith("HTTP 500")

@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from django.apps import apps
 
+from metrics.guardrails import alerts
 from metrics.guardrails.models import Alert, AlertSettings, GuardrailRule
 from metrics.ingest.intake import record_events
 from metrics.tasks import evaluate_guardrails
@@ -65,3 +66,64 @@ def test_beat_task__on_a_real_worker__rolls_back_then_alerts(worker_env, receive
     )
     assert "guardrail errors breached" in receiver.posts[0]["text"]
     _wait(lambda: Alert.objects.get().delivery == Alert.Delivery.SENT, 10, "the delivery recorded")
+
+
+@pytest.mark.live
+def test_alert_task__webhook_fails_twice__worker_retries_on_the_backoff_and_sends_once(
+    worker_env,  # noqa: F811
+    receiver,
+    tmp_path,
+):
+    """Celery's retries on a real worker (solo pool, one task at a time): a 500, then a 429 with
+    Retry-After 3, then success; the retries wait their countdown (1 s of backoff, then the 3 s
+    the webhook asked for) in the broker, not in the worker, which sends another alert meanwhile;
+    the alert is pending between tries, sent once, and never again after success."""
+    importlib.import_module("metrics.migrations.0004_guardrails_alerts_decisions").preload(
+        apps, None
+    )
+    rollout = Rollout.objects.get(key="prompts_v2")
+    AlertSettings.objects.create(rollout=rollout, webhook_url=receiver.url, kind="slack")
+    flaky, steady, last = (
+        Alert.objects.create(rollout=rollout, title=title, message="m", numbers={})
+        for title in ("flaky", "steady", "last")
+    )
+
+    def answer(body: dict) -> tuple[int, dict[str, str]]:
+        tries = sum("flaky" in post["text"] for post in receiver.posts)  # this one included
+        if "flaky" in body["text"] and tries <= 2:
+            return (500, {}) if tries == 1 else (429, {"Retry-After": "3"})
+        return 204, {}
+
+    receiver.answer = answer
+    env = {
+        **worker_env,
+        **RECEIVER_ALLOWED,
+        "SELCONTROL_ALERT_ATTEMPTS": "3",
+        "SELCONTROL_ALERT_BACKOFF": "1.0",
+        "SELCONTROL_ALERT_TIMEOUT": "2",
+    }
+    worker = _start_worker(env, tmp_path / "worker.log")
+    try:
+        alerts.schedule_alert(flaky.pk)  # what the commit of a breach queues
+        _wait(lambda: len(receiver.posts) == 1, 60, "the first try")
+        _wait(lambda: Alert.objects.get(pk=flaky.pk).attempts == 1, 10, "the first try recorded")
+        first = Alert.objects.get(pk=flaky.pk)
+        assert (first.delivery, first.last_error) == (Alert.Delivery.PENDING, "HTTP 500: ")
+        alerts.schedule_alert(steady.pk)
+        _wait(lambda: Alert.objects.get(pk=flaky.pk).delivery == "sent", 30, "the third try")
+        alerts.schedule_alert(flaky.pk)  # sent already: a resend must not post it again
+        alerts.schedule_alert(last.pk)  # the solo worker takes it after that resend
+        _wait(lambda: Alert.objects.get(pk=last.pk).delivery == "sent", 30, "the last alert")
+    finally:
+        os.killpg(worker.pid, signal.SIGTERM)
+        worker.wait(20)
+    order = [post["text"].split(":")[0] for post in receiver.posts]  # "<title>: alert only"
+    assert order == ["flaky", "steady", "flaky", "flaky", "last"], order
+    flaky_times = [
+        t for t, p in zip(receiver.times, receiver.posts, strict=True) if "flaky" in p["text"]
+    ]
+    assert flaky_times[1] - flaky_times[0] >= 0.9  # the backoff: 1 s
+    assert flaky_times[2] - flaky_times[1] >= 2.9  # Retry-After: 3 s (the backoff would be 2)
+    sent = Alert.objects.get(pk=flaky.pk)
+    assert (sent.delivery, sent.attempts, sent.last_error) == (Alert.Delivery.SENT, 3, "")
+    assert sent.delivered_at is not None
