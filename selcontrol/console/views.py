@@ -1,7 +1,7 @@
 """Operator console pages (server-rendered, htmx for in-place updates).
 
 Every change goes through ``rollout.services``. A console page is made of sections
-(``templates/rollout/partials/<name>.html``); a change answers with the changed section and an
+(``templates/console/partials/<name>.html``); a change answers with the changed section and an
 ``HX-Trigger: rollout-changed`` header that the other sections listen for, so nothing needs a
 full reload, and the console stamp after the change (``X-Console-Stamp``; every section carries
 the stamp it was drawn at, and one older than the newest change fetches itself again: see
@@ -49,7 +49,7 @@ from rollout.forms import (
 )
 from rollout.models import ApiToken, AuditEntry, ChannelOverride, ExposureCount, Rollout
 from rollout.roles import operator_required
-from rollout.templatetags.console import alerts_context
+from selcontrol.console.templatetags.console import alerts_context
 
 SECTIONS = ("status", "timeline", "checklist", "percentage", "overrides")
 TRAFFIC_WINDOW = timedelta(days=1)
@@ -248,7 +248,7 @@ def _render_section(
         rollout = _get_rollout(rollout.key)
     response = render(
         request,
-        f"rollout/partials/{name}.html",
+        f"console/partials/{name}.html",
         _section_context(request, rollout, name, **extra),
         status=status,
     )
@@ -262,7 +262,7 @@ def index(request: HttpRequest) -> HttpResponse:
     rollouts = list(Rollout.objects.select_related("current_phase"))
     if len(rollouts) == 1:
         return redirect("rollout:detail", key=rollouts[0].key)
-    return render(request, "rollout/index.html", {"rollouts": rollouts})
+    return render(request, "console/index.html", {"rollouts": rollouts})
 
 
 @login_required
@@ -270,7 +270,7 @@ def detail(request: HttpRequest, key: str) -> HttpResponse:
     freshness.stamp(request)  # before the state the page shows
     rollout = _get_rollout(key)
     sections = {name: _section_context(request, rollout, name) for name in SECTIONS}
-    return render(request, "rollout/detail.html", {"rollout": rollout, "sections": sections})
+    return render(request, "console/detail.html", {"rollout": rollout, "sections": sections})
 
 
 @login_required
@@ -294,7 +294,7 @@ def alerts(request: HttpRequest) -> HttpResponse:
     if request.GET.get("rollout"):
         rollout = _get_rollout(request.GET["rollout"])
     ctx = alerts_context(request, rollout)
-    return render(request, f"rollout/partials/{part}.html", ctx)
+    return render(request, f"console/partials/{part}.html", ctx)
 
 
 @login_required
@@ -305,7 +305,7 @@ def preview(request: HttpRequest, key: str) -> HttpResponse:
     form = PreviewForm(request.GET)
     if not form.is_valid():
         return render(
-            request, "rollout/partials/preview.html", {"rollout": rollout, "form": form}, status=422
+            request, "console/partials/preview.html", {"rollout": rollout, "form": form}, status=422
         )
     pct = form.cleaned_data["percentage"]
     simplified = form.cleaned_data["simplified_percentage"]
@@ -317,7 +317,7 @@ def preview(request: HttpRequest, key: str) -> HttpResponse:
     result = exposure.preview_change(before, after, channels, traffic, timezone.now())
     return render(
         request,
-        "rollout/partials/preview.html",
+        "console/partials/preview.html",
         {
             "rollout": rollout,
             "preview": result,
@@ -350,7 +350,7 @@ def lookup(request: HttpRequest, key: str) -> HttpResponse:
             ctx["override"] = ChannelOverride.objects.filter(
                 rollout=rollout, channel_id=channel_id
             ).first()
-    return render(request, "rollout/partials/lookup.html", ctx, status=status)
+    return render(request, "console/partials/lookup.html", ctx, status=status)
 
 
 # --- changing --------------------------------------------------------------------------------
@@ -573,7 +573,7 @@ def rollback(request: HttpRequest, key: str) -> HttpResponse:
     rollout = _get_rollout(key)
     if request.method == "GET":
         return render(
-            request, "rollout/rollback_confirm.html", {"rollout": rollout, "form": RollbackForm()}
+            request, "console/rollback_confirm.html", {"rollout": rollout, "form": RollbackForm()}
         )
     if request.method != "POST":
         return HttpResponse(status=405, headers={"Allow": "GET, POST"})
@@ -582,12 +582,12 @@ def rollback(request: HttpRequest, key: str) -> HttpResponse:
         if request.htmx:
             return render(
                 request,
-                "rollout/partials/rollback_form.html",
+                "console/partials/rollback_form.html",
                 {"target": rollout, "form": form},
                 status=422,
             )
         return render(
-            request, "rollout/rollback_confirm.html", {"rollout": rollout, "form": form}, status=422
+            request, "console/rollback_confirm.html", {"rollout": rollout, "form": form}, status=422
         )
     services.engage_kill_switch(rollout, actor=_actor(request), reason=form.cleaned_data["reason"])
     if not request.htmx:
@@ -629,8 +629,8 @@ def reenable(request: HttpRequest, key: str) -> HttpResponse:
     ctx = alerts_context(request, rollout)
     if not ok:
         ctx["error"] = error
-        return render(request, "rollout/partials/banner.html", ctx, status=status)
-    response = render(request, "rollout/partials/banner.html", ctx)
+        return render(request, "console/partials/banner.html", ctx, status=status)
+    response = render(request, "console/partials/banner.html", ctx)
     return freshness.announce_change(request, response)
 
 
@@ -663,7 +663,7 @@ def audit_log(request: HttpRequest) -> HttpResponse:
         "actors": AuditEntry.objects.order_by("actor").values_list("actor", flat=True).distinct(),
         "actions": AuditEntry.Action.choices,
     }
-    template = "rollout/partials/audit_rows.html" if request.htmx else "rollout/audit.html"
+    template = "console/partials/audit_rows.html" if request.htmx else "console/audit.html"
     return render(request, template, ctx)
 
 
@@ -674,7 +674,7 @@ def _tokens_context(**extra) -> dict:
 @login_required
 @require_GET
 def tokens(request: HttpRequest) -> HttpResponse:
-    return render(request, "rollout/tokens.html", _tokens_context())
+    return render(request, "console/tokens.html", _tokens_context())
 
 
 @never_cache  # the answer shows the new token once: no cache may keep it
@@ -698,8 +698,8 @@ def create_token(request: HttpRequest) -> HttpResponse:
             extra = {"new_token": token, "raw_token": raw}
     ctx = _tokens_context(**extra)
     if request.htmx:
-        return render(request, "rollout/partials/tokens.html", ctx, status=status)
-    return render(request, "rollout/tokens.html", ctx, status=status)
+        return render(request, "console/partials/tokens.html", ctx, status=status)
+    return render(request, "console/tokens.html", ctx, status=status)
 
 
 @operator_required
@@ -709,6 +709,6 @@ def revoke_token(request: HttpRequest, pk: int) -> HttpResponse:
     services.revoke_api_token(token, actor=_actor(request))
     ctx = _tokens_context(notice=f"Revoked {token.name}.")
     if request.htmx:
-        return render(request, "rollout/partials/tokens.html", ctx)
+        return render(request, "console/partials/tokens.html", ctx)
     messages.success(request, f"Revoked {token.name}.")
     return redirect("rollout:tokens")
