@@ -279,7 +279,7 @@ def section(request: HttpRequest, key: str, name: str) -> HttpResponse:
     if name not in SECTIONS:
         raise Http404("No such section.")
     freshness.stamp(request)  # before the state the section shows
-    return _render_section(request, _get_rollout(key), name)
+    return freshness.tell_stamp(request, _render_section(request, _get_rollout(key), name))
 
 
 @login_required
@@ -294,7 +294,7 @@ def alerts(request: HttpRequest) -> HttpResponse:
     if request.GET.get("rollout"):
         rollout = _get_rollout(request.GET["rollout"])
     ctx = alerts_context(request, rollout)
-    return render(request, f"console/partials/{part}.html", ctx)
+    return freshness.tell_stamp(request, render(request, f"console/partials/{part}.html", ctx))
 
 
 @login_required

@@ -15,7 +15,7 @@ from django.urls import reverse
 from rollout import services
 from rollout.checklist import ITEM_KEYS
 from rollout.models import ApiToken, AuditEntry, ChannelOverride, ChecklistTick, Rollout
-from tests.conftest import SYSTEM, changed_event
+from tests.conftest import SYSTEM, ApiClient, changed_event
 
 HX = {"HX-Request": "true"}
 KEY = "prompts_v2"
@@ -698,6 +698,31 @@ def test_console_stamp__change_answers__carry_the_stamp_after_the_change(operato
     response = operator_client.post(url("rollback", KEY), {"reason": "crashes"}, headers=HX)
     assert response.status_code == 204
     assert response["X-Console-Stamp"] == str(AuditEntry.objects.latest("id").pk) != str(tick)
+
+
+def test_console_stamp__a_refresh_answer__tells_its_stamp_without_the_change_event(
+    operator_client, rollout, make_token
+):
+    """A change made elsewhere (here through the API) is news to a page when one of its
+    sections refreshes (the status section every minute): its answer names the newer stamp,
+    which console.js takes as a change to catch up with; no rollout-changed event."""
+    started(rollout)
+    before = AuditEntry.objects.latest("id").pk
+    api = ApiClient(make_token("rollout:operate", "config:read"))
+    answer = api.patch(f"/api/v1/rollouts/{KEY}", {"percentage": 12, "reason": "from chat-ops"})
+    assert answer.status_code == 200, answer.content
+    newest = AuditEntry.objects.latest("id").pk
+    assert newest > before
+    for path in (
+        f"/rollouts/{KEY}/sections/status/",
+        f"/rollouts/{KEY}/sections/percentage/",
+        f"{url('alerts')}?part=banner&rollout={KEY}",
+        f"{url('alerts')}?part=emergency",
+    ):
+        response = operator_client.get(path, headers=HX)
+        assert response.status_code == 200, path
+        assert response["X-Console-Stamp"] == str(newest), path
+        assert "HX-Trigger" not in response, path
 
 
 def test_console_stamp__a_read__is_taken_before_the_state_it_describes(operator_client, rollout):
