@@ -34,11 +34,18 @@ from django.views.decorators.http import require_GET, require_POST
 
 from metrics import selectors
 from rollout import checklist, exposure, freshness, services
-from rollout.forms import (
+from rollout.models import ApiToken, AuditEntry, ChannelOverride, ExposureCount, Rollout
+from rollout.roles import operator_required
+from selcontrol.console.templatetags.console import alerts_context
+
+from .forms import (
+    AlertsPartForm,
     AuditFilterForm,
     ChecklistForm,
     HoldForm,
+    LookupForm,
     OverrideForm,
+    OverrideSearchForm,
     PercentageForm,
     PhaseForm,
     PreviewForm,
@@ -47,9 +54,6 @@ from rollout.forms import (
     RollbackForm,
     TokenForm,
 )
-from rollout.models import ApiToken, AuditEntry, ChannelOverride, ExposureCount, Rollout
-from rollout.roles import operator_required
-from selcontrol.console.templatetags.console import alerts_context
 
 SECTIONS = ("status", "timeline", "checklist", "percentage", "overrides")
 TRAFFIC_WINDOW = timedelta(days=1)
@@ -217,7 +221,7 @@ def _section_context(request: HttpRequest, rollout: Rollout, name: str, **extra)
             rollout.phases.order_by("order").values_list("percentage", flat=True)
         )
     elif name == "overrides":
-        q = (request.GET.get("q") or "").strip()
+        q = OverrideSearchForm(request.GET).query()
         overrides = rollout.overrides.all()
         if q:
             overrides = overrides.filter(channel_id__icontains=q)
@@ -286,14 +290,13 @@ def section(request: HttpRequest, key: str, name: str) -> HttpResponse:
 @require_GET
 def alerts(request: HttpRequest) -> HttpResponse:
     """The header's emergency button and the kill-switch banner, refreshed after changes."""
-    part = request.GET.get("part")
-    if part not in ("banner", "emergency"):
+    form = AlertsPartForm(request.GET)
+    if not form.is_valid():
         raise Http404("No such part.")
     freshness.stamp(request)  # before the state the part shows
-    rollout = None
-    if request.GET.get("rollout"):
-        rollout = _get_rollout(request.GET["rollout"])
-    ctx = alerts_context(request, rollout)
+    key = form.cleaned_data["rollout"]
+    ctx = alerts_context(request, _get_rollout(key) if key else None)
+    part = form.cleaned_data["part"]
     return freshness.tell_stamp(request, render(request, f"console/partials/{part}.html", ctx))
 
 
@@ -333,24 +336,18 @@ def preview(request: HttpRequest, key: str) -> HttpResponse:
 def lookup(request: HttpRequest, key: str) -> HttpResponse:
     """Which version does channel X get, and why."""
     rollout = _get_rollout(key)
-    channel_id = (request.GET.get("channel_id") or "").strip()
-    ctx: dict = {"rollout": rollout, "channel_id": channel_id}
-    status = 200
+    form = LookupForm(request.GET, rollout=rollout)
+    ctx: dict = {"rollout": rollout, "channel_id": form.asked()}
+    if not form.is_valid():
+        ctx["error"] = form.errors["channel_id"][0]
+        return render(request, "console/partials/lookup.html", ctx, status=422)
+    channel_id = form.cleaned_data["channel_id"]
     if channel_id:
-        try:
-            channel_id = services._validate_channel_id(channel_id)
-            problem = rollout.channel_id_problem(channel_id)
-            if problem:
-                raise services.InvalidChange(problem)
-        except services.ServiceError as exc:
-            ctx["error"] = str(exc)
-            status = 422
-        else:
-            ctx["result"] = exposure.explain(rollout.to_rule(), channel_id, timezone.now())
-            ctx["override"] = ChannelOverride.objects.filter(
-                rollout=rollout, channel_id=channel_id
-            ).first()
-    return render(request, "console/partials/lookup.html", ctx, status=status)
+        ctx["result"] = exposure.explain(rollout.to_rule(), channel_id, timezone.now())
+        ctx["override"] = ChannelOverride.objects.filter(
+            rollout=rollout, channel_id=channel_id
+        ).first()
+    return render(request, "console/partials/lookup.html", ctx)
 
 
 # --- changing --------------------------------------------------------------------------------

@@ -501,6 +501,19 @@ def test_lookup__kill_switch__explains(operator_client, rollout):
 def test_lookup__bad_channel__422(operator_client, rollout):
     response = operator_client.get(url("lookup", KEY), {"channel_id": "a b"}, headers=HX)
     assert response.status_code == 422
+    assert "&#x27;a b&#x27; is not a channel id" in response.content.decode()
+
+
+def test_lookup__empty_or_blank__asks_nothing_200(operator_client, rollout):
+    for query in ({}, {"channel_id": "   "}):
+        response = operator_client.get(url("lookup", KEY), query, headers=HX)
+        assert response.status_code == 200
+        assert "lookup-result" not in response.content.decode()
+
+
+@pytest.mark.parametrize("query", ["", "?part=nope", "?part=banner&rollout=nope"])
+def test_alerts__unknown_part_or_rollout__404(operator_client, rollout, query):
+    assert operator_client.get(f"{url('alerts')}{query}", headers=HX).status_code == 404
 
 
 # --- emergency rollback and way back -------------------------------------------------------------
