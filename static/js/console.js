@@ -102,14 +102,15 @@ document.addEventListener("htmx:beforeSend", (event) => {
 document.addEventListener("htmx:afterSettle", refetchStaleSections);
 
 // A section refreshing itself (on "rollout-changed", its timer, or the stamp refetch above) used
-// to replace its forms while an operator was typing a reason into one: the text was gone. Now a
-// refresh of a section (or header part) whose field has the focus (one typed into or set, not a
-// button or a box just clicked) waits: it is cancelled, the element marked (with a line saying a
-// change waits), and done once the focus leaves its fields (and their Save button: a refresh
-// then would race the save). And a refresh keeps what was typed and not saved: every field whose value
-// differs from the one it was drawn with is given to its twin in the new drawing (same form,
-// same name or id), which then reads as unsaved too. A change's own answer (a POST) is drawn
-// from what was posted and saved, and keeps nothing.
+// to replace its forms while an operator was typing a reason into one: the text was gone.
+// - A refresh of a section (or header part) whose field has the focus (one typed into or set,
+//   not a button or a box just clicked) waits: it is cancelled, the element marked (with a line
+//   saying a change waits), and done once the focus leaves its fields and their Save button (a
+//   refresh then would race the save).
+// - A refresh keeps what was typed and not saved: every field whose value differs from the one
+//   it was drawn with is given to its twin in the new drawing (same form, same name or id),
+//   which then reads as unsaved too. A change's own answer (a POST) is drawn from what was
+//   posted and saved, and keeps nothing.
 const REFRESHING = "[data-console-stamp][hx-get]";
 
 function isRefresh(elt, verb, target) {
@@ -171,7 +172,11 @@ function fieldKey(field) {
 
 function isUnsaved(field) {
   if (field.disabled || !(field.name || field.id)) return false;
-  if (field.tagName === "SELECT") return Array.from(field.options).some((o) => o.selected !== o.defaultSelected);
+  if (field.tagName === "SELECT") { // drawn with the option marked selected, else the first
+    if (field.multiple) return false;
+    const drawn = Array.from(field.options).findIndex((o) => o.defaultSelected);
+    return field.selectedIndex !== Math.max(drawn, 0);
+  }
   return isEntry(field) && field.value !== field.defaultValue;
 }
 
