@@ -10,7 +10,7 @@ import csv
 import json
 import math
 from dataclasses import dataclass
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode
 
@@ -28,6 +28,7 @@ from django_htmx.http import push_url, reswap
 from rollout.models import Rollout
 
 from . import charts, series, stats
+from .forms import DashboardForm
 from .reviews import blinding as review_blinding
 
 
@@ -63,72 +64,29 @@ class Params:
         return q
 
 
-def _parse_when(value: str, name: str, *, end: bool = False) -> datetime:
-    try:
-        if len(value) == 10:
-            day = datetime.fromisoformat(value).date()
-            moment = datetime.combine(day, time.max if end else time.min)
-            parsed = moment.replace(tzinfo=UTC)
-        else:
-            parsed = datetime.fromisoformat(value)
-            aware = parsed.tzinfo is not None
-            parsed = parsed.astimezone(UTC) if aware else parsed.replace(tzinfo=UTC)
-    except (ValueError, OverflowError):
-        raise BadInput(
-            f"{name} {value[:40]!r} is not a date (YYYY-MM-DD) or a date and time."
-        ) from None
-    return _within_data_years(parsed, name, value)
-
-
-def _within_data_years(moment: datetime, name: str, shown: str) -> datetime:
-    """Refuse dates no event can have (events are 2015 to a day ahead): a range at the edge of
-    the calendar has nothing to show and would overflow the hour arithmetic behind it."""
-    first, last = datetime(2015, 1, 1, tzinfo=UTC), timezone.now() + series.MAX_RANGE
-    if not first <= moment <= last:
-        raise BadInput(
-            f"{name} {shown[:40]!r} is outside the dates selcontrol can have data for "
-            f"({first:%Y-%m-%d} to {last:%Y-%m-%d})."
-        )
-    return moment
-
-
 def parse_params(request: HttpRequest, rollout: Rollout, now: datetime | None = None) -> Params:
-    g = request.GET
-    name = g.get("range") or "24h"
-    if name not in (*series.RANGES, "custom"):
-        raise BadInput(f"range must be one of 24h, 7d, 30d or custom; got {name!r}.")
-    start, end = g.get("start", ""), g.get("end", "")
-    if name == "custom":
-        if not start or not end:
-            raise BadInput("A custom range needs both start and end (YYYY-MM-DD).")
-        since, until = series.resolve_range(
-            "custom", start=_parse_when(start, "start"), end=_parse_when(end, "end", end=True)
-        )
-        if until <= since:
-            raise BadInput("end must be after start.")
-        if until - since > series.MAX_RANGE:
-            raise BadInput(
-                f"The range is limited to {series.MAX_RANGE.days} days; choose a later start."
-            )
-    else:
-        since, until = series.resolve_range(name, now=now)
-    choice = g.get("granularity") or "auto"
-    if choice not in ("auto", *series.GRANULARITIES):
-        raise BadInput(f"granularity must be auto, hour or day; got {choice!r}.")
-    granularity = choice if choice != "auto" else auto_granularity(since, until)
+    """The dashboard's GET parameters (metrics.forms.DashboardForm), or BadInput with the first
+    problem's sentence; a range holding a week the reviewer grades blind is HiddenFromReviewer
+    (told before a bad compare, as the range is read first)."""
+    form = DashboardForm(request.GET, rollout=rollout, now=now)
+    if problem := form.window_problem():
+        raise BadInput(problem)
+    data = form.cleaned_data
+    since, until = data["since"], data["until"]
     if notice := review_blinding.hidden_weeks_notice(request.user, rollout.key, since, until):
         raise HiddenFromReviewer(notice)
-    compare = g.get("compare", "")
-    if compare and compare not in rollout.variants:
-        raise BadInput(
-            f"compare must be one of {', '.join(rollout.variants[1:])}; got {compare!r}."
-        )
-    return Params(name, granularity, since, until, start, end, compare, choice)
-
-
-def auto_granularity(since: datetime, until: datetime) -> str:
-    """By hour up to 7 days, by day beyond: "30 days" is 30 points a line, not 720."""
-    return "day" if until - since > series.RANGES["7d"] else "hour"
+    if problem := form.compare_problem():
+        raise BadInput(problem)
+    return Params(
+        data["range"],
+        form.resolved_granularity(),
+        since,
+        until,
+        data["start"],
+        data["end"],
+        data["compare"],
+        data["granularity"],
+    )
 
 
 def _rollout(key: str) -> Rollout:

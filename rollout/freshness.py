@@ -7,6 +7,8 @@ answer sends the stamp after the change (``X-Console-Stamp``); ``static/js/conso
 re-fetches any section older than the newest change answered on the page. That closes the gaps
 of the ``rollout-changed`` event alone: a section being swapped in is not listening yet, and a
 change answer whose element was replaced meanwhile triggers its event where nobody hears it.
+A section's own refresh answers its stamp too (``tell_stamp``): a change made elsewhere reaches
+every section once one of them has seen it.
 
 Read the stamp *before* the state it describes: a change committed in between then makes the
 fragment look older than it is (one extra fetch), never newer (a stale fragment kept). Changes
@@ -31,6 +33,15 @@ def stamp(request: HttpRequest, *, fresh: bool = False) -> int:
         newest = AuditEntry.objects.order_by("-id").values_list("id", flat=True).first()
         request._console_stamp = newest or 0
     return request._console_stamp
+
+
+def tell_stamp(request: HttpRequest, response: HttpResponse) -> HttpResponse:
+    """Mark ``response`` as a fragment drawn at the request's stamp, without the event: a stamp
+    newer than any the page has heard of is a change made elsewhere (another operator, the API,
+    a guardrail), seen by a section's own refresh (the status section's every minute), and the
+    page's other sections older than it refresh in turn."""
+    response[HEADER] = str(stamp(request))
+    return response
 
 
 def announce_change(request: HttpRequest, response: HttpResponse) -> HttpResponse:

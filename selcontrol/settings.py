@@ -164,6 +164,8 @@ TEMPLATES = [
                 "django.contrib.messages.context_processors.messages",
                 "rollout.context_processors.roles",
             ],
+            # the console is not an app (selcontrol/console/__init__.py): its tags by name
+            "libraries": {"console": "selcontrol.console.templatetags.console"},
         },
     },
 ]

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 
-from django import forms
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse
@@ -24,60 +23,9 @@ from rollout.roles import is_operator, operator_required
 
 from . import deployment_report, gate
 from . import services as guardrail_services
+from .forms import AlertSettingsForm, DecisionForm, NextForm, RuleForm
 from .models import Alert, AlertSettings, DeploymentDecision, GuardrailRule, GuardrailTransition
-from .webhooks import WebhookRefused, check_url
-
-
-class RuleForm(forms.ModelForm):
-    class Meta:
-        model = GuardrailRule
-        fields = ["enabled", "threshold", "min_samples", "alpha", "action", "from_phase"]
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.fields["from_phase"].queryset = self.instance.rollout.phases.order_by("order")
-        self.fields["from_phase"].empty_label = "every phase"
-        self.fields["from_phase"].label_from_instance = lambda p: f"{p.name} ({p.percentage}%)"
-        self.fields["threshold"].help_text = {
-            "latency_p95": "factor over v1's p95 (1.5 = 50% slower)",
-            "daily_cost": "budget in dollars per day",
-            "crash": "error rate of v2's last hour that counts as a crash: 0.10 = 10%",
-        }.get(self.instance.metric, "relative margin: 0.10 = up more than 10%; 0 = above v1")
-
-    def clean_threshold(self) -> float:
-        value = self.cleaned_data["threshold"]
-        if value < 0:
-            raise forms.ValidationError("The threshold cannot be negative.")
-        if self.instance.metric == "latency_p95" and value < 1:
-            raise forms.ValidationError("The latency factor must be at least 1 (1.5 = 50% slower).")
-        if self.instance.metric == "daily_cost" and value <= 0:
-            raise forms.ValidationError("The daily budget must be more than $0.")
-        if self.instance.metric == "crash" and not 0 < value < 1:
-            raise forms.ValidationError(
-                "The crash guard's error rate must be between 0 and 1 (0.10 = 10%)."
-            )
-        return value
-
-
-class AlertSettingsForm(forms.ModelForm):
-    class Meta:
-        model = AlertSettings
-        fields = ["webhook_url", "kind"]
-
-    def clean_webhook_url(self) -> str:
-        """Refuse internal addresses and hosts other than Discord's and Slack's (SSRF)."""
-        url = (self.cleaned_data.get("webhook_url") or "").strip()
-        if url:
-            try:
-                check_url(url)
-            except WebhookRefused as exc:
-                raise forms.ValidationError(str(exc)) from None
-        return url
-
-
-class DecisionForm(forms.Form):
-    decision = forms.ChoiceField(choices=DeploymentDecision.Decision.choices)
-    reason = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), max_length=4000)
+from .webhooks import WebhookRefused
 
 
 def _rollout(key: str) -> Rollout:
@@ -163,12 +111,8 @@ def evaluate_now(request: HttpRequest, key: str) -> HttpResponse:
 
 def _safe_next(request: HttpRequest, rollout: Rollout) -> str:
     """Back to the page the form was on (same host only), else the rollout page."""
-    from django.utils.http import url_has_allowed_host_and_scheme
-
-    target = request.POST.get("next") or ""
-    if url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()}):
-        return target
-    return reverse("rollout:detail", args=[rollout.key])
+    form = NextForm(request.POST, host=request.get_host())
+    return form.target() or reverse("rollout:detail", args=[rollout.key])
 
 
 @operator_required

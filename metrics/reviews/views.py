@@ -27,6 +27,7 @@ from rollout.services import Actor
 
 from . import blinding as review_blinding
 from . import services as reviews
+from .forms import DrawForm, HoldForm, ResultFilterForm
 from .models import ReviewGrade, ReviewItem, ReviewSample
 
 PAGE_SIZE = 50
@@ -142,50 +143,27 @@ def _render_index(
 @reviewer_required
 @require_POST
 def draw(request: HttpRequest) -> HttpResponse:
-    data = request.POST
-    form = {
-        k: data.get(k, "").strip() for k in ("rollout", "week", "size", "double_percent", "reason")
-    }
-    form["additional"] = bool(data.get("additional"))
-    errors: dict[str, str] = {}
-    week = None
-    try:
-        week = reviews.parse_week(form["week"])  # any day of the week means that week
-    except reviews.ReviewError as exc:
-        errors["week"] = str(exc)
-    try:
-        size = int(form["size"])
-        if not 1 <= size <= 1000:
-            raise ValueError
-    except ValueError:
-        errors["size"] = "size must be a whole number between 1 and 1000."
-    try:
-        double = float(form["double_percent"] or 0)
-        if not 0 <= double <= 100:
-            raise ValueError
-    except ValueError:
-        errors["double_percent"] = "double grading must be a percentage between 0 and 100."
-    if form["rollout"] not in _rollout_keys():
-        errors["rollout"] = "rollout must be one of the rollouts listed."
-    if "\x00" in form["reason"] or len(form["reason"]) > 500:
-        errors["reason"] = "The reason must be plain text of at most 500 characters."
-    if errors:
-        return _render_index(request, form, errors, status=422)
+    form = DrawForm(request.POST, rollouts=_rollout_keys())
+    if not form.is_valid():
+        return _render_index(request, form.shown(), form.sentences(), status=422)
+    data = form.cleaned_data
     try:
         sample = reviews.draw_sample(
-            rollout_key=form["rollout"],
-            week_start=week,
-            size=size,
-            double_share=double / 100,
+            rollout_key=data["rollout"],
+            week_start=data["week"],
+            size=data["size"],
+            double_share=data["double_percent"] / 100,
             actor=Actor.of_user(request.user),
-            reason=form["reason"],
+            reason=data["reason"],
             origin=ReviewSample.Origin.CONSOLE,
-            additional=form["additional"],
+            additional=data["additional"],
         )
     except reviews.SampleExists as exc:
-        return _render_index(request, form, {"draw": str(exc)}, status=409, existing=exc.sample)
+        return _render_index(
+            request, form.shown(), {"draw": str(exc)}, status=409, existing=exc.sample
+        )
     except reviews.ReviewError as exc:
-        return _render_index(request, form, {"draw": str(exc)}, status=exc.status)
+        return _render_index(request, form.shown(), {"draw": str(exc)}, status=exc.status)
     return redirect("metrics:review_sample", pk=sample.pk)
 
 
@@ -309,7 +287,7 @@ def draft(request: HttpRequest, pk: int) -> HttpResponse:
 @reviewer_required
 @require_POST
 def hold(request: HttpRequest, pk: int) -> HttpResponse:
-    token = request.POST.get("token", "").replace("\x00", "")
+    token = HoldForm.read(request.POST)["token"]
     if reviews.renew_hold(_item(pk), request.user, token=token):
         return HttpResponse(status=204)
     return HttpResponse(
@@ -321,73 +299,14 @@ def hold(request: HttpRequest, pk: int) -> HttpResponse:
 @require_POST
 def release(request: HttpRequest, pk: int) -> HttpResponse:
     item = _item(pk)
-    token = request.POST.get("token", "").replace("\x00", "")
-    reviews.release_hold(item, request.user, token=token)
-    if request.POST.get("leave"):
+    held = HoldForm.read(request.POST)
+    reviews.release_hold(item, request.user, token=held["token"])
+    if held["leave"]:
         return redirect("metrics:review_sample", pk=item.sample_id)
     return HttpResponse(status=204)
 
 
 # --- results -----------------------------------------------------------------------------------
-
-FILTERS = (
-    "rollout",
-    "variant",
-    "hallucination",
-    "format",
-    "uncertainty",
-    "consistent",
-    "reviewer",
-    "week",
-    "sample",
-    "q",
-    "order",
-)
-
-
-ORDERS = ("", "recent", "upvoted", "downvoted", "sel_low")
-TEXT_LIMIT = 200
-
-
-def clean_result_filters(raw: dict[str, str], *, variants: list[str]) -> tuple[dict, dict]:
-    """The results list's filters as graded_replies takes them, and one sentence per field that
-    cannot be used (that filter is then dropped): values from the lists offered, a week that
-    has started, a sample number, and text without NUL characters."""
-    query: dict = dict(raw)
-    errors: dict[str, str] = {}
-
-    def drop(name: str, sentence: str) -> None:
-        errors[name] = sentence
-        query[name] = ""
-
-    choices = {
-        "rollout": _rollout_keys(),
-        "variant": variants,
-        "hallucination": reviews.CHOICES["hallucination"],
-        "format": reviews.CHOICES["format"],
-        "uncertainty": reviews.CHOICES["uncertainty"],
-        "consistent": ["yes", "no"],
-    }
-    for name, allowed in choices.items():
-        if raw[name] and raw[name] not in allowed:
-            shown = raw[name].replace("\x00", "\\0")[:40]
-            listed = ", ".join(allowed) or "(none yet)"
-            drop(name, f"{name} must be one of {listed}; got {shown!r}.")
-    if raw["order"] not in ORDERS:
-        drop("order", "order must be recent, upvoted, downvoted or sel_low.")
-    for name, label in (("q", "The text to search"), ("reviewer", "reviewer")):
-        if "\x00" in raw[name]:
-            drop(name, f"{label} must not contain a NUL character (%00).")
-        elif len(raw[name]) > TEXT_LIMIT:
-            drop(name, f"{label} is {len(raw[name])} characters long; the limit is {TEXT_LIMIT}.")
-    if raw["week"]:
-        try:
-            query["week"] = reviews.parse_week(raw["week"])
-        except reviews.ReviewError as exc:
-            drop("week", str(exc))
-    if raw["sample"] and not (raw["sample"].isdigit() and int(raw["sample"]) < 2**31):
-        drop("sample", "sample must be a sample number.")
-    return query, errors
 
 
 @login_required
@@ -395,13 +314,13 @@ def clean_result_filters(raw: dict[str, str], *, variants: list[str]) -> tuple[d
 def results(request: HttpRequest) -> HttpResponse:
     from ..models import ResponseEvent
 
-    filters = {name: request.GET.get(name, "").strip() for name in FILTERS}
     variants = sorted(
         ResponseEvent.objects.filter(review_item__isnull=False)
         .values_list("variant", flat=True)
         .distinct()
     )
-    query, errors = clean_result_filters(filters, variants=variants)
+    form = ResultFilterForm(request.GET, rollouts=_rollout_keys(), variants=variants)
+    query, errors = form.query(), form.sentences()
     grades = review_blinding.visible_grades(reviews.graded_replies(query), request.user)
     page = Paginator(grades, PAGE_SIZE).get_page(request.GET.get("page"))
     rollout_key = query["rollout"] or _default_rollout()
@@ -418,7 +337,7 @@ def results(request: HttpRequest) -> HttpResponse:
         "metrics/review_results.html",
         {
             "page": page,
-            "filters": {k: v.replace("\x00", "") for k, v in filters.items()},
+            "filters": form.shown(),
             "errors": errors,
             "variants": variants,
             "choices": {

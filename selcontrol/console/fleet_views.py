@@ -1,7 +1,7 @@
 """The console's fleet panel: which config each bot instance serves, how far the latest change
 has reached ("acknowledged by N of M instances in X s", live), and the sample-ratio check.
 
-Both fragments are loaded by ``templates/rollout/partials/fleet_slot.html`` (included in the
+Both fragments are loaded by ``templates/console/partials/fleet_slot.html`` (included in the
 rollout page) and refresh themselves with htmx: the fleet every second while the latest change is
 not acknowledged by every live instance, every 5 s otherwise, every 15 s while no bot is live;
 the sample ratio every 30 s.
@@ -55,7 +55,7 @@ def fleet_panel(request: HttpRequest, key: str) -> HttpResponse:
     settled = {a.audit_entry_id: a for a in ChangeAck.objects.filter(audit_entry__in=recent)}
     return render(
         request,
-        "rollout/partials/fleet.html",
+        "console/partials/fleet.html",
         {
             "rollout": rollout,
             "status": status,
@@ -77,7 +77,7 @@ def fleet_srm(request: HttpRequest, key: str) -> HttpResponse:
     srm = sample_ratio.sample_ratio(rollout)
     return render(
         request,
-        "rollout/partials/fleet_srm.html",
+        "console/partials/fleet_srm.html",
         {
             "rollout": rollout,
             "srm": srm,

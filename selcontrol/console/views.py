@@ -1,7 +1,7 @@
 """Operator console pages (server-rendered, htmx for in-place updates).
 
 Every change goes through ``rollout.services``. A console page is made of sections
-(``templates/rollout/partials/<name>.html``); a change answers with the changed section and an
+(``templates/console/partials/<name>.html``); a change answers with the changed section and an
 ``HX-Trigger: rollout-changed`` header that the other sections listen for, so nothing needs a
 full reload, and the console stamp after the change (``X-Console-Stamp``; every section carries
 the stamp it was drawn at, and one older than the newest change fetches itself again: see
@@ -34,11 +34,18 @@ from django.views.decorators.http import require_GET, require_POST
 
 from metrics import selectors
 from rollout import checklist, exposure, freshness, services
-from rollout.forms import (
+from rollout.models import ApiToken, AuditEntry, ChannelOverride, ExposureCount, Rollout
+from rollout.roles import operator_required
+from selcontrol.console.templatetags.console import alerts_context
+
+from .forms import (
+    AlertsPartForm,
     AuditFilterForm,
     ChecklistForm,
     HoldForm,
+    LookupForm,
     OverrideForm,
+    OverrideSearchForm,
     PercentageForm,
     PhaseForm,
     PreviewForm,
@@ -47,9 +54,6 @@ from rollout.forms import (
     RollbackForm,
     TokenForm,
 )
-from rollout.models import ApiToken, AuditEntry, ChannelOverride, ExposureCount, Rollout
-from rollout.roles import operator_required
-from rollout.templatetags.console import alerts_context
 
 SECTIONS = ("status", "timeline", "checklist", "percentage", "overrides")
 TRAFFIC_WINDOW = timedelta(days=1)
@@ -217,7 +221,7 @@ def _section_context(request: HttpRequest, rollout: Rollout, name: str, **extra)
             rollout.phases.order_by("order").values_list("percentage", flat=True)
         )
     elif name == "overrides":
-        q = (request.GET.get("q") or "").strip()
+        q = OverrideSearchForm(request.GET).query()
         overrides = rollout.overrides.all()
         if q:
             overrides = overrides.filter(channel_id__icontains=q)
@@ -248,7 +252,7 @@ def _render_section(
         rollout = _get_rollout(rollout.key)
     response = render(
         request,
-        f"rollout/partials/{name}.html",
+        f"console/partials/{name}.html",
         _section_context(request, rollout, name, **extra),
         status=status,
     )
@@ -262,7 +266,7 @@ def index(request: HttpRequest) -> HttpResponse:
     rollouts = list(Rollout.objects.select_related("current_phase"))
     if len(rollouts) == 1:
         return redirect("rollout:detail", key=rollouts[0].key)
-    return render(request, "rollout/index.html", {"rollouts": rollouts})
+    return render(request, "console/index.html", {"rollouts": rollouts})
 
 
 @login_required
@@ -270,7 +274,7 @@ def detail(request: HttpRequest, key: str) -> HttpResponse:
     freshness.stamp(request)  # before the state the page shows
     rollout = _get_rollout(key)
     sections = {name: _section_context(request, rollout, name) for name in SECTIONS}
-    return render(request, "rollout/detail.html", {"rollout": rollout, "sections": sections})
+    return render(request, "console/detail.html", {"rollout": rollout, "sections": sections})
 
 
 @login_required
@@ -279,22 +283,21 @@ def section(request: HttpRequest, key: str, name: str) -> HttpResponse:
     if name not in SECTIONS:
         raise Http404("No such section.")
     freshness.stamp(request)  # before the state the section shows
-    return _render_section(request, _get_rollout(key), name)
+    return freshness.tell_stamp(request, _render_section(request, _get_rollout(key), name))
 
 
 @login_required
 @require_GET
 def alerts(request: HttpRequest) -> HttpResponse:
     """The header's emergency button and the kill-switch banner, refreshed after changes."""
-    part = request.GET.get("part")
-    if part not in ("banner", "emergency"):
+    form = AlertsPartForm(request.GET)
+    if not form.is_valid():
         raise Http404("No such part.")
     freshness.stamp(request)  # before the state the part shows
-    rollout = None
-    if request.GET.get("rollout"):
-        rollout = _get_rollout(request.GET["rollout"])
-    ctx = alerts_context(request, rollout)
-    return render(request, f"rollout/partials/{part}.html", ctx)
+    key = form.cleaned_data["rollout"]
+    ctx = alerts_context(request, _get_rollout(key) if key else None)
+    part = form.cleaned_data["part"]
+    return freshness.tell_stamp(request, render(request, f"console/partials/{part}.html", ctx))
 
 
 @login_required
@@ -305,7 +308,7 @@ def preview(request: HttpRequest, key: str) -> HttpResponse:
     form = PreviewForm(request.GET)
     if not form.is_valid():
         return render(
-            request, "rollout/partials/preview.html", {"rollout": rollout, "form": form}, status=422
+            request, "console/partials/preview.html", {"rollout": rollout, "form": form}, status=422
         )
     pct = form.cleaned_data["percentage"]
     simplified = form.cleaned_data["simplified_percentage"]
@@ -317,7 +320,7 @@ def preview(request: HttpRequest, key: str) -> HttpResponse:
     result = exposure.preview_change(before, after, channels, traffic, timezone.now())
     return render(
         request,
-        "rollout/partials/preview.html",
+        "console/partials/preview.html",
         {
             "rollout": rollout,
             "preview": result,
@@ -333,24 +336,18 @@ def preview(request: HttpRequest, key: str) -> HttpResponse:
 def lookup(request: HttpRequest, key: str) -> HttpResponse:
     """Which version does channel X get, and why."""
     rollout = _get_rollout(key)
-    channel_id = (request.GET.get("channel_id") or "").strip()
-    ctx: dict = {"rollout": rollout, "channel_id": channel_id}
-    status = 200
+    form = LookupForm(request.GET, rollout=rollout)
+    ctx: dict = {"rollout": rollout, "channel_id": form.asked()}
+    if not form.is_valid():
+        ctx["error"] = form.errors["channel_id"][0]
+        return render(request, "console/partials/lookup.html", ctx, status=422)
+    channel_id = form.cleaned_data["channel_id"]
     if channel_id:
-        try:
-            channel_id = services._validate_channel_id(channel_id)
-            problem = rollout.channel_id_problem(channel_id)
-            if problem:
-                raise services.InvalidChange(problem)
-        except services.ServiceError as exc:
-            ctx["error"] = str(exc)
-            status = 422
-        else:
-            ctx["result"] = exposure.explain(rollout.to_rule(), channel_id, timezone.now())
-            ctx["override"] = ChannelOverride.objects.filter(
-                rollout=rollout, channel_id=channel_id
-            ).first()
-    return render(request, "rollout/partials/lookup.html", ctx, status=status)
+        ctx["result"] = exposure.explain(rollout.to_rule(), channel_id, timezone.now())
+        ctx["override"] = ChannelOverride.objects.filter(
+            rollout=rollout, channel_id=channel_id
+        ).first()
+    return render(request, "console/partials/lookup.html", ctx)
 
 
 # --- changing --------------------------------------------------------------------------------
@@ -573,7 +570,7 @@ def rollback(request: HttpRequest, key: str) -> HttpResponse:
     rollout = _get_rollout(key)
     if request.method == "GET":
         return render(
-            request, "rollout/rollback_confirm.html", {"rollout": rollout, "form": RollbackForm()}
+            request, "console/rollback_confirm.html", {"rollout": rollout, "form": RollbackForm()}
         )
     if request.method != "POST":
         return HttpResponse(status=405, headers={"Allow": "GET, POST"})
@@ -582,12 +579,12 @@ def rollback(request: HttpRequest, key: str) -> HttpResponse:
         if request.htmx:
             return render(
                 request,
-                "rollout/partials/rollback_form.html",
+                "console/partials/rollback_form.html",
                 {"target": rollout, "form": form},
                 status=422,
             )
         return render(
-            request, "rollout/rollback_confirm.html", {"rollout": rollout, "form": form}, status=422
+            request, "console/rollback_confirm.html", {"rollout": rollout, "form": form}, status=422
         )
     services.engage_kill_switch(rollout, actor=_actor(request), reason=form.cleaned_data["reason"])
     if not request.htmx:
@@ -629,8 +626,8 @@ def reenable(request: HttpRequest, key: str) -> HttpResponse:
     ctx = alerts_context(request, rollout)
     if not ok:
         ctx["error"] = error
-        return render(request, "rollout/partials/banner.html", ctx, status=status)
-    response = render(request, "rollout/partials/banner.html", ctx)
+        return render(request, "console/partials/banner.html", ctx, status=status)
+    response = render(request, "console/partials/banner.html", ctx)
     return freshness.announce_change(request, response)
 
 
@@ -663,7 +660,7 @@ def audit_log(request: HttpRequest) -> HttpResponse:
         "actors": AuditEntry.objects.order_by("actor").values_list("actor", flat=True).distinct(),
         "actions": AuditEntry.Action.choices,
     }
-    template = "rollout/partials/audit_rows.html" if request.htmx else "rollout/audit.html"
+    template = "console/partials/audit_rows.html" if request.htmx else "console/audit.html"
     return render(request, template, ctx)
 
 
@@ -674,7 +671,7 @@ def _tokens_context(**extra) -> dict:
 @login_required
 @require_GET
 def tokens(request: HttpRequest) -> HttpResponse:
-    return render(request, "rollout/tokens.html", _tokens_context())
+    return render(request, "console/tokens.html", _tokens_context())
 
 
 @never_cache  # the answer shows the new token once: no cache may keep it
@@ -698,8 +695,8 @@ def create_token(request: HttpRequest) -> HttpResponse:
             extra = {"new_token": token, "raw_token": raw}
     ctx = _tokens_context(**extra)
     if request.htmx:
-        return render(request, "rollout/partials/tokens.html", ctx, status=status)
-    return render(request, "rollout/tokens.html", ctx, status=status)
+        return render(request, "console/partials/tokens.html", ctx, status=status)
+    return render(request, "console/tokens.html", ctx, status=status)
 
 
 @operator_required
@@ -709,6 +706,6 @@ def revoke_token(request: HttpRequest, pk: int) -> HttpResponse:
     services.revoke_api_token(token, actor=_actor(request))
     ctx = _tokens_context(notice=f"Revoked {token.name}.")
     if request.htmx:
-        return render(request, "rollout/partials/tokens.html", ctx)
+        return render(request, "console/partials/tokens.html", ctx)
     messages.success(request, f"Revoked {token.name}.")
     return redirect("rollout:tokens")

@@ -1,7 +1,8 @@
 // The console's only script (the Content-Security-Policy forbids inline handlers and hx-on):
 // - open the emergency-rollback <dialog> instead of following its link (without JavaScript the
 //   link leads to a confirmation page); close a dialog on Cancel or after its form succeeded;
-// - keep the percentage slider and its number field in step ([data-mirror] names the twin).
+// - keep the percentage slider and its number field in step ([data-mirror] names the twin);
+// - keep what an operator is typing when the section around it refreshes itself (below).
 document.addEventListener("click", (event) => {
   const opener = event.target.closest("[data-open-dialog]");
   if (opener) {
@@ -99,3 +100,116 @@ document.addEventListener("htmx:beforeSend", (event) => {
   });
 });
 document.addEventListener("htmx:afterSettle", refetchStaleSections);
+
+// A section refreshing itself (on "rollout-changed", its timer, or the stamp refetch above) used
+// to replace its forms while an operator was typing a reason into one: the text was gone.
+// - A refresh of a section (or header part) whose field has the focus (one typed into or set,
+//   not a button or a box just clicked) waits: it is cancelled, the element marked (with a line
+//   saying a change waits), and done once the focus leaves its fields and their Save button (a
+//   refresh then would race the save).
+// - A refresh keeps what was typed and not saved: every field whose value differs from the one
+//   it was drawn with is given to its twin in the new drawing (same form, same name or id),
+//   which then reads as unsaved too. A change's own answer (a POST) is drawn from what was
+//   posted and saved, and keeps nothing.
+const REFRESHING = "[data-console-stamp][hx-get]";
+
+function isRefresh(elt, verb, target) {
+  return String(verb).toLowerCase() === "get" && elt && elt.matches && elt.matches(REFRESHING) && (!target || target === elt);
+}
+
+const NOT_TYPED = ["hidden", "checkbox", "radio", "submit", "button", "reset", "file", "image"];
+
+function isEntry(elt) { // a field one types into or sets (a button or a box clicked is not)
+  if (!elt || !elt.tagName) return false;
+  if (elt.tagName === "TEXTAREA" || elt.tagName === "SELECT") return true;
+  return elt.tagName === "INPUT" && !NOT_TYPED.includes(elt.type);
+}
+
+function isBusy(section, elt) { // typing, or about to save what was typed
+  return section.contains(elt) && (isEntry(elt) || (elt.type === "submit" && !!elt.form));
+}
+
+function refreshNow(section) {
+  if (!section.isConnected || section.classList.contains("htmx-request")) return;
+  const done = htmx.ajax("GET", section.getAttribute("hx-get"), { source: section, target: section, swap: "outerHTML" });
+  if (done && done.catch) done.catch(() => {});
+}
+
+document.addEventListener("htmx:confirm", (event) => {
+  const section = event.detail.elt;
+  if (!isRefresh(section, event.detail.verb, event.detail.target)) return;
+  if (!isEntry(document.activeElement) || !section.contains(document.activeElement)) return;
+  event.preventDefault(); // not now: the operator is in this section
+  section.dataset.consoleDeferred = "1";
+  delete section.dataset.consoleAsked; // the stamp refetch may ask again
+  if (!section.querySelector("[data-console-deferred-note]")) {
+    const note = document.createElement("p");
+    note.className = "notice warn small";
+    note.setAttribute("role", "status");
+    note.dataset.consoleDeferredNote = "";
+    note.textContent = "Changed meanwhile: this part shows the change once you leave it; what you typed stays.";
+    const heading = section.querySelector("h2");
+    if (heading) heading.after(note);
+    else section.prepend(note);
+  }
+});
+
+document.addEventListener("focusout", (event) => {
+  const section = event.target.closest && event.target.closest("[data-console-deferred]");
+  if (!section) return;
+  setTimeout(() => { // once the focus has landed: off the fields and their Save, the refresh
+    if (isBusy(section, document.activeElement)) return;
+    delete section.dataset.consoleDeferred;
+    refreshNow(section);
+  }, 0);
+});
+
+function fieldKey(field) {
+  const form = field.form;
+  const where = form ? (form.getAttribute("hx-post") || form.getAttribute("action") || "") : "";
+  return where + "|" + (field.name || "#" + field.id);
+}
+
+function isUnsaved(field) {
+  if (field.disabled || !(field.name || field.id)) return false;
+  if (field.tagName === "SELECT") { // drawn with the option marked selected, else the first
+    if (field.multiple) return false;
+    const drawn = Array.from(field.options).findIndex((o) => o.defaultSelected);
+    return field.selectedIndex !== Math.max(drawn, 0);
+  }
+  return isEntry(field) && field.value !== field.defaultValue;
+}
+
+const typedAway = new Map(); // element id -> [[field key, value], ...] while its refresh swaps
+let retyped = []; // fields given back their value, told so (an input event) once htmx has settled
+
+document.addEventListener("htmx:beforeSwap", (event) => {
+  const target = event.detail.target;
+  const config = event.detail.requestConfig || {};
+  if (!event.detail.shouldSwap || !target || !target.id) return;
+  if (!isRefresh(config.elt, String(config.verb || "").toLowerCase(), target)) return;
+  const unsaved = Array.from(target.querySelectorAll("input, textarea, select")).filter(isUnsaved);
+  if (unsaved.length) typedAway.set(target.id, unsaved.map((f) => [fieldKey(f), f.value]));
+});
+
+document.addEventListener("htmx:afterSwap", () => {
+  typedAway.forEach((fields, id) => {
+    const section = document.getElementById(id);
+    typedAway.delete(id);
+    if (!section) return;
+    const twins = new Map(Array.from(section.querySelectorAll("input, textarea, select")).map((f) => [fieldKey(f), f]));
+    fields.forEach(([key, value]) => {
+      const twin = twins.get(key);
+      if (!twin || twin.value === value) return;
+      twin.value = value;
+      retyped.push(twin);
+    });
+  });
+});
+
+document.addEventListener("htmx:afterSettle", () => {
+  const fields = retyped;
+  retyped = [];
+  // the previews listening for input (bound when htmx settled the new drawing) follow the value
+  fields.forEach((f) => f.isConnected && f.dispatchEvent(new Event("input", { bubbles: true })));
+});

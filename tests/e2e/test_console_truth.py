@@ -2,7 +2,8 @@
 fresh guardrail states; a v2 regression (manage.py demo_regression) is rolled back by the
 scheduler and the console shows it; success criteria gate the advance; the off-plan state after
 re-enabling at 20% in Full; Discord snowflakes and a New York operator's expiry; "Last 24 h" as
-history; the report before 30 days; no CSP violation when an htmx request fails; the favicon.
+history; the report before 30 days; no CSP violation when an htmx request fails; the favicon; a
+reason being typed survives a change made elsewhere.
 Screenshots: docs/screenshots/console-{evaluate,regression,criteria,off-plan,override-*,...}.png.
 """
 
@@ -11,6 +12,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
+import httpx
 import pytest
 from django.core.management import call_command
 from django.utils import timezone
@@ -354,3 +356,69 @@ def test_no_v2_replies_yet__guardrails_and_report_say_so_plainly(
     expect(phone_page.locator("#no-after-period")).to_be_visible()
     screenshot(phone_page, "report-before-full-phone")
     assert phone_page.evaluate("document.documentElement.scrollWidth") <= 390
+
+
+STATUS_REFRESH = """() => { // what the status section's every-minute refresh does, now
+  const s = document.getElementById("sec-status");
+  return htmx.ajax("GET", s.getAttribute("hx-get"), {source: s, target: s, swap: "outerHTML"});
+}"""
+
+
+def test_typing_a_reason__a_change_through_the_api_arrives__text_kept__section_current_after(
+    page: Page, console: str, alice
+):
+    """An operator types a reason while another changes the rollout through the API. The
+    status section's refresh sees the newer stamp and the other sections refresh; the one
+    being typed in waits (focus and text kept), and refreshes once the operator leaves the
+    field: current (the new percentage and revision) with the typed text still there, which
+    then saves. Before, the refresh redrew the form and the text was gone."""
+    _beta()
+    _, token = services.create_api_token(
+        name="chatops", scopes=["rollout:operate", "config:read"], actor=SYSTEM
+    )
+    csp = _csp_watch(page)
+    login(page, alice)
+    htmx_idle(page)
+    section = page.locator("#sec-percentage")
+    reason = page.locator("#pct-reason")
+    expect(section.locator("h2")).to_contain_text("now 20%")
+    reason.click()
+    reason.press_sequentially("Beta: back to 20% after the ")
+    with httpx.Client(base_url=console, headers={"Authorization": f"Bearer {token}"}) as api:
+        answer = api.patch(
+            f"/api/v1/rollouts/{KEY}", json={"percentage": 10, "reason": "chat-ops: weekend"}
+        )
+    assert answer.status_code == 200, answer.text
+    newest = str(AuditEntry.objects.latest("id").pk)
+    page.evaluate(STATUS_REFRESH)
+    expect(page.locator("#sec-status")).to_have_attribute("data-console-stamp", newest)
+    expect(page.locator("#sec-timeline")).to_have_attribute("data-console-stamp", newest)
+    expect(page.locator("#sec-status")).to_contain_text("10%")
+    htmx_idle(page)  # every refresh asked for is done
+    expect(reason).to_have_value("Beta: back to 20% after the ")
+    expect(reason).to_be_focused()
+    reason.press_sequentially("weekend")
+    expect(reason).to_have_value("Beta: back to 20% after the weekend")
+    expect(section).to_have_attribute("data-console-deferred", "1")  # its refresh waits
+    expect(section.locator("[data-console-deferred-note]")).to_contain_text("Changed meanwhile")
+    expect(section.locator("h2")).to_contain_text("now 20%")  # not redrawn yet
+    screenshot(page, "console-typing-while-a-change-arrives")
+
+    page.locator("h1").click()  # the operator leaves the field
+    expect(section).to_have_attribute("data-console-stamp", newest)
+    expect(section.locator("h2")).to_contain_text("now 10%")
+    expect(section.locator("input[name=revision]")).to_have_value(str(_rollout().revision))
+    expect(page.locator("#pct-range")).to_have_value("10")
+    expect(reason).to_have_value("Beta: back to 20% after the weekend")
+    htmx_idle(page)
+    expect(section).not_to_have_attribute("data-console-deferred", "1")
+    expect(section.locator("[data-console-deferred-note]")).to_have_count(0)
+    screenshot(page, "console-typing-kept-section-current")
+
+    page.fill("#pct-number", "20")
+    section.get_by_role("button", name="Save percentage").click()
+    expect(section).to_contain_text("Saved: 20%")
+    entry = AuditEntry.objects.latest("id")
+    assert (entry.actor, entry.reason) == ("alice", "Beta: back to 20% after the weekend")
+    htmx_idle(page)
+    assert csp == []

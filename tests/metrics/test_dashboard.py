@@ -205,6 +205,40 @@ def test_chart_data__bad_granularity__400_names_the_field(viewer_client, traffic
     assert response.json() == {"error": "granularity must be auto, hour or day; got 'week'."}
 
 
+@pytest.mark.parametrize(
+    ("params", "sentence"),
+    [
+        (
+            {"range": "week", "granularity": "week", "compare": "v9"},
+            "range must be one of 24h, 7d, 30d or custom; got 'week'.",
+        ),
+        (
+            {"range": "custom", "start": "2026-03-01", "granularity": "week"},
+            "A custom range needs both start and end (YYYY-MM-DD).",
+        ),
+        (
+            {"range": "custom", "start": "March", "end": "May", "compare": "v9"},
+            "start 'March' is not a date (YYYY-MM-DD) or a date and time.",
+        ),
+        (
+            {"range": "custom", "start": "2026-03-02", "end": "2026-03-01"},
+            "end must be after start.",
+        ),
+        (
+            {"granularity": "week", "compare": "v9"},
+            "granularity must be auto, hour or day; got 'week'.",
+        ),
+        ({"compare": "v9"}, "compare must be one of v2_full, v2_simplified; got 'v9'."),
+    ],
+)
+def test_chart_data__several_problems__the_first_in_the_order_the_controls_read(
+    viewer_client, traffic, params, sentence
+):
+    response = viewer_client.get(url("chart-data", "prompts_v2", "latency", "json", **params))
+    assert response.status_code == 400
+    assert response.json() == {"error": sentence}
+
+
 def test_chart_data__other_format__404(viewer_client, traffic):
     assert viewer_client.get(url("chart-data", "prompts_v2", "latency", "xml")).status_code == 404
 

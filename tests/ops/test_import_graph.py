@@ -7,7 +7,11 @@ alike (a function-local import is a dependency that only shows later). The rules
 * data walks one way: ``rollout`` never imports ``metrics`` (metrics reads rollout);
 * no import cycle among modules;
 * no package folder holds more than 30% of the app's code lines (its own files, not its
-  sub-packages): a folder that grows past that wants splitting by concept.
+  sub-packages): a folder that grows past that wants splitting by concept;
+* templates hold the first rule too: no template of rollout's (``templates/rollout/``,
+  ``rollout/templates/``) loads a metrics tag library or names a ``metrics:`` URL, and no rollout
+  module names a template outside rollout's (the console's pages, which compose both domains,
+  are in ``templates/console/``, rendered by ``selcontrol/console``).
 
 Run as a script (``python tests/ops/test_import_graph.py``) it prints each folder's share.
 """
@@ -15,6 +19,7 @@ Run as a script (``python tests/ops/test_import_graph.py``) it prints each folde
 from __future__ import annotations
 
 import ast
+import re
 import sys
 from collections import defaultdict
 from pathlib import Path
@@ -119,6 +124,98 @@ def folder_lines() -> dict[str, int]:
         text = path.read_text(encoding="utf-8")
         lines[folder] += sum(1 for line in text.splitlines() if line.strip())
     return dict(lines)
+
+
+TAG_LOAD = re.compile(r"{%-?\s*load\s+(.*?)\s*-?%}", re.S)
+METRICS_URL = re.compile(r"""{%-?\s*url\s+["']metrics:""")
+
+
+def tag_libraries(app: str) -> set[str]:
+    """The names ``{% load %}`` takes for the app's template tag modules."""
+    return {p.stem for p in (ROOT / app).rglob("templatetags/*.py") if p.stem != "__init__"}
+
+
+def loaded_libraries(text: str) -> set[str]:
+    """Every library a template loads: ``{% load a b %}`` and ``{% load x y from lib %}``."""
+    names: set[str] = set()
+    for body in TAG_LOAD.findall(text):
+        words = body.split()
+        names.update(words[-1:] if "from" in words else words)
+    return names
+
+
+def metrics_in_templates(folders: list[Path], libraries: set[str]) -> set[str]:
+    """``path: what`` for every template in ``folders`` that loads one of ``libraries`` or
+    names a metrics URL."""
+    found = set()
+    for folder in folders:
+        for path in sorted(folder.rglob("*.html")) if folder.is_dir() else ():
+            text = path.read_text(encoding="utf-8")
+            for name in sorted(loaded_libraries(text) & libraries):
+                found.add(f"{path.relative_to(folder.parent)}: loads {name}")
+            if METRICS_URL.search(text):
+                found.add(f"{path.relative_to(folder.parent)}: names a metrics: URL")
+    return found
+
+
+def template_names(path: Path) -> set[str]:
+    """String constants in a module that name a template (end in .html)."""
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    names = set()
+    parts = {
+        id(v) for node in ast.walk(tree) if isinstance(node, ast.JoinedStr) for v in node.values
+    }
+    for node in ast.walk(tree):
+        if id(node) in parts:
+            continue
+        if isinstance(node, ast.Constant) and isinstance(node.value, str):
+            if node.value.endswith(".html"):
+                names.add(node.value)
+        elif isinstance(node, ast.JoinedStr) and node.values:
+            last = node.values[-1]
+            if isinstance(last, ast.Constant) and str(last.value).endswith(".html"):
+                first = node.values[0]
+                names.add(first.value if isinstance(first, ast.Constant) else "{...}")
+    return names
+
+
+def test_rollout_templates__load_no_metrics_tag_library_and_name_no_metrics_url():
+    folders = [ROOT / "templates" / "rollout", ROOT / "rollout" / "templates"]
+    assert tag_libraries("metrics"), "metrics has template tags: the check has something to find"
+    assert metrics_in_templates(folders, tag_libraries("metrics")) == set()
+
+
+def test_rollout_modules__name_no_template_outside_rollouts_own():
+    offenders = {
+        f"{module}: {name}"
+        for module, path in app_files().items()
+        if module.split(".")[0] == "rollout"
+        for name in template_names(path)
+        if not name.startswith("rollout/")
+    }
+    assert not offenders, sorted(offenders)
+
+
+def test_template_check__finds_a_metrics_library_loaded_among_others_or_by_from_and_a_url(
+    tmp_path,
+):
+    """The checker itself: each way a template can reach metrics is found."""
+    folder = tmp_path / "rollout"
+    (folder / "partials").mkdir(parents=True)
+    (folder / "a.html").write_text("{% load static guardrails %}{% guardrail_status r %}")
+    (folder / "partials" / "b.html").write_text("{% load guardrail_status from guardrails %}")
+    (folder / "c.html").write_text('<a href="{% url "metrics:projection" %}">')
+    (folder / "d.html").write_text("{% load console static %}{% url 'rollout:index' %}")
+    assert metrics_in_templates([folder, tmp_path / "absent"], {"guardrails"}) == {
+        "rollout/a.html: loads guardrails",
+        "rollout/partials/b.html: loads guardrails",
+        "rollout/c.html: names a metrics: URL",
+    }
+    module = tmp_path / "views.py"
+    module.write_text(
+        'render(r, "console/detail.html")\nrender(r, f"rollout/partials/{name}.html")\n'
+    )
+    assert template_names(module) == {"console/detail.html", "rollout/partials/"}
 
 
 def test_rollout__never_imports_metrics_at_module_level_or_inside_a_function():

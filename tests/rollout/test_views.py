@@ -15,7 +15,7 @@ from django.urls import reverse
 from rollout import services
 from rollout.checklist import ITEM_KEYS
 from rollout.models import ApiToken, AuditEntry, ChannelOverride, ChecklistTick, Rollout
-from tests.conftest import SYSTEM, changed_event
+from tests.conftest import SYSTEM, ApiClient, changed_event
 
 HX = {"HX-Request": "true"}
 KEY = "prompts_v2"
@@ -501,6 +501,19 @@ def test_lookup__kill_switch__explains(operator_client, rollout):
 def test_lookup__bad_channel__422(operator_client, rollout):
     response = operator_client.get(url("lookup", KEY), {"channel_id": "a b"}, headers=HX)
     assert response.status_code == 422
+    assert "&#x27;a b&#x27; is not a channel id" in response.content.decode()
+
+
+def test_lookup__empty_or_blank__asks_nothing_200(operator_client, rollout):
+    for query in ({}, {"channel_id": "   "}):
+        response = operator_client.get(url("lookup", KEY), query, headers=HX)
+        assert response.status_code == 200
+        assert "lookup-result" not in response.content.decode()
+
+
+@pytest.mark.parametrize("query", ["", "?part=nope", "?part=banner&rollout=nope"])
+def test_alerts__unknown_part_or_rollout__404(operator_client, rollout, query):
+    assert operator_client.get(f"{url('alerts')}{query}", headers=HX).status_code == 404
 
 
 # --- emergency rollback and way back -------------------------------------------------------------
@@ -698,6 +711,31 @@ def test_console_stamp__change_answers__carry_the_stamp_after_the_change(operato
     response = operator_client.post(url("rollback", KEY), {"reason": "crashes"}, headers=HX)
     assert response.status_code == 204
     assert response["X-Console-Stamp"] == str(AuditEntry.objects.latest("id").pk) != str(tick)
+
+
+def test_console_stamp__a_refresh_answer__tells_its_stamp_without_the_change_event(
+    operator_client, rollout, make_token
+):
+    """A change made elsewhere (here through the API) is news to a page when one of its
+    sections refreshes (the status section every minute): its answer names the newer stamp,
+    which console.js takes as a change to catch up with; no rollout-changed event."""
+    started(rollout)
+    before = AuditEntry.objects.latest("id").pk
+    api = ApiClient(make_token("rollout:operate", "config:read"))
+    answer = api.patch(f"/api/v1/rollouts/{KEY}", {"percentage": 12, "reason": "from chat-ops"})
+    assert answer.status_code == 200, answer.content
+    newest = AuditEntry.objects.latest("id").pk
+    assert newest > before
+    for path in (
+        f"/rollouts/{KEY}/sections/status/",
+        f"/rollouts/{KEY}/sections/percentage/",
+        f"{url('alerts')}?part=banner&rollout={KEY}",
+        f"{url('alerts')}?part=emergency",
+    ):
+        response = operator_client.get(path, headers=HX)
+        assert response.status_code == 200, path
+        assert response["X-Console-Stamp"] == str(newest), path
+        assert "HX-Trigger" not in response, path
 
 
 def test_console_stamp__a_read__is_taken_before_the_state_it_describes(operator_client, rollout):

@@ -198,3 +198,19 @@ def test_console__no_v2_replies_yet__guardrails_say_so_and_since_when(rollout, v
         in panel
     )
     assert "no data from v2_full or v2_simplified yet (this window began Mar 2, 10:00 UTC)" in body
+
+
+def test_evaluate_now__without_htmx__back_to_the_page_posted_from_never_another_host(
+    rollout, operator_client
+):
+    evaluate = f"/metrics/{rollout.key}/guardrails/evaluate/"
+    rules_page = f"/metrics/{rollout.key}/guardrails/"
+    console_page = f"/rollouts/{rollout.key}/"
+    for sent, back in (
+        (rules_page, rules_page),
+        ("https://evil.example/phish", console_page),
+        ("//evil.example/phish", console_page),
+        ("", console_page),
+    ):
+        response = operator_client.post(evaluate, {"next": sent})
+        assert (response.status_code, response["Location"]) == (302, back), sent

@@ -252,6 +252,7 @@ def test_grade__without_javascript__answers_the_whole_page_with_the_verdict(
         ("week=x%00", 400, "The address holds a NUL character (%00)"),
         ("week=9999-12-31", 422, "The week of 27 Dec 9999 has not started yet"),
         ("sample=99999999999999999999", 422, "sample must be a sample number"),
+        ("sample=%C2%B2", 422, "sample must be a sample number"),  # a digit int() refuses: was 500
     ],
 )
 def test_results__nul_or_date_edge_in_the_query__is_4xx_with_a_sentence(

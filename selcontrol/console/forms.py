@@ -1,4 +1,5 @@
-"""Console forms: they parse and check what the operator typed; services make the change."""
+"""Console forms: they parse and check what the operator typed or the page asked for (every GET
+and POST input of selcontrol/console's views); rollout's services make the change."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from django import forms
 from django.utils import timezone
 
-from .models import CHANNEL_ID_RE, ApiToken, Rollout
+from rollout import services
+from rollout.models import CHANNEL_ID_RE, ApiToken, AuditEntry, Rollout
 
 REASON_HELP = "Kept in the audit log."
 
@@ -169,6 +171,49 @@ class AuditFilterForm(forms.Form):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        from .models import AuditEntry
-
         self.fields["action"].choices = [("", "Any change")] + list(AuditEntry.Action.choices)
+
+
+class OverrideSearchForm(forms.Form):
+    """The overrides section's search: channel ids containing ``q`` (stripped; empty: all)."""
+
+    q = forms.CharField(required=False)
+
+    def query(self) -> str:
+        return self.cleaned_data["q"] if self.is_valid() else ""
+
+
+class AlertsPartForm(forms.Form):
+    """Which header part to draw (the emergency button or the kill-switch banner) and, on a
+    rollout's page, for which rollout (else every rollout)."""
+
+    part = forms.ChoiceField(choices=[("banner", "banner"), ("emergency", "emergency")])
+    rollout = forms.CharField(required=False, strip=False)
+
+
+class LookupForm(forms.Form):
+    """Which version does a channel get: a channel id as the rollout's channels are named
+    (empty: the question not asked yet)."""
+
+    channel_id = forms.CharField(required=False)
+
+    def __init__(self, *args, rollout: Rollout, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.rollout = rollout
+
+    def clean_channel_id(self) -> str:
+        value = self.cleaned_data["channel_id"]
+        if not value:
+            return value
+        try:
+            value = services._validate_channel_id(value)
+            problem = self.rollout.channel_id_problem(value)
+            if problem:
+                raise services.InvalidChange(problem)
+        except services.ServiceError as exc:
+            raise forms.ValidationError(str(exc)) from None
+        return value
+
+    def asked(self) -> str:
+        """The channel id as asked (stripped), to show again beside the answer."""
+        return (self["channel_id"].data or "").strip()

@@ -7,8 +7,8 @@ from datetime import timedelta
 from django import template
 from django.http import HttpRequest
 
-from ..models import AuditEntry, Rollout
-from ..roles import is_operator
+from rollout.models import AuditEntry, Rollout
+from rollout.roles import is_operator
 
 register = template.Library()
 
@@ -19,7 +19,7 @@ def alerts_context(request: HttpRequest, rollout: Rollout | None) -> dict:
     A rollout whose kill switch is on after it started (it has a phase) gets the red banner,
     with who engaged it and when (the latest kill-switch audit row).
     """
-    from ..freshness import stamp
+    from rollout.freshness import stamp
 
     current = stamp(request)  # before the state (the view may have read it already)
     targets = (
@@ -43,14 +43,14 @@ def alerts_context(request: HttpRequest, rollout: Rollout | None) -> dict:
     }
 
 
-@register.inclusion_tag("rollout/partials/emergency.html", takes_context=True)
+@register.inclusion_tag("console/partials/emergency.html", takes_context=True)
 def emergency_button(context) -> dict:
     ctx = alerts_context(context["request"], context.get("rollout"))
     ctx["csrf_token"] = context.get("csrf_token")
     return ctx
 
 
-@register.inclusion_tag("rollout/partials/banner.html", takes_context=True)
+@register.inclusion_tag("console/partials/banner.html", takes_context=True)
 def kill_switch_banner(context) -> dict:
     ctx = alerts_context(context["request"], context.get("rollout"))
     ctx["csrf_token"] = context.get("csrf_token")
@@ -96,7 +96,7 @@ def section(context, name: str) -> str:
     from django.template.loader import render_to_string
 
     return render_to_string(
-        f"rollout/partials/{name}.html", context["sections"][name], request=context["request"]
+        f"console/partials/{name}.html", context["sections"][name], request=context["request"]
     )
 
 
@@ -137,7 +137,7 @@ def describe(entry: AuditEntry) -> str:
         return f"moved to {a.get('phase')} at {_pct(a.get('percentage'))} (was {was})"
     if action == A.CHECKLIST:
         verb = "ticked" if a.get("checked") else "cleared"
-        from ..checklist import LABELS
+        from rollout.checklist import LABELS
 
         return f"{verb} “{LABELS.get(a.get('item'), a.get('item'))}” for {a.get('phase')}"
     if action == A.OVERRIDE_SET:
