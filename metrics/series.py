@@ -241,25 +241,32 @@ class Window:
 
     @cached_property
     def _sums(self) -> dict[str, Any]:
-        """By hour (when by hour), by day and whole-window totals per variant."""
-        by_hour: dict[str, dict[datetime, dict[str, Any]]] = defaultdict(dict)
+        """By day and whole-window totals per variant."""
         by_day: dict[str, dict[datetime, dict[str, Any]]] = defaultdict(dict)
         totals: dict[str, dict[str, Any]] = defaultdict(_empty)
-        if self.granularity == "hour":
-            for (hour, variant), figures in sorted(self.hours.items()):
-                by_hour[variant][hour] = figures
         for (day, variant), figures in sorted(self.days.items()):
             by_day[variant][day] = figures
             _add(totals[variant], figures)
         for figures in totals.values():
             figures["latency_hist"] = _sorted_hist(figures["latency_hist"])
-        return {"hour": by_hour, "day": by_day, "totals": dict(totals)}
+        return {"day": by_day, "totals": dict(totals)}
+
+    @cached_property
+    def _by_hour(self) -> dict[str, dict[datetime, dict[str, Any]]]:
+        """By hour per variant when the window is by hour (else empty); apart from ``_sums``:
+        a view whose hourly figures come from the cache (``cached``) never sorts its hours."""
+        by_hour: dict[str, dict[datetime, dict[str, Any]]] = defaultdict(dict)
+        if self.granularity == "hour":
+            for (hour, variant), figures in sorted(self.hours.items()):
+                by_hour[variant][hour] = figures
+        return by_hour
 
     def by_period(
         self, granularity: str | None = None
     ) -> dict[str, dict[datetime, dict[str, Any]]]:
         """{variant: {period start: figures}} by hour or by day (default: the window's)."""
-        return self._sums[granularity or self.granularity]
+        granularity = granularity or self.granularity
+        return self._by_hour if granularity == "hour" else self._sums[granularity]
 
     def totals(self) -> dict[str, dict[str, Any]]:
         return self._sums["totals"]
