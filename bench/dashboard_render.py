@@ -247,10 +247,14 @@ def main() -> None:
             getattr(rollups, "_CHANNEL_DAYS_CACHE", {}).clear()
 
         def all_cold():
-            # a fresh web process and an empty shared cache (a deploy that changes the code
-            # deriving the figures, or Redis flushed): the bench's own Redis database
+            # a fresh web process, and no derivation in the shared cache (after a deploy that
+            # changes the code deriving the figures, or Redis flushed); the rest of the cache
+            # (config document, reference stamps) kept, as main's "cold cache" kept it
             new_process()
-            cache.clear()
+            client = cache._cache.get_client()  # type: ignore[attr-defined]  (RedisCache)
+            derived = client.keys("*metrics:derived:*")
+            if derived:
+                client.delete(*derived)
 
         last_hour = rollups.hour_of(end) - timedelta(hours=1)
 
