@@ -9,9 +9,11 @@ override: the chart markers), then times with Django's in-process client, logged
 - the dashboard page (last 24 h, 7 days, 30 days by day and by hour), the htmx fragment a range
   change fetches, a chart's JSON, the comparison and cost JSON, the guardrails fragment the
   page loads beside it, and the console's projection fragment;
-- the 30-day page by hour again with the hourly cache emptied before each call (a fresh web
-  process), and the 30-day page with one dirty hour (1000 events just ingested, no rollup
-  worker);
+- the 30-day page by hour again: with the in-process caches emptied before each call (a fresh
+  web process; the shared cache, Redis, kept: "cold cache"), with the shared cache emptied
+  too ("all cold"), and with the last hour recomputed by the rollup job before each call (a
+  new fingerprint: "hour rewritten"); and the 30-day page with one dirty hour (1000 events
+  just ingested, no rollup worker);
 - the baseline: the 30-day page's figures by SQL over the raw rows (per day and variant: counts,
   sums, latency percentiles; totals with reactions and follow-ups joined).
 
@@ -130,13 +132,17 @@ def add_history(now: datetime) -> None:
     Rollout.objects.filter(pk=rollout.pk).update(percentage=50, enabled=True)
 
 
-def timed(fn, calls: int) -> dict:
+def timed(fn, calls: int, setup=None) -> dict:
     """loader.timed's wall-clock figures, and the median CPU time of this process per call: on
     a machine shared with other work, wall time measures the neighbours too, CPU time mostly
-    not (the database server's share is not in it)."""
+    not (the database server's share is not in it). ``setup()`` runs before each call, untimed."""
+    if setup:
+        setup()
     fn()  # warm
     wall, cpu = [], []
     for _ in range(calls):
+        if setup:
+            setup()
         t, c = time.perf_counter(), time.process_time()
         fn()
         wall.append((time.perf_counter() - t) * 1000)
@@ -228,17 +234,38 @@ def main() -> None:
         results = [(label, timed(get(path, headers), args.calls)) for label, path, headers in pages]
         print("  pages timed", flush=True)
 
+        from django.core.cache import cache
+
         from metrics import series
 
         hourly = get("/metrics/prompts_v2/?range=30d&granularity=hour", {})
 
-        def cold():
-            # as a fresh web process: no hour derived yet, no per-channel day sums kept
+        def new_process():
+            # as a fresh web process: no hour derived yet, no per-channel day sums kept; the
+            # shared cache (Redis: what a page derived, by the window's fingerprint) as it is
             series._SLIM_CACHE.clear()
             getattr(rollups, "_CHANNEL_DAYS_CACHE", {}).clear()
-            return hourly()
 
-        results.append(("30 d by hour, cold cache", timed(cold, args.calls)))
+        def all_cold():
+            # a fresh web process, and no derivation in the shared cache (after a deploy that
+            # changes the code deriving the figures, or Redis flushed); the rest of the cache
+            # (config document, reference stamps) kept, as main's "cold cache" kept it
+            new_process()
+            client = cache._cache.get_client()  # type: ignore[attr-defined]  (RedisCache)
+            derived = client.keys("*metrics:derived:*")
+            if derived:
+                client.delete(*derived)
+
+        last_hour = rollups.hour_of(end) - timedelta(hours=1)
+
+        def rewritten():
+            # what the rollup job does after new events: one hour's rows rewritten (new
+            # computed_at), so the window's fingerprint is new; the derived hours stay
+            rollups.recompute_hour("prompts_v2", last_hour)
+
+        results.append(("30 d by hour, cold cache", timed(hourly, args.calls, new_process)))
+        results.append(("30 d by hour, all cold", timed(hourly, args.calls, all_cold)))
+        results.append(("30 d by hour, hour rewritten", timed(hourly, args.calls, rewritten)))
 
         until = rollups.hour_of(end) + timedelta(hours=1)
         since = until - timedelta(days=30)
@@ -287,10 +314,10 @@ def main() -> None:
         "in-process client"
     )
     print(f"load average at the end: {os.getloadavg()[0]:.1f}")
-    print(f"{'request':<26} {'p50':>8} {'p95':>8} {'max':>8} {'CPU p50':>8}")
+    print(f"{'request':<29} {'p50':>8} {'p95':>8} {'max':>8} {'CPU p50':>8}")
     for label, r in [*results, ("30 days, one dirty hour", dirty)]:
         print(
-            f"{label:<26} {r['median']:>6.1f}ms {r['p95']:>6.1f}ms {r['max']:>6.1f}ms "
+            f"{label:<29} {r['median']:>6.1f}ms {r['p95']:>6.1f}ms {r['max']:>6.1f}ms "
             f"{r['cpu']:>6.1f}ms"
         )
     page30 = results[2][1]["median"]

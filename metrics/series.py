@@ -12,8 +12,11 @@ its columns: the CSV and JSON endpoints serve exactly these rows.
 
 from __future__ import annotations
 
+import hashlib
+import importlib
 import json
 import math
+import pickle
 from bisect import bisect_left
 from collections import OrderedDict, defaultdict
 from collections.abc import Iterable
@@ -21,8 +24,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import cached_property, lru_cache
 from itertools import accumulate
+from pathlib import Path
 from typing import Any
 
+from django.core.cache import cache
 from django.db import connection, transaction
 from django.db.models import Count, F, Sum
 from django.db.models.functions import Trunc
@@ -219,6 +224,8 @@ class Window:
     live_channels: dict[datetime, dict[tuple[str, str], dict[str, Any]]] = field(
         default_factory=dict
     )
+    # a digest of every figure read for the window (load_window): what ``cached`` keys by
+    fingerprint: str | None = None
 
     @cached_property
     def variants(self) -> list[str]:
@@ -234,25 +241,32 @@ class Window:
 
     @cached_property
     def _sums(self) -> dict[str, Any]:
-        """By hour (when by hour), by day and whole-window totals per variant."""
-        by_hour: dict[str, dict[datetime, dict[str, Any]]] = defaultdict(dict)
+        """By day and whole-window totals per variant."""
         by_day: dict[str, dict[datetime, dict[str, Any]]] = defaultdict(dict)
         totals: dict[str, dict[str, Any]] = defaultdict(_empty)
-        if self.granularity == "hour":
-            for (hour, variant), figures in sorted(self.hours.items()):
-                by_hour[variant][hour] = figures
         for (day, variant), figures in sorted(self.days.items()):
             by_day[variant][day] = figures
             _add(totals[variant], figures)
         for figures in totals.values():
             figures["latency_hist"] = _sorted_hist(figures["latency_hist"])
-        return {"hour": by_hour, "day": by_day, "totals": dict(totals)}
+        return {"day": by_day, "totals": dict(totals)}
+
+    @cached_property
+    def _by_hour(self) -> dict[str, dict[datetime, dict[str, Any]]]:
+        """By hour per variant when the window is by hour (else empty); apart from ``_sums``:
+        a view whose hourly figures come from the cache (``cached``) never sorts its hours."""
+        by_hour: dict[str, dict[datetime, dict[str, Any]]] = defaultdict(dict)
+        if self.granularity == "hour":
+            for (hour, variant), figures in sorted(self.hours.items()):
+                by_hour[variant][hour] = figures
+        return by_hour
 
     def by_period(
         self, granularity: str | None = None
     ) -> dict[str, dict[datetime, dict[str, Any]]]:
         """{variant: {period start: figures}} by hour or by day (default: the window's)."""
-        return self._sums[granularity or self.granularity]
+        granularity = granularity or self.granularity
+        return self._by_hour if granularity == "hour" else self._sums[granularity]
 
     def totals(self) -> dict[str, dict[str, Any]]:
         return self._sums["totals"]
@@ -319,10 +333,11 @@ _SLIM_CACHE_SIZE = 10_000  # ~3 kB each: a few 30-day ranges of a few rollouts
 
 
 def _slim(key: tuple, build, ranks: str | None = None) -> dict[str, Any]:
-    """The cached slim figures of a rollup row (every scalar, the chart metrics under
-    "_metrics", no histogram), built by ``build()`` when missing; the percentiles from the row's
-    stored ``ranks`` when given, else from the built histogram. No lock: each OrderedDict
-    operation is atomic under the GIL, and a racing eviction only finds the cache smaller."""
+    """The cached slim figures of a rollup row (every scalar; the histogram only when the row
+    has no stored ``ranks``), built by ``build()`` when missing. The chart metrics are derived
+    when first drawn (``_derived``): a view whose figures come from the shared cache
+    (``cached``) draws none. No lock: each OrderedDict operation is atomic under the GIL, and a
+    racing eviction only finds the cache smaller."""
     slim = _SLIM_CACHE.get(key)
     if slim is not None:
         try:
@@ -331,8 +346,7 @@ def _slim(key: tuple, build, ranks: str | None = None) -> dict[str, Any]:
             pass
         return slim
     slim = build()
-    slim["_metrics"] = _metrics(slim, ranks)
-    slim["latency_hist"] = {}  # drawn already; only the chart metrics are kept
+    slim["_ranks"] = ranks
     _SLIM_CACHE[key] = slim
     while len(_SLIM_CACHE) > _SLIM_CACHE_SIZE:
         try:
@@ -340,6 +354,17 @@ def _slim(key: tuple, build, ranks: str | None = None) -> dict[str, Any]:
         except KeyError:
             break
     return slim
+
+
+def _derived(figures: dict[str, Any]) -> dict[str, Any]:
+    """The chart metrics of one (period, variant): kept in a slim row (``_slim``) once derived,
+    the percentiles from its stored ranks when it has them; computed for the others."""
+    metrics = figures.get("_metrics")
+    if metrics is None:
+        if "_ranks" not in figures:
+            return _metrics(figures)
+        metrics = figures["_metrics"] = _metrics(figures, figures["_ranks"])
+    return metrics
 
 
 _HIST = _ROLLUP_COLUMNS.index("latency_hist")
@@ -352,6 +377,7 @@ def _figures_rows(
     where: str,
     params: list,
     slim_days: set[datetime] | None = None,
+    digest=None,
 ) -> list:
     """(bucket, variant, *_ROLLUP_COLUMNS) rows of a rollup table; histograms as dicts with
     string keys in the stored order (jsonb keeps non-negative integer keys in ascending numeric
@@ -360,7 +386,8 @@ def _figures_rows(
 
     Hourly rows of the UTC days in ``slim_days`` (hours only drawn, never summed) come slim
     (``_slim``), their percentiles from the row's stored ``latency_ranks`` (their histograms
-    are not read), or from the histogram when the row has none (or stale ones)."""
+    are not read), or from the histogram when the row has none (or stale ones). ``digest``: a
+    hashlib object the rows read are fed to, as they came (``Window.fingerprint``)."""
     hourly = table == "metrics_hourlyrollup"
     slim_days = slim_days if hourly else None
     if rollups.is_postgres():
@@ -395,7 +422,10 @@ def _figures_rows(
         )
         if not hourly:
             rows = [(*row[:-1], None, row[-1]) for row in rows]
+        rows = list(rows)
         decode = dict
+    if digest is not None:
+        digest.update(pickle.dumps(rows, protocol=5))
     # UTC days as epoch days on PostgreSQL (rows come with epoch seconds: no datetime arithmetic)
     epoch_days = {int(day.timestamp()) // 86400 for day in slim_days or ()}
     out = []
@@ -446,23 +476,24 @@ def _decoded(values: list, decode) -> dict[str, Any]:
 
 
 def window_figures(
-    rollout_key: str, since: datetime, until: datetime, granularity: str
+    rollout_key: str, since: datetime, until: datetime, granularity: str, digest=None
 ) -> tuple[dict, dict, dict, dict]:
     """(hours, days, light, live_channels) of a Window over whole hours [since, until), exact:
     clean whole days from the daily rollups, the other hours from the hourly rollups, the few
     dirty hours aggregated from raw events by metrics.rollups (with their per-channel counts,
     ``live_channels``, in the same query); on PostgreSQL from one snapshot (as rollups.per_hour
-    does). Costs are floats here (display and statistics)."""
+    does). Costs are floats here (display and statistics). ``digest``: a hashlib object fed
+    every row read and the dirty hours' figures (``Window.fingerprint``)."""
     if rollups.is_postgres() and not connection.in_atomic_block:
         with transaction.atomic():
             with connection.cursor() as cursor:
                 cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-            return _window_figures(rollout_key, since, until, granularity)
-    return _window_figures(rollout_key, since, until, granularity)
+            return _window_figures(rollout_key, since, until, granularity, digest)
+    return _window_figures(rollout_key, since, until, granularity, digest)
 
 
 def _window_figures(
-    rollout_key: str, since: datetime, until: datetime, granularity: str
+    rollout_key: str, since: datetime, until: datetime, granularity: str, digest=None
 ) -> tuple[dict, dict, dict, dict]:
     live = rollups.live_hours(rollout_key, since, until)
     whole_days, segments = rollups._rollup_parts(since, until, live)
@@ -478,12 +509,15 @@ def _window_figures(
             [lo, hi],
             # the hours of whole days are only drawn (the days come from daily rollups)
             slim_days=whole,
+            digest=digest,
         ):
             if hour not in live:
                 hours[(hour, variant)] = figures
     live_channels: dict[datetime, dict] = {}
     for hour in sorted(live):
         by_variant, live_channels[hour] = rollups.aggregate_with_channels(rollout_key, hour)
+        if digest is not None:
+            digest.update(pickle.dumps((hour, by_variant, live_channels[hour]), protocol=5))
         for variant, figures in by_variant.items():
             figures["cost_usd"] = float(figures["cost_usd"])
             figures["latency_hist"] = _sorted_hist(
@@ -493,12 +527,17 @@ def _window_figures(
     days: dict[tuple[datetime, str], dict[str, Any]] = {}
     if whole_days:
         for day, variant, figures in _figures_rows(
-            "metrics_dailyrollup", "day", rollout_key, "day = ANY(%s::timestamptz[])", [whole_days]
+            "metrics_dailyrollup",
+            "day",
+            rollout_key,
+            "day = ANY(%s::timestamptz[])",
+            [whole_days],
+            digest=digest,
         ):
             days[(day, variant)] = figures
     summed: set[tuple[datetime, str]] = set()
-    # the hours of whole days came slim (with their "_metrics"): only the others are summed
-    outside = [(key, f) for key, f in hours.items() if "_metrics" not in f]
+    # the hours of whole days came slim (``_slim``): only the others are summed
+    outside = [(key, f) for key, f in hours.items() if "_ranks" not in f]
     for (hour, variant), figures in sorted(outside, key=lambda item: item[0]):
         day = rollups.day_of(hour)
         if day in whole:
@@ -513,22 +552,30 @@ def _window_figures(
     if granularity == "hour":
         light = {key: {c: f[c] for c in LIGHT_COLUMNS} for key, f in hours.items()}
     else:
-        light = _light_rows(rollout_key, since, until, live, hours)
+        light = _light_rows(rollout_key, since, until, live, hours, digest)
     return hours, days, light, live_channels
 
 
-def _light_rows(rollout_key, since, until, live, hours) -> dict[tuple[datetime, str], dict]:
+def _light_rows(
+    rollout_key, since, until, live, hours, digest=None
+) -> dict[tuple[datetime, str], dict]:
     """Every hour's replies, tokens, cost and follow-ups: five columns of the hourly rollups
     (no histograms decoded), the dirty hours from ``hours``."""
     if rollups.is_postgres():
         with connection.cursor() as cursor:
             cursor.execute(_LIGHT_SQL, [rollout_key, since, until])
             rows = cursor.fetchall()
+        if digest is not None:
+            digest.update(pickle.dumps(rows, protocol=5))
         rows = [(_from_epoch(hour), *rest) for hour, *rest in rows]
     else:
-        rows = HourlyRollup.objects.filter(
-            rollout_key=rollout_key, hour__gte=since, hour__lt=until
-        ).values_list("hour", "variant", *LIGHT_COLUMNS)
+        rows = list(
+            HourlyRollup.objects.filter(
+                rollout_key=rollout_key, hour__gte=since, hour__lt=until
+            ).values_list("hour", "variant", *LIGHT_COLUMNS)
+        )
+        if digest is not None:
+            digest.update(pickle.dumps(rows, protocol=5))
     light = {
         (hour, variant): dict(zip(LIGHT_COLUMNS, values, strict=True))
         for hour, variant, *values in rows
@@ -549,7 +596,18 @@ def load_window(
     granularity: str,
     now: datetime | None = None,
 ) -> Window:
-    hours, days, light, live_channels = window_figures(rollout.key, since, until, granularity)
+    """The window's figures, and its ``fingerprint``: a digest of everything read for it but
+    the conversations (every rollup row as it came, stamps included, the dirty hours' raw
+    figures, the markers and reviews) and of what it was asked for."""
+    digest = hashlib.blake2b(digest_size=20)
+    asked = (connection.settings_dict["NAME"], rollout.key, list(rollout.variants))
+    digest.update(pickle.dumps((*asked, since, until, granularity), protocol=5))
+    hours, days, light, live_channels = window_figures(
+        rollout.key, since, until, granularity, digest
+    )
+    marks = markers(rollout, since, until)
+    reviews = review_figures(rollout.key, since, until)
+    digest.update(pickle.dumps((marks, reviews), protocol=5))
     return Window(
         rollout=rollout,
         since=since,
@@ -558,12 +616,55 @@ def load_window(
         hours=hours,
         days=days,
         light=light,
-        markers=markers(rollout, since, until),
-        reviews=review_figures(rollout.key, since, until),
+        markers=marks,
+        reviews=reviews,
         conversations=conversation_rows(rollout.key, since, until, granularity),
         now=now or timezone.now(),
         live_channels=live_channels,
+        fingerprint=digest.hexdigest(),
     )
+
+
+# What a window's figures are derived into (the page's figure JSON, the comparison table) is
+# kept in Django's cache (Redis in production: shared by every web process; in-process in the
+# quick start) under the window's fingerprint: a rollup row rewritten (new computed_at), a dirty
+# hour's events, a marker or a review change it, so a cached derivation is never of other
+# figures. The code that derives them is in the key too (a deploy that changes it starts afresh).
+# Kept briefly: with traffic, the current hour's rollup rows are rewritten every few minutes.
+DERIVED_CACHE_SECONDS = 600
+DERIVING_MODULES = (
+    "metrics.series",
+    "metrics.charts",
+    "metrics.stats",
+    "metrics.histogram",
+    "metrics.rollups",
+    "metrics.guardrails.rules",
+    "metrics.views",
+)
+
+
+@lru_cache(maxsize=1)
+def _code_version() -> str:
+    """A digest of the source of the modules that derive a window's figures."""
+    digest = hashlib.blake2b(digest_size=8)
+    for name in DERIVING_MODULES:
+        path = importlib.import_module(name).__file__
+        digest.update(Path(path).read_bytes() if path else name.encode())
+    return digest.hexdigest()
+
+
+def cached(window: Window, name: str, build):
+    """``build()``, a derivation of ``window``'s figures named ``name`` (a picklable value),
+    from the cache when the same figures were derived before (``Window.fingerprint``); windows
+    without a fingerprint (not from load_window) are derived every time."""
+    if window.fingerprint is None:
+        return build()
+    key = f"metrics:derived:{_code_version()}:{window.fingerprint}:{name}"
+    value = cache.get(key)
+    if value is None:
+        value = build()
+        cache.set(key, value, DERIVED_CACHE_SECONDS)
+    return value
 
 
 CONVERSATION_CHARTS = ("conversation_messages", "conversation_length")
@@ -772,7 +873,7 @@ def period_table(window: Window, granularity: str) -> list[tuple[datetime, str, 
         table = []
         for variant, periods in window.by_period(granularity).items():
             for period, figures in periods.items():
-                metrics = figures.get("_metrics") or _metrics(figures)
+                metrics = _derived(figures)
                 metrics["period"], metrics["variant"] = period, variant
                 table.append((period, variant, metrics))
         table.sort(key=lambda r: (r[0], order[r[1]]))
@@ -890,7 +991,17 @@ def channel_clusters(window: Window, control: str, treatment: str):
 
 def comparison(window: Window, control: str, treatment: str) -> list[stats.Comparison]:
     """One row per metric: treatment against control over the window. Rates take channels as
-    the unit of variance (``channel_clusters``)."""
+    the unit of variance (``channel_clusters``). Kept by the window's fingerprint (``cached``):
+    every figure it is computed from is in it, the per-channel rollup rows included (they are
+    rewritten only with the hourly and daily rows the window read, in the same transaction)."""
+    return cached(
+        window,
+        f"comparison:{control}:{treatment}",
+        lambda: _comparison(window, control, treatment),
+    )
+
+
+def _comparison(window: Window, control: str, treatment: str) -> list[stats.Comparison]:
     totals = window.totals()
     empty = rollups.empty_figures()
     c, t = totals.get(control, empty), totals.get(treatment, empty)

@@ -139,10 +139,40 @@ def json_block(element_id: str, value: Any) -> str:
     )
 
 
+# drawn afresh on every view: "Cost per day" counts the current day's hours up to now, and the
+# conversation charts are of rows the window's fingerprint leaves out (series.load_window)
+FRESH_CHARTS = ("cost_per_day", *series.CONVERSATION_CHARTS)
+
+
 def _figures(window: series.Window) -> list[dict[str, Any]]:
+    kept = series.cached(
+        window,
+        "page-figures",
+        lambda: _figure_blocks(window, [k for k in series.CHARTS if k not in FRESH_CHARTS]),
+    )
+    fresh = _figure_blocks(window, FRESH_CHARTS)
     out = []
-    shared: dict = {}  # the charts over the window's periods share their rows' split and x values
     for key, chart in series.CHARTS.items():
+        block, empty = kept[key] if key in kept else fresh[key]
+        out.append(
+            {
+                "key": key,
+                "note": CHART_NOTES.get(key, ""),
+                "json_id": f"figure-{key}",
+                "json": mark_safe(block),
+                "title": chart.title,
+                "empty": empty,
+            }
+        )
+    return out
+
+
+def _figure_blocks(window: series.Window, keys) -> dict[str, tuple[str, bool]]:
+    """{chart: (its figure's <script> block, whether it has no rows)}."""
+    out = {}
+    shared: dict = {}  # the charts over the window's periods share their rows' split and x values
+    for key in keys:
+        chart = series.CHARTS[key]
         rows = series.figure_rows(window, key)
         x_range = (window.since, window.until)
         if key == "reviews" and not rows:
@@ -158,16 +188,7 @@ def _figures(window: series.Window) -> list[dict[str, Any]]:
             granularity=window.granularity,
             shared=shared,
         )
-        out.append(
-            {
-                "key": key,
-                "note": CHART_NOTES.get(key, ""),
-                "json_id": f"figure-{key}",
-                "json": json_block(f"figure-{key}", figure),
-                "title": chart.title,
-                "empty": not rows,
-            }
-        )
+        out[key] = (str(json_block(f"figure-{key}", figure)), not rows)
     return out
 
 
