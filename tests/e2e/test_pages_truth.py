@@ -8,6 +8,7 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from rollout import services
+from rollout.models import ApiToken
 
 from .conftest import login, screenshot
 
@@ -41,3 +42,13 @@ def test_refused_change__viewer__page_says_only_operators_and_where_to_go(
     expect(page.get_by_role("link", name="the rollouts")).to_be_visible()
     expect(page.locator("body")).not_to_contain_text("403 Forbidden")
     screenshot(page, "forbidden-viewer")
+
+
+def test_tokens_page__times_carry_their_zone(page: Page, console: str, alice):
+    services.create_api_token(name="bot", scopes=["config:read"], actor=SYSTEM)
+    token = ApiToken.objects.get(name="bot")
+    login(page, alice)
+    page.goto("/tokens/")
+    created = page.locator(f"#token-{token.pk} td").nth(3)
+    expect(created).to_contain_text(f"{token.created_at:%Y-%m-%d %H:%M} UTC")
+    screenshot(page, "tokens-times")
