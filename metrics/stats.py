@@ -302,16 +302,17 @@ def _agree_on_no_change(c: Comparison) -> None:
     v1's: the 0.5 widens the ratio's interval past 0 while Newcombe's excludes it). Whichever
     excludes no change alone is widened to reach it, so a change counts as shown only when both
     methods show it (cautious: a wider interval keeps at least its coverage)."""
-    if None in (c.relative_lo, c.relative_hi, c.difference_lo, c.difference_hi):
+    rlo, rhi, dlo, dhi = c.relative_lo, c.relative_hi, c.difference_lo, c.difference_hi
+    if rlo is None or rhi is None or dlo is None or dhi is None:
         return
-    rel = c.relative_lo > 0 or c.relative_hi < 0
-    diff = c.difference_lo > 0 or c.difference_hi < 0
+    rel = rlo > 0 or rhi < 0
+    diff = dlo > 0 or dhi < 0
     if rel == diff:
         return
     if rel:
-        c.relative_lo, c.relative_hi = min(c.relative_lo, 0.0), max(c.relative_hi, 0.0)
+        c.relative_lo, c.relative_hi = min(rlo, 0.0), max(rhi, 0.0)
     else:
-        c.difference_lo, c.difference_hi = min(c.difference_lo, 0.0), max(c.difference_hi, 0.0)
+        c.difference_lo, c.difference_hi = min(dlo, 0.0), max(dhi, 0.0)
     c.note = c.note or (
         "the ratio's and the difference's intervals disagreed at this sample size: both "
         "include no change"
