@@ -89,7 +89,8 @@ def full_clock(rollout: Rollout) -> tuple[datetime | None, dict[str, Any] | None
 
     The start is the oldest audit row of the current uninterrupted run of rows whose recorded
     state serves 100% at Full (None if the rollout does not serve 100% now); the break is the
-    row just before the run (a kill switch, an off-plan percentage), or None if there was none.
+    row just before the run (a kill switch, an off-plan percentage) when the rollout had served
+    100% before it, else None (the phases on the way to Full interrupt nothing).
     Without audit rows (a rollout set up by hand) the phase's start stands in."""
     full = full_phase(rollout)
     if (
@@ -104,7 +105,8 @@ def full_clock(rollout: Rollout) -> tuple[datetime | None, dict[str, Any] | None
     rows = AuditEntry.objects.filter(rollout=rollout, action__in=STATE_ACTIONS).order_by(
         "-created_at", "-id"
     )
-    for entry in rows.iterator():
+    entries = rows.iterator()
+    for entry in entries:
         if _serving_full(entry.after, full.name):
             since = entry.created_at
             continue
@@ -118,6 +120,10 @@ def full_clock(rollout: Rollout) -> tuple[datetime | None, dict[str, Any] | None
             "action": entry.get_action_display(),
         }
         break
+    # Only an interruption of an earlier time at 100% restarts the clock; the phases before
+    # the first move to Full are just the way there.
+    if broken is not None and not any(_serving_full(e.after, full.name) for e in entries):
+        broken = None
     return since or rollout.phase_started_at, broken
 
 

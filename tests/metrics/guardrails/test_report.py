@@ -102,6 +102,7 @@ def deployed(rollout, bob) -> Rollout:
 def test_build__after_30_days_at_full__quality_figures_before_and_after(deployed):
     report = deployment_report.build(deployed, NOW)
     assert report["ready"] is True and report["full_since"] == FULL_AT.isoformat()
+    assert report["clock_restarted_after"] is None  # Canary before Full interrupted nothing
     before = [(FULL_AT - timedelta(days=30)).isoformat(), FULL_AT.isoformat()]
     assert report["periods"]["before"] == before
     h, f = report["hallucination"], report["format_compliance"]
