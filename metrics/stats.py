@@ -295,6 +295,30 @@ def small_sample_factor(clusters, z: float = Z95) -> float:
     return (t_quantile(z, df) / z) ** 2
 
 
+def _agree_on_no_change(c: Comparison) -> None:
+    """Make the relative interval (Katz log, with Haldane's 0.5 on a zero cell) and the
+    difference in points (Newcombe, no correction) say the same about "no change": they are
+    different methods and can disagree near the edge (e.g. 100% of v2's reviews against 68% of
+    v1's: the 0.5 widens the ratio's interval past 0 while Newcombe's excludes it). Whichever
+    excludes no change alone is widened to reach it, so a change counts as shown only when both
+    methods show it (cautious: a wider interval keeps at least its coverage)."""
+    rlo, rhi, dlo, dhi = c.relative_lo, c.relative_hi, c.difference_lo, c.difference_hi
+    if rlo is None or rhi is None or dlo is None or dhi is None:
+        return
+    rel = rlo > 0 or rhi < 0
+    diff = dlo > 0 or dhi < 0
+    if rel == diff:
+        return
+    if rel:
+        c.relative_lo, c.relative_hi = min(rlo, 0.0), max(rhi, 0.0)
+    else:
+        c.difference_lo, c.difference_hi = min(dlo, 0.0), max(dhi, 0.0)
+    c.note = c.note or (
+        "the ratio's and the difference's intervals disagreed at this sample size: both "
+        "include no change"
+    )
+
+
 def compare_rates(
     metric: str,
     label: str,
@@ -341,6 +365,7 @@ def compare_rates(
     c.relative = (kt / nt) / (kc / nc) - 1 if kc else math.inf
     c.relative_lo = -1.0 if kt == 0 else min(lo - 1, c.relative)
     c.relative_hi = math.inf if kc == 0 else max(hi - 1, c.relative)
+    _agree_on_no_change(c)
     c.verdict = verdict(c.relative_lo, c.relative_hi, direction)
     if c.verdict == UNKNOWN:
         c.more_needed = more_needed(math.log(ratio), se, nc + nt)
@@ -387,6 +412,7 @@ def _compare_clustered(metric, label, direction, control, treatment, clusters) -
     c.relative = (kt / nt) / (kc / nc) - 1 if kc else math.inf
     c.relative_lo = -1.0 if kt == 0 else min(lo - 1, c.relative)
     c.relative_hi = math.inf if kc == 0 else max(hi - 1, c.relative)
+    _agree_on_no_change(c)
     c.verdict = verdict(c.relative_lo, c.relative_hi, direction)
     if min(channels) < 2:
         c.note = "fewer than two channels on a variant: the interval cannot see channel spread"

@@ -615,12 +615,19 @@ def fmt_span(days: float) -> str:
     return f"{days:.1f} days"
 
 
+def fmt_signed(value: float) -> str:
+    """'+3.5', '−0.1' (a true minus sign), and '0.0' for anything that rounds to zero: no
+    '−0.0' nor '+0.0' for a change too small to show."""
+    text = f"{value:+.1f}"
+    return "0.0" if float(text) == 0 else text.replace("-", "−")
+
+
 def fmt_relative(value: float | None) -> str:
     if value is None:
         return "—"
     if value in (float("inf"), float("-inf")):
         return "∞" if value > 0 else "−∞"
-    return f"{value * 100:+.1f}%".replace("-", "−")
+    return f"{fmt_signed(value * 100)}%"
 
 
 def _settle(row: stats.Comparison) -> str:
@@ -640,10 +647,10 @@ def display_row(row: stats.Comparison) -> dict[str, Any]:
     has_ci = row.relative_lo is not None and row.relative_hi is not None
     diff = ""
     if row.unit == "%" and row.difference is not None:
-        diff = f"{row.difference * 100:+.1f} pp".replace("-", "−")
+        diff = f"{fmt_signed(row.difference * 100)} pp"
         if row.difference_lo is not None:
-            diff += f" [{row.difference_lo * 100:+.1f}, {row.difference_hi * 100:+.1f}]".replace(
-                "-", "−"
+            diff += (
+                f" [{fmt_signed(row.difference_lo * 100)}, {fmt_signed(row.difference_hi * 100)}]"
             )
     if row.verdict == stats.UNKNOWN:
         if row.more_needed:

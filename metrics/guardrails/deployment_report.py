@@ -29,7 +29,7 @@ from django.utils import timezone
 from rollout import services
 from rollout.models import AuditEntry, Rollout
 
-from .. import selectors, stats
+from .. import selectors, series, stats
 from ..reviews import services as reviews
 from .models import DeploymentDecision
 from .rules import Clusters
@@ -48,12 +48,88 @@ def full_phase(rollout: Rollout):
     return rollout.phases.filter(percentage=100).order_by("order").first()
 
 
-def reached_full_at(rollout: Rollout) -> datetime | None:
-    """When the rollout last entered its 100% phase (None if it is not there now)."""
+# The audit rows that record the rollout's state (enabled, percentage, phase) after a change.
+STATE_ACTIONS = (
+    AuditEntry.Action.ROLLOUT_UPDATE,
+    AuditEntry.Action.KILL_SWITCH_ENGAGE,
+    AuditEntry.Action.KILL_SWITCH_RELEASE,
+    AuditEntry.Action.PHASE_CHANGE,
+)
+CLOCK_RULE = (
+    "The 30 days count time actually serving v2 at 100% (Full, kill switch off, 100%): a "
+    "rollback or a spell off plan stops the clock, and it starts again from zero when the "
+    "rollout serves 100% again."
+)
+
+
+def _serving_full(state: dict, full_name: str) -> bool:
+    return (
+        bool(state.get("enabled"))
+        and state.get("percentage") == 100
+        and (state.get("phase") == full_name)
+    )
+
+
+def serving_state(rollout: Rollout) -> str:
+    """What the rollout serves now, in words: the report's first line says it."""
+    if rollout.current_phase is None:
+        return "not started: every channel gets v1"
+    if not rollout.enabled:
+        return (
+            f"kill switch on at {rollout.current_phase.name}: every channel gets "
+            f"{rollout.control_variant}"
+        )
+    if rollout.off_plan():
+        return rollout.off_plan()
+    return f"{rollout.current_phase.name}, serving {rollout.percentage}%"
+
+
+def full_clock(rollout: Rollout) -> tuple[datetime | None, dict[str, Any] | None]:
+    """(since when the rollout has served 100% without a break, the last break before that).
+
+    The start is the oldest audit row of the current uninterrupted run of rows whose recorded
+    state serves 100% at Full (None if the rollout does not serve 100% now); the break is the
+    row just before the run (a kill switch, an off-plan percentage) when the rollout had served
+    100% before it, else None (the phases on the way to Full interrupt nothing).
+    Without audit rows (a rollout set up by hand) the phase's start stands in."""
     full = full_phase(rollout)
-    if full is None or rollout.current_phase_id != full.pk:
-        return None
-    return rollout.phase_started_at
+    if (
+        full is None
+        or rollout.current_phase_id != full.pk
+        or not rollout.enabled
+        or rollout.percentage != 100
+    ):
+        return None, None
+    since = None
+    broken = None
+    rows = AuditEntry.objects.filter(rollout=rollout, action__in=STATE_ACTIONS).order_by(
+        "-created_at", "-id"
+    )
+    entries = rows.iterator()
+    for entry in entries:
+        if _serving_full(entry.after, full.name):
+            since = entry.created_at
+            continue
+        broken = {
+            "at": entry.created_at.isoformat(),
+            "state": (
+                "kill switch on"
+                if not entry.after.get("enabled")
+                else f"{entry.after.get('phase')} at {entry.after.get('percentage')}%"
+            ),
+            "action": entry.get_action_display(),
+        }
+        break
+    # Only an interruption of an earlier time at 100% restarts the clock; the phases before
+    # the first move to Full are just the way there.
+    if broken is not None and not any(_serving_full(e.after, full.name) for e in entries):
+        broken = None
+    return since or rollout.phase_started_at, broken
+
+
+def reached_full_at(rollout: Rollout) -> datetime | None:
+    """Since when the rollout has served 100% without a break (None if it does not now)."""
+    return full_clock(rollout)[0]
 
 
 def _rate(k: int, n: int, clusters: Clusters | None = None) -> tuple[dict[str, Any], float]:
@@ -113,23 +189,39 @@ def _review_figures(
     }
 
 
-def _cost(rollout: Rollout, variants: list[str], since: datetime, until: datetime) -> dict:
+def _cost(
+    rollout: Rollout, variants: list[str], since: datetime, until: datetime, now: datetime
+) -> dict:
+    """Cost per reply of ``variants`` in [since, until), and the daily figures over the days
+    with data (the dashboard's cost.json rule, ``series.day_coverage``: from the first hour
+    with replies to the end of the last, cut at now; days without a reply count nothing), so a
+    few minutes of traffic are not stretched over a whole period nor scaled up from an hour.
+    The daily figures count every reply of the period (all variants): ``daily_usd`` is
+    ``replies_per_day`` times ``all_per_reply_usd``, the figures the card multiplies."""
     replies = cost = 0.0
-    hours = set()
     all_replies = 0
+    all_cost = 0.0
+    hours = set()
     for row in selectors.hourly(rollout.key, since, until):
+        if row["responses"]:
+            hours.add(row["hour"])
         all_replies += row["responses"]
-        hours.add(row["hour"])
+        all_cost += row["cost_usd"]
         if row["variant"] in variants:
             replies += row["responses"]
             cost += row["cost_usd"]
-    days = max((until - since).total_seconds() / 86400, 1 / 24)
+    coverage = series.day_coverage(hours, since, until, now)
+    days = sum(coverage.values(), timedelta(0)) / timedelta(days=1)
     return {
         "replies": int(replies),
         "cost_usd": round(cost, 4),
         "per_reply_usd": round(cost / replies, 6) if replies else None,
-        "replies_per_day": round(all_replies / days, 1),
-        "daily_usd": round(cost / days, 2),
+        "all_replies": all_replies,
+        "all_cost_usd": round(all_cost, 4),
+        "all_per_reply_usd": round(all_cost / all_replies, 6) if all_replies else None,
+        "days_with_data": round(days, 4),
+        "replies_per_day": round(all_replies / days, 1) if days else None,
+        "daily_usd": round(all_cost / days, 2) if days else None,
     }
 
 
@@ -160,7 +252,7 @@ def sentiment_trend(rollout: Rollout, since: datetime, until: datetime) -> list[
 
 def build(rollout: Rollout, now: datetime | None = None) -> dict[str, Any]:
     now = now or timezone.now()
-    full_at = reached_full_at(rollout)
+    full_at, broken = full_clock(rollout)
     treatments = [rollout.treatment_variant, rollout.simplified_variant]
     control = [rollout.control_variant]
     first = (
@@ -176,14 +268,24 @@ def build(rollout: Rollout, now: datetime | None = None) -> dict[str, Any]:
         "phase": rollout.current_phase.name if rollout.current_phase else None,
         "percentage": rollout.percentage,
         "enabled": rollout.enabled,
+        "state": serving_state(rollout),
+        "clock_rule": CLOCK_RULE,
+        "clock_restarted_after": broken,
+        "clock_stopped": False,
         "full_since": full_at.isoformat() if full_at else None,
         "due_at": (full_at + REVIEW_AFTER).isoformat() if full_at else None,
         "ready": bool(full_at and now >= full_at + REVIEW_AFTER),
         "days_at_full": round((now - full_at).total_seconds() / 86400, 1) if full_at else 0,
     }
     if full_at is None:
+        full = full_phase(rollout)
+        at_full = full is not None and rollout.current_phase_id == full.pk
+        report["clock_stopped"] = at_full
         report["note"] = (
-            "The rollout is not at 100%; the review is due 30 days after it gets there."
+            f"The rollout is at {full.name} but does not serve 100% now: the 30-day clock is "
+            "stopped, and starts again from zero when the rollout serves 100% again."
+            if at_full and full is not None
+            else "The rollout is not at 100%; the review is due 30 days after it gets there."
         )
         anchor = now
     else:
@@ -209,8 +311,8 @@ def build(rollout: Rollout, now: datetime | None = None) -> dict[str, Any]:
         "after": ra["format"][0],
         "change": _change(rb["format"], ra["format"]),
     }
-    cb = _cost(rollout, control, *before)
-    ca = _cost(rollout, treatments, *after)
+    cb = _cost(rollout, control, *before, now)
+    ca = _cost(rollout, treatments, *after, now)
     ratio = (
         round(ca["per_reply_usd"] / cb["per_reply_usd"], 2)
         if ca["per_reply_usd"] and cb["per_reply_usd"]
@@ -221,7 +323,11 @@ def build(rollout: Rollout, now: datetime | None = None) -> dict[str, Any]:
         "after": ca,
         "increase_ratio": ratio,
         "projected_ratio": round(PROJECTED_RATIO, 2),
-        "projected_daily_usd": round(ca["replies_per_day"] * PROJECTED_V2_PER_REQUEST, 2),
+        "projected_daily_usd": (
+            round(ca["replies_per_day"] * PROJECTED_V2_PER_REQUEST, 2)
+            if ca["replies_per_day"] is not None
+            else None
+        ),
         "vs_projection": round(ratio / PROJECTED_RATIO - 1, 4) if ratio else None,
     }
     report["sentiment"] = sentiment_trend(rollout, first or before[0], now)
@@ -247,6 +353,16 @@ def _usd(value: float | None, places: int = 2) -> str:
     return "no data" if value is None else f"${value:.{places}f}"
 
 
+def _daily(cost: dict) -> str:
+    """'$25.91/day (3200 replies/day x $0.00810, over 2.5 days with data)' or 'no data'."""
+    if cost["daily_usd"] is None:
+        return "no data"
+    return (
+        f"${cost['daily_usd']:.2f}/day ({cost['replies_per_day']:.0f} replies/day x "
+        f"${cost['all_per_reply_usd']:.5f}, over {cost['days_with_data']:.2f} days with data)"
+    )
+
+
 def _ci(fig: dict) -> str:
     return (
         f" (95% CI {_pct(fig['ci'][0])}-{_pct(fig['ci'][1])}, n={fig['n']})"
@@ -261,16 +377,26 @@ def markdown(report: dict[str, Any]) -> str:
     lines = [
         f"# Post-deployment review: {report['name']} ({report['rollout']})",
         "",
-        f"Generated {report['generated_at']}. Phase {report['phase']} at {report['percentage']}%"
+        f"Generated {report['generated_at']}. Now: {report['state']}"
         + (
-            f", at 100% since {report['full_since']} ({report['days_at_full']} days)."
+            f"; serving 100% since {report['full_since']} ({report['days_at_full']} days)."
             if report["full_since"]
-            else "."
-        ),
+            else f". {report['note']}"
+        )
+        + (
+            f" The clock restarted after: {report['clock_restarted_after']['state']} "
+            f"({report['clock_restarted_after']['action']}, "
+            f"{report['clock_restarted_after']['at']})."
+            if report["full_since"] and report["clock_restarted_after"]
+            else ""
+        )
+        + f" {report['clock_rule']}",
         f"Before: {report['periods']['before'][0]} to {report['periods']['before'][1]} (v1). "
         + (
             f"After: {report['periods']['after'][0]} to {report['periods']['after'][1]} (v2)."
             if report["periods"]["after"]
+            else "After (v2): no after period now: it starts when the rollout serves 100% again."
+            if report["clock_stopped"]
             else f"After (v2): {NO_AFTER_PERIOD}."
         ),
         "",
@@ -295,10 +421,14 @@ def markdown(report: dict[str, Any]) -> str:
     lines += [
         f"| Cost per reply | {_usd(per_b, 5)} | {_usd(per_a, 5)} | "
         f"{c['increase_ratio'] or '-'}x (projected {c['projected_ratio']}x) |",
-        f"| Daily cost | {_usd(c['before']['daily_usd'] if c['before']['replies'] else None)} | "
-        f"{_usd(c['after']['daily_usd'] if c['after']['replies'] else None)} | "
-        f"projected ${c['projected_daily_usd']:.2f}/day "
-        f"at {c['after']['replies_per_day']:.0f} replies/day |",
+        f"| Daily cost (all replies, over the days with data) | "
+        f"{_daily(c['before'])} | {_daily(c['after'])} | "
+        + (
+            f"projected ${c['projected_daily_usd']:.2f}/day "
+            f"at {c['after']['replies_per_day']:.0f} replies/day |"
+            if c["projected_daily_usd"] is not None
+            else "- |"
+        ),
         "",
         "## Reaction sentiment by week (positive share of rated replies)",
         "",
@@ -324,6 +454,8 @@ def markdown(report: dict[str, Any]) -> str:
 def decision_not_yet(report: dict[str, Any]) -> str:
     """Why the decision cannot be recorded yet, and when it can (the guide: after 30 days at
     100%, so the figures cover a whole month of v2 for everyone)."""
+    if report.get("clock_stopped"):
+        return f"The decision is recorded after 30 days at 100%. {report['note']}"
     if not report["full_since"]:
         return (
             "The decision is recorded after 30 days at 100%: the rollout is not at 100% yet, "

@@ -32,13 +32,24 @@
     if (!end.value) end.value = shown.dataset.end || "";
   }
 
+  // The granularity selector's "auto" option says what auto resolves to ("by day (auto)"). The
+  // controls are outside the part htmx swaps, so after each swap the option is relabelled from
+  // the range line the server drew with the figures (its data-granularity): the selector says
+  // what the charts draw, whatever range was chosen since the page loaded.
+  function syncGranularity() {
+    var shown = document.getElementById("dash-range");
+    var auto = document.querySelector('#dash-granularity option[value="auto"]');
+    if (!shown || !auto || !shown.dataset.granularity) return;
+    auto.textContent = "by " + shown.dataset.granularity + " (auto)";
+  }
+
   function wireControls() {
     var custom = document.getElementById("range-custom");
     if (custom) custom.addEventListener("change", prefillCustom);
   }
 
   if (window.htmx) {
-    htmx.onLoad(draw);
+    htmx.onLoad(function (root) { draw(root); syncGranularity(); });
   } else {
     document.addEventListener("DOMContentLoaded", function () { draw(document); });
   }

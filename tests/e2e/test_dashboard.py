@@ -367,3 +367,33 @@ def test_dashboard__emergency_rollback_pressed__subtitle_follows_the_kill_switch
     )  # the charts refetched: the rollback is a marker now
     labels = page.locator("#chart-latency .annotation-text").all_text_contents()
     assert any(text.startswith("Rollback") for text in labels), labels
+
+
+def _granularity_shown(page) -> str:
+    """The selector's text as a person reads it (the selected option's label)."""
+    return page.evaluate(
+        "(() => { const s = document.getElementById('dash-granularity');"
+        " return s.options[s.selectedIndex].textContent; })()"
+    )
+
+
+def test_dashboard__30_days_then_custom__granularity_selector_says_what_the_charts_draw(
+    page, traffic
+):
+    _login(page, traffic)
+    _open(page, "/metrics/prompts_v2/")
+    _drawn(page, "latency")
+    assert _granularity_shown(page) == "by hour (auto)"
+    page.click("label[for=range-30d]")
+    page.wait_for_selector("#dash-range[data-range='30d']")
+    _drawn(page, "latency")
+    assert "by day ·" in page.inner_text("#dash-range")
+    assert _granularity_shown(page) == "by day (auto)"
+    page.click("label[for=range-custom]")
+    page.wait_for_selector("#dash-range[data-range='custom']")
+    _drawn(page, "latency")
+    assert page.get_attribute("#dash-range", "data-granularity") == "day"
+    assert _granularity_shown(page) == "by day (auto)"
+    points = page.evaluate("document.getElementById('chart-latency').data.map(t => t.x.length)")
+    assert max(points) <= 31, points
+    screenshot(page, "dashboard-custom-after-30-days", full_page=False)

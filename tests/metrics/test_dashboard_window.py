@@ -147,7 +147,7 @@ def test_dashboard__engagement_kpi__charted_beside_follow_ups(viewer_client, con
 def test_dashboard__small_samples__relative_change_agrees_with_the_two_values(
     viewer_client, rollout
 ):
-    """6 of 6 v1 replies and 3 of 3 v2 replies were errors: +0.0%, not the -5.8% the
+    """6 of 6 v1 replies and 3 of 3 v2 replies were errors: 0.0%, not the -5.8% the
     continuity correction made of it; 2 of 6 v1 timeouts against 0 of 3 on v2: -100%, not -65%."""
     t0 = datetime(2026, 3, 2, 10, tzinfo=UTC)
     events = [
@@ -168,7 +168,7 @@ def test_dashboard__small_samples__relative_change_agrees_with_the_two_values(
             re.sub(r"<[^>]+>", " ", c).split()[0] for c in re.findall(r"<td.*?</td>", row, re.S)
         ]
 
-    assert cells("error_rate")[:3] == ["100.0%", "100.0%", "+0.0%"]
+    assert cells("error_rate")[:3] == ["100.0%", "100.0%", "0.0%"]
     assert cells("timeout_rate")[:3] == ["33.3%", "0.0%", "−100.0%"]
 
 

@@ -12,9 +12,14 @@ import time_machine
 from django.core.management import CommandError, call_command
 from django.utils import timezone
 
-from metrics import tasks  # noqa: F401 - registers the tasks the schedule names
+from metrics import (
+    rollups,
+    tasks,  # noqa: F401 - registers the tasks the schedule names
+)
+from metrics.guardrails import services as guardrail_services
 from metrics.guardrails.models import GuardrailState
 from metrics.management.commands.demo_regression import regression_events
+from metrics.models import ResponseEvent
 from metrics.scheduler import InProcessBeat
 from rollout import services
 from rollout.models import AuditEntry, Rollout
@@ -91,6 +96,43 @@ def test_demo_regression__then_the_scheduler__kill_switch_engaged_by_the_guardra
     assert rollout.enabled is False
     entry = AuditEntry.objects.filter(action="kill_switch.engage").get()
     assert entry.actor == "guardrail:errors" and "v2_full error rate" in entry.reason
+
+
+def _evaluate_in_process(rollout: Rollout) -> Rollout:
+    """What the scheduler's guardrail tick does: rollups caught up, every rule evaluated."""
+    rollups.catch_up()
+    guardrail_services.evaluate_rollout(rollout)
+    rollout.refresh_from_db()
+    return rollout
+
+
+def test_demo_regression__right_after_a_re_enable__errors_rule_rolls_back(rollout):
+    """The README's demo after a rollback: re-enabled at 20% (the evidence window starts now),
+    the default demo's replies fall inside the window and the errors rule rolls back."""
+    _beta(rollout)
+    services.engage_kill_switch(rollout, actor=SYSTEM, reason="earlier rollback")
+    services.release_kill_switch(rollout, actor=SYSTEM, reason="fixed", percentage=20)
+    released = AuditEntry.objects.get(action="kill_switch.release").created_at
+    out = StringIO()
+    call_command("demo_regression", "--seed", "3", stdout=out)
+    assert "1500 replies sent" in out.getvalue() and "errors rule will breach" in out.getvalue()
+    assert ResponseEvent.objects.filter(ts__lt=released).count() == 0
+    rollout = _evaluate_in_process(rollout)
+    assert rollout.enabled is False
+    entry = AuditEntry.objects.filter(action="kill_switch.engage").order_by("-created_at")[0]
+    assert entry.created_at > released
+    assert entry.actor == "guardrail:errors" and "v2_full error rate" in entry.reason
+
+
+def test_demo_regression__right_after_moving_to_full__crash_guard_rolls_back(rollout):
+    """At 100% no v1 replies to compare with: the crash guard rolls back, as the docs say."""
+    services.move_to_phase(rollout, phase=4, actor=SYSTEM, reason="full", gate_override_reason="t")
+    out = StringIO()
+    call_command("demo_regression", "--seed", "4", stdout=out)
+    assert "crash guard (no v1 at 100% to compare with)" in out.getvalue()
+    rollout = _evaluate_in_process(rollout)
+    assert rollout.enabled is False
+    assert AuditEntry.objects.get(action="kill_switch.engage").actor == "guardrail:crash"
 
 
 def test_demo_regression__events_follow_the_rule_and_v2_fails_at_the_rate(rollout):

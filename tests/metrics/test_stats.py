@@ -195,3 +195,36 @@ def test_compare_percentile__twice_as_slow__worse():
     row = stats.compare_percentile("latency_p50", "p50", 0.5, fast, slow)
     assert row.verdict == stats.WORSE
     assert row.relative_lo > 0.5
+
+
+def _excludes_no_change(lo: float, hi: float) -> bool:
+    return lo > 0 or hi < 0
+
+
+def test_compare_rates__small_samples__ratio_and_difference_intervals_agree_on_no_change():
+    """Katz's ratio interval (0.5 added to a zero cell) and Newcombe's difference can disagree
+    near the edge: 1 of 3 against 5 of 5 gave a ratio interval through 0 (-32.6%..+786%) beside
+    a difference excluding it (+3.5..+93.9 pp). The row says one thing about significance."""
+    row = stats.compare_rates("m", "M", stats.HIGHER, (1, 3), (5, 5))
+    assert row.relative_lo <= 0 <= row.relative_hi and row.difference_lo <= 0
+    assert row.verdict == stats.UNKNOWN
+    for nc in range(2, 25):
+        for kc in range(nc + 1):
+            for nt in range(2, 13):
+                for kt in range(nt + 1):
+                    c = stats.compare_rates("m", "M", stats.HIGHER, (kc, nc), (kt, nt))
+                    if c.relative_lo is None or c.difference_lo is None:
+                        continue
+                    assert _excludes_no_change(c.relative_lo, c.relative_hi) == (
+                        _excludes_no_change(c.difference_lo, c.difference_hi)
+                    ), (kc, nc, kt, nt)
+
+
+def test_display_row__change_rounding_to_zero__shown_as_0_0_not_minus_0_0():
+    from metrics.views import display_row
+
+    row = stats.compare_rates("timeout_rate", "Timeout rate", stats.LOWER, (40, 5000), (8, 1001))
+    shown = display_row(row)
+    assert row.difference < 0 and round(row.difference * 100, 1) == 0
+    assert shown["difference"].startswith("0.0 pp [") and "−0.0" not in shown["difference"]
+    assert shown["relative"] == "−0.1%"

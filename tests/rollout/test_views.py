@@ -72,6 +72,18 @@ def test_change_views__reviewer_or_viewer__403_and_nothing_changes(request, pers
     assert fresh(rollout).revision == rollout.revision
 
 
+def test_change_view__viewer_form_post__403_page_says_why_and_where_to_go(viewer_client, rollout):
+    """The 403 page says the sentence the server logs, who the user is, and where to go (not
+    Django's bare "403 Forbidden")."""
+    path, data = change_requests(rollout)[0]
+    response = viewer_client.post(path, data)
+    body = response.content.decode()
+    assert response.status_code == 403
+    assert "Only operators can change rollouts." in body
+    assert "a <strong>viewer</strong>" in body and "ask an operator" in body
+    assert f'href="{reverse("rollout:index")}"' in body and "403 Forbidden" not in body
+
+
 def test_change_views__anonymous__redirected_to_login(client, rollout):
     for path, data in change_requests(rollout):
         response = client.post(path, data)

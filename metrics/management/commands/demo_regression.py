@@ -1,17 +1,24 @@
 """Make v2 regress in the demo, so the guardrails roll it back (quick start, README).
 
-    python manage.py demo_regression [--replies 800] [--error-rate 0.3] [--evaluate]
+    python manage.py demo_regression [--replies N] [--error-rate 0.3] [--evaluate]
 
-Sends a few minutes of bot replies through the real ingest path (``metrics.ingest.intake``, what
+Sends bot replies through the real ingest path (``metrics.ingest.intake``, what
 ``POST /api/v1/events`` calls), each channel on the variant the rollout's current rule gives it,
-with v2 failing at ``--error-rate`` (v1 stays at its usual 1.2%). Within a minute the guardrails
-(``make run``'s in-process scheduler, or Celery beat) see v2's error rate above v1's, the
-``errors`` rule breaches and engages the kill switch, audited as ``guardrail:errors``. Press
-"Evaluate now" on the rollout page, or pass ``--evaluate``, not to wait.
+with v2 failing at ``--error-rate`` (v1 stays at its usual 1.2%). The replies are spread over
+the last few minutes, but never before the guardrails' evidence window (it starts at the phase's
+start, the last re-enable, or a rule's reset): replies from before it count for no rule, so a
+demo right after a re-enable would otherwise do nothing. By default there are enough replies for
+v2 to reach the ``errors`` rule's data floor at the current percentage (200 v2 replies; 1,500 at
+20%), so within a minute the guardrails (``make run``'s in-process scheduler, or Celery beat)
+see v2's error rate above v1's, the ``errors`` rule breaches and engages the kill switch,
+audited as ``guardrail:errors``. At 100% there is no v1 to compare with: the crash guard (v2's
+errors above 10%) rolls back, as ``guardrail:crash``. Press "Evaluate now" on the rollout page,
+or pass ``--evaluate``, not to wait.
 """
 
 from __future__ import annotations
 
+import math
 import random
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -23,6 +30,24 @@ from rollout.models import Rollout
 from selcontrol_client import assignment
 
 CONTROL_ERROR_RATE = 0.012
+V2_REPLIES = 300  # the errors rule's floor is 200 replies per variant
+MAX_REPLIES = 20000
+
+
+def evidence_start(rollout: Rollout) -> datetime | None:
+    """The latest start of the rollout's guardrails' evidence windows (replies before it count
+    for no rule): the phase's start, the last release of the kill switch, a rule's reset."""
+    from metrics.guardrails import services as guardrails
+    from metrics.guardrails.models import GuardrailRule
+
+    released = guardrails.last_release(rollout)
+    starts = [
+        guardrails.window_start(rollout, rule, released=released)
+        for rule in GuardrailRule.objects.filter(rollout=rollout)
+    ]
+    return max((s for s in starts if s is not None), default=None)
+
+
 MODEL = "anthropic/claude-3.5-sonnet"
 
 
@@ -34,9 +59,14 @@ def regression_events(
     now: datetime,
     minutes: float = 5.0,
     seed: int | None = None,
+    since: datetime | None = None,
 ) -> list[dict]:
-    """``replies`` bot replies spread over the last ``minutes``, on 500 channels, each on the
-    variant the rule gives its channel; treatment replies fail at ``error_rate``."""
+    """``replies`` bot replies spread over the last ``minutes`` (not before ``since``: the
+    guardrails' evidence window), on 500 channels, each on the variant the rule gives its
+    channel; treatment replies fail at ``error_rate``."""
+    span = minutes * 60
+    if since is not None:
+        span = max(0.0, min(span, (now - since).total_seconds()))
     rng = random.Random(seed)
     rule = rollout.to_rule(overrides=[])
     run = (
@@ -45,7 +75,7 @@ def regression_events(
     channels = [str(10**18 + rng.randrange(10**17)) for _ in range(500)]
     events = []
     for i in range(replies):
-        ts = now - timedelta(seconds=minutes * 60 * (replies - i) / replies)
+        ts = now - timedelta(seconds=span * (replies - i) / replies)
         channel = rng.choice(channels)
         variant, _ = assignment.decide(rule, channel, ts)
         rate = CONTROL_ERROR_RATE if variant == rollout.control_variant else error_rate
@@ -73,7 +103,13 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser) -> None:
         parser.add_argument("--rollout", default="prompts_v2")
-        parser.add_argument("--replies", type=int, default=800, help="Replies (default 800)")
+        parser.add_argument(
+            "--replies",
+            type=int,
+            default=None,
+            help="Replies (default: enough for 300 on v2 at the current percentage, at least "
+            "800, at most 20000)",
+        )
         parser.add_argument(
             "--error-rate", type=float, default=0.3, help="v2's error rate (default 0.3)"
         )
@@ -86,7 +122,7 @@ class Command(BaseCommand):
         self,
         *args,
         rollout: str,
-        replies: int,
+        replies: int | None,
         error_rate: float,
         evaluate: bool,
         seed: int | None,
@@ -102,9 +138,16 @@ class Command(BaseCommand):
                 f"{target.key} serves no v2 now (kill switch on or 0%): re-enable it first, "
                 "e.g. at 20% from the rollout page."
             )
+        if replies is None:
+            replies = min(MAX_REPLIES, max(800, math.ceil(V2_REPLIES * 100 / target.percentage)))
         now = datetime.now(UTC)
         events = regression_events(
-            target, replies=replies, error_rate=error_rate, now=now, seed=seed
+            target,
+            replies=replies,
+            error_rate=error_rate,
+            now=now,
+            seed=seed,
+            since=evidence_start(target),
         )
         result = record_events(events, now=now)
         treated = sum(1 for e in events if e["variant"] != target.control_variant)
@@ -126,6 +169,10 @@ class Command(BaseCommand):
         else:
             self.stdout.write(
                 "The guardrails run every minute (make run's scheduler or Celery beat): the "
-                "errors rule will breach and roll back; or press 'Evaluate now' on the rollout"
-                " page."
+                + (
+                    "crash guard (no v1 at 100% to compare with)"
+                    if target.percentage == 100
+                    else "errors rule"
+                )
+                + " will breach and roll back; or press 'Evaluate now' on the rollout page."
             )

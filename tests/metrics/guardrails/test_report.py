@@ -102,6 +102,7 @@ def deployed(rollout, bob) -> Rollout:
 def test_build__after_30_days_at_full__quality_figures_before_and_after(deployed):
     report = deployment_report.build(deployed, NOW)
     assert report["ready"] is True and report["full_since"] == FULL_AT.isoformat()
+    assert report["clock_restarted_after"] is None  # Canary before Full interrupted nothing
     before = [(FULL_AT - timedelta(days=30)).isoformat(), FULL_AT.isoformat()]
     assert report["periods"]["before"] == before
     h, f = report["hallucination"], report["format_compliance"]
@@ -305,3 +306,80 @@ def test_report__at_full__after_period_from_full_to_now(rollout, viewer_client):
     start, end = (datetime.fromisoformat(t) for t in data["periods"]["after"])
     assert start == datetime.fromisoformat(data["full_since"])
     assert timedelta(days=2) <= end - start < timedelta(days=2, minutes=5)
+
+
+def test_build__daily_cost__replies_and_cost_over_the_days_with_data_from_raw_events(deployed):
+    """The card's daily figures against the raw replies: the after period's replies and cost
+    divided by the days with data (from the first hour with replies to the end of the last),
+    and the daily cost equal to replies/day times the cost a reply shown beside it."""
+    c = deployment_report.build(deployed, NOW)["cost"]["after"]
+    until = FULL_AT + timedelta(days=30)
+    rows = ResponseEvent.objects.filter(ts__gte=FULL_AT, ts__lt=until)
+    agg = rows.aggregate(cost=Sum("cost_usd"), n=Count("id"))
+    hours = sorted(
+        {ts.replace(minute=0, second=0, microsecond=0) for ts in rows.values_list("ts", flat=True)}
+    )
+    days = (hours[-1] + timedelta(hours=1) - hours[0]) / timedelta(days=1)  # every day has data
+    assert c["all_replies"] == agg["n"] and c["days_with_data"] == round(days, 4)
+    assert c["replies_per_day"] == round(agg["n"] / days, 1)
+    assert c["daily_usd"] == round(float(agg["cost"]) / days, 2)
+    assert c["daily_usd"] == pytest.approx(c["replies_per_day"] * c["all_per_reply_usd"], abs=0.01)
+    # one busy hour a day, 60 replies: about 60 a day, not 60 an hour scaled to a day
+    assert 55 <= c["replies_per_day"] <= 65
+
+
+def test_build__daily_cost__a_few_minutes_of_traffic_are_not_scaled_past_their_hour(rollout):
+    rollout = at_full_for(rollout, 2)
+    now = datetime.now(UTC)
+    start = now.replace(minute=0, second=0, microsecond=0)
+    traffic = Traffic(rollout, BEHAVIOURS, seed=1, per_minute=30, channels=50, text=True)
+    record_events(traffic.events(start), now=now)
+    rollups.catch_up()
+    c = deployment_report.build(rollout, now)["cost"]["after"]
+    n = ResponseEvent.objects.count()
+    assert c["all_replies"] == n == 30
+    # the data span: the start of the hour to now (the current hour counts as far as it has gone)
+    span = max(now - start, timedelta(0)) / timedelta(days=1)
+    assert c["days_with_data"] == pytest.approx(span, abs=1e-4)
+    assert c["daily_usd"] == pytest.approx(c["replies_per_day"] * c["all_per_reply_usd"], abs=0.01)
+
+
+def test_build__kill_switch_on_at_full__clock_stopped_and_the_state_said(rollout, viewer_client):
+    rollout = at_full_for(rollout, 3)
+    services.engage_kill_switch(rollout, actor=SYSTEM, reason="errors")
+    rollout.refresh_from_db()
+    report = deployment_report.build(rollout)
+    assert report["full_since"] is None and report["days_at_full"] == 0
+    assert report["ready"] is False and report["clock_stopped"] is True
+    assert report["state"] == "kill switch on at Full: every channel gets v1"
+    assert "30-day clock is stopped" in report["note"]
+    body = viewer_client.get(f"/metrics/{rollout.key}/report/").content.decode()
+    assert "kill switch on at Full" in body and "At 100% since" not in body
+    assert "Serving 100% since" not in body and "clock stopped" in body
+
+
+def test_build__rolled_back_and_re_enabled_off_plan__not_serving_100(rollout):
+    rollout = at_full_for(rollout, 3)
+    services.engage_kill_switch(rollout, actor=SYSTEM, reason="errors")
+    services.release_kill_switch(rollout, actor=SYSTEM, reason="fixed", percentage=20)
+    rollout.refresh_from_db()
+    report = deployment_report.build(rollout)
+    assert report["full_since"] is None
+    assert report["state"] == "off plan: Full is 100%, serving 20%"
+
+
+def test_build__back_at_100_after_a_rollback__clock_restarts_from_then(rollout, viewer_client):
+    rollout = at_full_for(rollout, 10)
+    with time_machine.travel(datetime.now(UTC) - timedelta(days=5), tick=False):
+        services.engage_kill_switch(rollout, actor=SYSTEM, reason="errors")
+    back = datetime.now(UTC) - timedelta(days=2)
+    with time_machine.travel(back, tick=False):
+        services.release_kill_switch(rollout, actor=SYSTEM, reason="fixed", percentage=100)
+    rollout.refresh_from_db()
+    report = deployment_report.build(rollout)
+    assert datetime.fromisoformat(report["full_since"]) == back
+    assert report["days_at_full"] == 2.0
+    assert report["clock_restarted_after"]["state"] == "kill switch on"
+    assert datetime.fromisoformat(report["due_at"]) == back + timedelta(days=30)
+    body = viewer_client.get(f"/metrics/{rollout.key}/report/").content.decode()
+    assert "Serving 100% since" in body and "the clock restarted after kill switch on" in body
