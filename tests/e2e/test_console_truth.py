@@ -422,3 +422,28 @@ def test_typing_a_reason__a_change_through_the_api_arrives__text_kept__section_c
     assert (entry.actor, entry.reason) == ("alice", "Beta: back to 20% after the weekend")
     htmx_idle(page)
     assert csp == []
+
+
+def test_at_full__no_mention_of_advancing__criteria_say_what_they_mean(
+    page: Page, console: str, alice
+):
+    """At Full, the last phase, the criteria header, the slider's off-plan note and the
+    dashboard said "advancing needs an override reason" (issue 16 walk): there is nothing to
+    advance to."""
+    services.move_to_phase(
+        _rollout(), phase=4, actor=SYSTEM, reason="full", gate_override_reason="e2e"
+    )
+    login(page, alice)
+    criteria = page.locator("#criteria")
+    expect(criteria).to_contain_text("do not hold yet")
+    expect(criteria).to_contain_text("Full is the last phase, there is nothing to advance to")
+    expect(criteria).not_to_contain_text("advancing")
+    page.fill("#pct-number", "20")
+    page.locator("#pct-number").dispatch_event("input")
+    note = page.locator("#plan-note")
+    expect(note).to_contain_text("Full is 100%")
+    expect(note).to_contain_text("Full is the last phase")
+    expect(note).not_to_contain_text("advancing")
+    page.goto(f"/metrics/{KEY}/")
+    expect(page.locator("#criteria")).to_contain_text("Full is the last phase")
+    expect(page.locator("main")).not_to_contain_text("advancing needs")
