@@ -424,6 +424,41 @@ def test_typing_a_reason__a_change_through_the_api_arrives__text_kept__section_c
     assert csp == []
 
 
+def test_phase_change__guardrail_rows_of_the_previous_window_not_shown_as_current(
+    page: Page, console: str, alice
+):
+    """After advancing, the guardrail table showed Beta's states labelled "(just now)" beside
+    success criteria for Canary's new window (issue 16 walk). The rows now say they are the
+    previous window's, pending re-evaluation, until "Evaluate now" (or the scheduler) evaluates
+    them over the new window."""
+    _beta(hours=24 * 8)
+    login(page, alice)
+    panel = page.locator("#guardrails")
+    page.get_by_role("button", name="Evaluate now").click()
+    expect(panel).to_contain_text("(just now)")
+    expect(panel.locator("tr[data-previous-window]")).to_have_count(0)
+    htmx_idle(page)
+    page.fill("#advance-reason", "Beta done")
+    page.fill("#gate-override", "e2e: the team accepts")
+    page.get_by_role("button", name="Advance to Canary").click()
+    expect(page.locator(".step-current")).to_contain_text("Canary")
+    canary = _rollout()
+    began = canary.phase_started_at.astimezone(UTC)
+    expect(panel).to_contain_text(
+        f"not evaluated since this window began ({began:%b} {began.day}, {began:%H:%M} UTC)"
+    )
+    expect(panel).not_to_contain_text("just now")
+    rows = panel.locator("tr[data-previous-window]")
+    expect(rows.first).to_contain_text("previous window's state, not this one's")
+    expect(rows.first.locator(".pill")).to_have_text("pending")
+    htmx_idle(page)
+    screenshot(page, "console-guardrails-previous-window")
+    page.get_by_role("button", name="Evaluate now").click()
+    expect(panel.locator("tr[data-previous-window]")).to_have_count(0)
+    expect(panel).to_contain_text("(just now)")
+    htmx_idle(page)
+
+
 def test_at_full__no_mention_of_advancing__criteria_say_what_they_mean(
     page: Page, console: str, alice
 ):
