@@ -424,6 +424,91 @@ def test_typing_a_reason__a_change_through_the_api_arrives__text_kept__section_c
     assert csp == []
 
 
+TICK_GAPS_MS = {  # pauses between the six clicks: a person's pace (the walk's 0.2-0.7 s), none
+    "person": [200, 700, 300, 500, 250],
+    "quick": [200, 200, 250, 200, 200],
+    "no-wait": [0, 0, 0, 0, 0],
+}
+
+
+UNTICKED_WATCH = """() => { // a box the operator ticked drawn unticked again, at any moment
+  window.untickedAgain = [];
+  const clicked = new Set();
+  document.addEventListener("click", (e) => {
+    const box = e.target.closest && e.target.closest("#sec-checklist input[data-item]");
+    if (box) clicked.add(box.dataset.item);
+  }, true);
+  new MutationObserver(() => {
+    clicked.forEach((item) => {
+      const box = document.querySelector(`#sec-checklist input[data-item=${item}]`);
+      if (box && !box.checked) window.untickedAgain.push(item);
+    });
+  }).observe(document.getElementById("main"), { childList: true, subtree: true });
+}"""
+
+
+@pytest.mark.parametrize("pace", sorted(TICK_GAPS_MS))
+def test_six_ticks_clicked_a_person_s_pace_apart__audit_has_six_page_shows_six(
+    page: Page, console: str, alice, pace: str
+):
+    """The walk (issue 16) clicked the six boxes 0.2-0.7 s apart; each showed checked, yet the
+    audit had five ticks: one was lost (htmx:sendAbort in the console). Every tick the operator
+    saw checked must be in the audit and the database, and the page must end showing six."""
+    _beta()
+    login(page, alice)
+    htmx_idle(page)
+    aborted: list[str] = []  # a tick's own request aborted (a section's refresh replaced by a
+    # newer one is aborted on purpose: hx-sync "this:replace" on the <section>)
+    page.on(
+        "console", lambda m: "sendAbort" in m.text and "Input" in m.text and aborted.append(m.text)
+    )
+    checklist = page.locator("#sec-checklist")
+    expect(checklist).to_contain_text("Beta · 0/6")
+    page.evaluate(UNTICKED_WATCH)
+    first = AuditEntry.objects.latest("id").pk
+    for n in range(len(ITEM_KEYS)):
+        # as the walk did: the first box the page shows unticked, clicked and seen checked
+        box = checklist.locator("input[type=checkbox]:not(:checked)").first
+        box.check()
+        if n < len(TICK_GAPS_MS[pace]) and TICK_GAPS_MS[pace][n]:
+            page.wait_for_timeout(TICK_GAPS_MS[pace][n])
+    htmx_idle(page)
+    page.wait_for_timeout(500)
+    htmx_idle(page)
+    ticked = set(_rollout().current_phase.checklist_ticks.values_list("item", flat=True))
+    audited = [
+        e.after["item"]
+        for e in AuditEntry.objects.filter(pk__gt=first, action=AuditEntry.Action.CHECKLIST)
+    ]
+    assert (sorted(ticked), sorted(audited)) == (sorted(ITEM_KEYS), sorted(ITEM_KEYS))
+    expect(checklist).to_contain_text("Beta · 6/6")
+    expect(checklist.locator("input:checked")).to_have_count(6)
+    expect(page.locator("#sec-timeline")).not_to_contain_text("unticked")
+    assert aborted == []
+    assert page.evaluate("window.untickedAgain") == []
+
+
+def test_tick_fails__operator_told__box_shows_what_is_saved(page: Page, console: str, alice):
+    """A tick whose request fails (here the server answers 500) is not left looking saved: the
+    checklist says so and is drawn again from the server, the box unticked."""
+    _beta()
+    login(page, alice)
+    htmx_idle(page)
+    page.route(
+        f"**/rollouts/{KEY}/checklist/",  # the tick's POST, not the section's refresh
+        lambda route: route.fulfill(status=500, body="boom"),
+    )
+    checklist = page.locator("#sec-checklist")
+    checklist.locator("input[data-item=factual]").click()
+    expect(checklist.locator("[data-console-failed]")).to_contain_text(
+        "Not saved: the server answered 500. This part now shows what is saved; try again."
+    )
+    expect(checklist.locator("input[data-item=factual]")).not_to_be_checked()
+    expect(checklist).to_contain_text("Beta · 0/6")
+    assert not _rollout().current_phase.checklist_ticks.exists()
+    htmx_idle(page)
+
+
 def test_phase_change__guardrail_rows_of_the_previous_window_not_shown_as_current(
     page: Page, console: str, alice
 ):
