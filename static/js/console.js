@@ -101,6 +101,42 @@ document.addEventListener("htmx:beforeSend", (event) => {
 });
 document.addEventListener("htmx:afterSettle", refetchStaleSections);
 
+// Changes made elsewhere (another operator, the API, `manage.py kill_switch`, a guardrail's
+// automatic rollback) are seen by polling the console stamp alone (/console/stamp/: the newest
+// audit id, one indexed read) every STAMP_POLL_MS while the tab is visible, and at once when it
+// becomes visible again: a newer stamp has every older fragment (banner, header, sections) fetch
+// itself again. The bound for such a change to reach the page is one poll, not the status
+// section's minute.
+const STAMP_POLL_MS = 5000;
+let stampTimer = null;
+
+function pollStamp() {
+  stampTimer = null;
+  if (document.visibilityState !== "visible" || !document.querySelector("[data-console-stamp][hx-get]")) return;
+  fetch("/console/stamp/", { credentials: "same-origin", headers: { Accept: "application/json" }, redirect: "manual" })
+    .then((answer) => (answer.ok ? answer.json() : null))
+    .then((body) => {
+      const stamp = body && Number(body.stamp);
+      if (stamp && stamp > newestChange) {
+        newestChange = stamp;
+        refetchStaleSections();
+      }
+    })
+    .catch(() => {}) // the next poll tries again
+    .finally(schedulePoll);
+}
+
+function schedulePoll() {
+  if (stampTimer === null && document.visibilityState === "visible") stampTimer = setTimeout(pollStamp, STAMP_POLL_MS);
+}
+
+document.addEventListener("visibilitychange", () => {
+  if (document.visibilityState !== "visible") return;
+  if (stampTimer !== null) clearTimeout(stampTimer);
+  pollStamp();
+});
+document.addEventListener("DOMContentLoaded", schedulePoll);
+
 // A section is not redrawn while a change made in it is on its way (a tick, a save). The walk of
 // issue 16 ticked six boxes 0.2-0.7 s apart: the refresh of the checklist asked for after one
 // tick, read before the next one committed, was swapped in over the box just ticked and showed

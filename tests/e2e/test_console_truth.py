@@ -567,3 +567,52 @@ def test_at_full__no_mention_of_advancing__criteria_say_what_they_mean(
     page.goto(f"/metrics/{KEY}/")
     expect(page.locator("#criteria")).to_contain_text("Full is the last phase")
     expect(page.locator("main")).not_to_contain_text("advancing needs")
+
+
+def _header_banner_status_agree(page: Page, *, kill_switch: bool, timeout: float) -> None:
+    banner = page.locator("#banner")
+    emergency = page.locator("#emergency")
+    tile = page.locator("#sec-status .tile").first
+    if kill_switch:
+        expect(banner).to_contain_text("Kill switch ON", timeout=timeout)
+        expect(emergency).to_contain_text("kill switch ON", timeout=timeout)
+        expect(tile).to_contain_text("Kill switch ON", timeout=timeout)
+    else:
+        expect(banner).not_to_contain_text("Kill switch ON", timeout=timeout)
+        expect(emergency.get_by_role("link", name="Emergency rollback")).to_be_visible(
+            timeout=timeout
+        )
+        expect(tile).to_contain_text("kill switch off", timeout=timeout)
+
+
+STAMP_POLL_BOUND_MS = 5000 + 3000  # console.js STAMP_POLL_MS, and the fragments' refetch
+
+
+def test_changes_made_elsewhere__banner_header_and_sections_follow_within_a_poll(
+    page: Page, console: str, alice
+):
+    """The walk (issue 16) had the page open while `manage.py kill_switch ... off` released the
+    kill switch: 66 s later the red banner and the header still said "Kill switch ON" beside a
+    status tile saying "Live · kill switch off"; a guardrail's automatic rollback never showed
+    its banner within 70 s. The console stamp is now polled every 5 s while the tab is visible:
+    the banner, the header and the sections agree within one poll, without the status
+    section's minute-long refresh."""
+    _beta()
+    login(page, alice)
+    _header_banner_status_agree(page, kill_switch=False, timeout=1000)
+    htmx_idle(page)
+    # a guardrail's automatic rollback, by make run's scheduler: the banner names the guardrail
+    call_command("demo_regression", "--replies", "3000", "--seed", "5")
+    InProcessBeat(celery_app).tick()
+    assert _rollout().enabled is False
+    _header_banner_status_agree(page, kill_switch=True, timeout=STAMP_POLL_BOUND_MS)
+    expect(page.locator("#banner")).to_contain_text("guardrail:errors")
+    htmx_idle(page)
+    screenshot(page, "console-rollback-elsewhere-seen")
+
+    call_command("kill_switch", KEY, "off", percentage=20, reason="x", by="bob")
+    _header_banner_status_agree(page, kill_switch=False, timeout=STAMP_POLL_BOUND_MS)
+    stamp = str(AuditEntry.objects.latest("id").pk)
+    for fragment in ("#banner", "#emergency", "#sec-status", "#sec-timeline", "#sec-percentage"):
+        expect(page.locator(fragment)).to_have_attribute("data-console-stamp", stamp)
+    htmx_idle(page)
