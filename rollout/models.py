@@ -139,10 +139,18 @@ class Rollout(models.Model):
         return f"off plan: {phase.name} is {phase.percentage}%, serving {self.percentage}%"
 
     def next_phase(self) -> Phase | None:
+        """The phase after the current one (the first before Alpha; None at the last), read
+        once per instance and current phase: a page asks it from several sections."""
+        cached = getattr(self, "_next_phase", None)
+        if cached is not None and cached[0] == self.current_phase_id:
+            return cached[1]
         phases = self.phases.order_by("order")
         if self.current_phase is None:
-            return phases.first()
-        return phases.filter(order__gt=self.current_phase.order).first()
+            found = phases.first()
+        else:
+            found = phases.filter(order__gt=self.current_phase.order).first()
+        self._next_phase = (self.current_phase_id, found)
+        return found
 
     def to_rule(self, overrides: list[ChannelOverride] | None = None) -> assignment.Rule:
         if overrides is None:

@@ -92,6 +92,12 @@ def gate_problems(rollout, target, now: datetime | None = None) -> list[str]:
 
 
 def context(rollout, *, now: datetime | None = None, rows: list | None = None) -> dict[str, Any]:
-    """Template context of ``metrics/partials/criteria.html``."""
+    """Template context of ``metrics/partials/criteria.html``. ``criteria_last_phase``: the
+    current phase is the last one, so there is no advance for the criteria to gate (at Full they
+    say whether v2 holds up at 100%; the post-deployment review decides whether it stays)."""
     found = for_rollout(rollout, now=now, rows=rows)
-    return {"criteria": found, "criteria_unmet": sum(1 for c in found if not c.holds)}
+    return {
+        "criteria": found,
+        "criteria_unmet": sum(1 for c in found if not c.holds),
+        "criteria_last_phase": rollout.current_phase is not None and rollout.next_phase() is None,
+    }

@@ -139,13 +139,19 @@ class Outcome:
 
 
 def last_release(rollout: Rollout) -> datetime | None:
-    """When the kill switch was last released (None: never)."""
-    return (
+    """When the kill switch was last released (None: never). Read once per instance and
+    revision (a release bumps it): the console's guardrail rows and criteria both ask."""
+    cached = getattr(rollout, "_last_release", None)
+    if cached is not None and cached[0] == rollout.revision:
+        return cached[1]
+    found = (
         AuditEntry.objects.filter(rollout=rollout, action=AuditEntry.Action.KILL_SWITCH_RELEASE)
         .order_by("-created_at")
         .values_list("created_at", flat=True)
         .first()
     )
+    rollout._last_release = (rollout.revision, found)
+    return found
 
 
 def window_start(

@@ -23,13 +23,35 @@ PILL = {g.OK: "ok", g.INSUFFICIENT: "muted", g.WARNING: "warn", g.BREACHED: "bad
 @register.inclusion_tag("metrics/partials/guardrail_status.html", takes_context=True)
 def guardrail_status(context, rollout) -> dict:
     rows = guardrail_services.states(rollout)
-    active = [(r, s) for r, s in rows if s is not None and s.status != g.OFF]
     phase = rollout.current_phase
     applying = [r for r, _ in rows if r.applies_in(phase)]
+    # A state belongs to the evidence window it was evaluated over. After a phase change (advance,
+    # step back, a rollback and re-enable, a reset) the rule's window starts again: until the next
+    # evaluation its state is the previous window's, shown as such, never as the current one.
+    released = guardrail_services.last_release(rollout) if applying else None
+    active, previous = [], []
+    for r, s in rows:
+        if s is None or s.status == g.OFF:
+            continue
+        start = guardrail_services.window_start(rollout, r, released=released)
+        if r.applies_in(phase) and start is not None and s.window_start == start:
+            active.append((r, s))
+        else:
+            previous.append((r, s))
+    window_began = min(
+        (
+            start
+            for r in applying
+            if (start := guardrail_services.window_start(rollout, r, released=released))
+        ),
+        default=None,
+    )
     return {
         "rollout": rollout,
         "rows": rows,
         "active": active,
+        "previous": previous,
+        "window_began": window_began,
         "applying": applying,
         "counts": {
             status: sum(1 for _, s in active if s.status == status)
@@ -41,8 +63,9 @@ def guardrail_status(context, rollout) -> dict:
         "request": context.get("request"),
         "is_operator": context.get("is_operator"),
         "csrf_token": context.get("csrf_token"),
-        "evaluated_at": max(
-            (s.evaluated_at for _, s in rows if s is not None and s.evaluated_at), default=None
+        "evaluated_at": max((s.evaluated_at for _, s in active if s.evaluated_at), default=None),
+        "previous_evaluated_at": max(
+            (s.evaluated_at for _, s in previous if s.evaluated_at), default=None
         ),
     }
 

@@ -13,6 +13,7 @@ urlpatterns = [
     path("tokens/new/", views.create_token, name="create_token"),
     path("tokens/<int:pk>/revoke/", views.revoke_token, name="revoke_token"),
     path("console/alerts/", views.alerts, name="alerts"),
+    path("console/stamp/", views.console_stamp, name="console_stamp"),
     path("rollouts/<slug:key>/", views.detail, name="detail"),
     path("rollouts/<slug:key>/sections/<slug:name>/", views.section, name="section"),
     path("rollouts/<slug:key>/preview/", views.preview, name="preview"),

@@ -26,7 +26,7 @@ from django.contrib.auth.decorators import login_required
 from django.core.cache import cache
 from django.core.paginator import Paginator
 from django.db.models import Sum
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.cache import never_cache
@@ -298,6 +298,21 @@ def alerts(request: HttpRequest) -> HttpResponse:
     ctx = alerts_context(request, _get_rollout(key) if key else None)
     part = form.cleaned_data["part"]
     return freshness.tell_stamp(request, render(request, f"console/partials/{part}.html", ctx))
+
+
+@never_cache
+@login_required
+@require_GET
+def console_stamp(request: HttpRequest) -> HttpResponse:
+    """The console stamp alone (the newest audit id), polled every few seconds by an open
+    console while its tab is visible (static/js/console.js): a change made elsewhere (the API,
+    ``manage.py kill_switch``, a guardrail's rollback) reaches the banner, the header and every
+    section within one poll, where the status section's minute-long refresh took up to 60 s.
+    One indexed read (the primary key's last entry) and no template."""
+    current = freshness.stamp(request)
+    response = JsonResponse({"stamp": current})
+    response[freshness.HEADER] = str(current)
+    return response
 
 
 @login_required

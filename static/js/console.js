@@ -101,6 +101,132 @@ document.addEventListener("htmx:beforeSend", (event) => {
 });
 document.addEventListener("htmx:afterSettle", refetchStaleSections);
 
+// Changes made elsewhere (another operator, the API, `manage.py kill_switch`, a guardrail's
+// automatic rollback) are seen by polling the console stamp alone (/console/stamp/: the newest
+// audit id, one indexed read) every STAMP_POLL_MS while the tab is visible, and at once when it
+// becomes visible again: a newer stamp has every older fragment (banner, header, sections) fetch
+// itself again. The bound for such a change to reach the page is one poll, not the status
+// section's minute.
+const STAMP_POLL_MS = 5000;
+let stampTimer = null;
+
+function pollStamp() {
+  stampTimer = null;
+  if (document.visibilityState !== "visible" || !document.querySelector("[data-console-stamp][hx-get]")) return;
+  fetch("/console/stamp/", { credentials: "same-origin", headers: { Accept: "application/json" }, redirect: "manual" })
+    .then((answer) => (answer.ok ? answer.json() : null))
+    .then((body) => {
+      const stamp = body && Number(body.stamp);
+      if (stamp && stamp > newestChange) {
+        newestChange = stamp;
+        refetchStaleSections();
+      }
+    })
+    .catch(() => {}) // the next poll tries again
+    .finally(schedulePoll);
+}
+
+function schedulePoll() {
+  if (stampTimer === null && document.visibilityState === "visible") stampTimer = setTimeout(pollStamp, STAMP_POLL_MS);
+}
+
+document.addEventListener("visibilitychange", () => {
+  if (document.visibilityState !== "visible") return;
+  if (stampTimer !== null) clearTimeout(stampTimer);
+  pollStamp();
+});
+document.addEventListener("DOMContentLoaded", schedulePoll);
+
+// A section is not redrawn while a change made in it is on its way (a tick, a save). The walk of
+// issue 16 ticked six boxes 0.2-0.7 s apart: the refresh of the checklist asked for after one
+// tick, read before the next one committed, was swapped in over the box just ticked and showed
+// it unticked again (a person ticks it again, and the sixth box is never ticked); an answer of
+// one tick drawn before another tick committed did the same. So, per section (by id):
+// - while changes made in it are in flight, a refresh's answer is not swapped in, and a change's
+//   answer only when it is the last one in flight: the boxes keep what the operator clicked;
+// - an answer older (console stamp) than what the section shows, or than the newest change
+//   answered on the page, is not swapped in either; the section fetches itself again once its
+//   changes are answered (refetchStaleSections);
+// - a change that failed (no answer, or an error status other than 409/422, which are drawn)
+//   is said in the section, and the section is fetched again: it shows what the server has.
+const inFlight = new Map(); // section id -> changes made in it and not answered yet
+const failedNote = new Map(); // section id -> the sentence about a change that failed
+
+function stampOf(xhr) {
+  const value = xhr && xhr.getResponseHeader("X-Console-Stamp");
+  return value ? Number(value) : null;
+}
+
+function sayFailed(section, text) {
+  section.querySelectorAll("[data-console-failed]").forEach((n) => n.remove());
+  const note = document.createElement("p");
+  note.className = "notice bad";
+  note.setAttribute("role", "alert");
+  note.dataset.consoleFailed = "";
+  note.textContent = text;
+  const heading = section.querySelector("h2");
+  if (heading) heading.after(note);
+  else section.prepend(note);
+}
+
+document.addEventListener("htmx:beforeSend", (event) => {
+  const xhr = event.detail.xhr;
+  const verb = String((event.detail.requestConfig || {}).verb || "get").toLowerCase();
+  const elt = event.detail.elt;
+  if (!xhr || verb === "get" || !elt || !elt.closest) return;
+  const section = elt.closest("[data-console-stamp][id]");
+  if (!section) return;
+  const id = section.id;
+  inFlight.set(id, (inFlight.get(id) || 0) + 1);
+  xhr.addEventListener("loadend", () => {
+    const left = (inFlight.get(id) || 1) - 1;
+    if (left > 0) inFlight.set(id, left);
+    else inFlight.delete(id);
+    const status = xhr.status;
+    const failed = status === 0 || (status >= 400 && status !== 409 && status !== 422);
+    const current = document.getElementById(id);
+    if (failed && current && !(xhr.responseURL && new URL(xhr.responseURL).pathname === "/login/")) {
+      const text = status === 0
+        ? "Not saved: the server could not be reached. This part now shows what is saved; try again."
+        : "Not saved: the server answered " + status + ". This part now shows what is saved; try again.";
+      failedNote.set(id, text);
+      sayFailed(current, text);
+      delete current.dataset.consoleAsked;
+      current.dataset.consoleStamp = "0"; // fetched again below, whatever it shows
+      if (left === 0) setTimeout(() => refreshNow(current), 0);
+    } else if (left === 0) {
+      setTimeout(refetchStaleSections, 0); // after htmx has handled this answer
+    }
+  });
+});
+
+document.addEventListener("htmx:beforeSwap", (event) => {
+  const target = event.detail.target;
+  if (!event.detail.shouldSwap || !target || !target.id || !target.dataset || !("consoleStamp" in target.dataset)) return;
+  const config = event.detail.requestConfig || {};
+  const isChange = String(config.verb || "get").toLowerCase() !== "get";
+  const pending = inFlight.get(target.id) || 0;
+  const stamp = stampOf(event.detail.xhr);
+  let keep = false;
+  if (pending > (isChange ? 1 : 0)) keep = true; // a change made here is still on its way
+  else if (stamp !== null && stamp < (Number(target.dataset.consoleStamp) || 0)) keep = true;
+  else if (stamp !== null && isChange && stamp < newestChange) keep = true;
+  if (keep) {
+    event.detail.shouldSwap = false;
+    delete target.dataset.consoleAsked; // the stamp refetch may ask again
+  }
+});
+
+document.addEventListener("htmx:afterSwap", () => {
+  failedNote.forEach((text, id) => {
+    const section = document.getElementById(id);
+    if (section && !section.querySelector("[data-console-failed]")) {
+      sayFailed(section, text);
+      failedNote.delete(id);
+    }
+  });
+});
+
 // A section refreshing itself (on "rollout-changed", its timer, or the stamp refetch above) used
 // to replace its forms while an operator was typing a reason into one: the text was gone.
 // - A refresh of a section (or header part) whose field has the focus (one typed into or set,

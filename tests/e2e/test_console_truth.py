@@ -422,3 +422,197 @@ def test_typing_a_reason__a_change_through_the_api_arrives__text_kept__section_c
     assert (entry.actor, entry.reason) == ("alice", "Beta: back to 20% after the weekend")
     htmx_idle(page)
     assert csp == []
+
+
+TICK_GAPS_MS = {  # pauses between the six clicks: a person's pace (the walk's 0.2-0.7 s), none
+    "person": [200, 700, 300, 500, 250],
+    "quick": [200, 200, 250, 200, 200],
+    "no-wait": [0, 0, 0, 0, 0],
+}
+
+
+UNTICKED_WATCH = """() => { // a box the operator ticked drawn unticked again, at any moment
+  window.untickedAgain = [];
+  const clicked = new Set();
+  document.addEventListener("click", (e) => {
+    const box = e.target.closest && e.target.closest("#sec-checklist input[data-item]");
+    if (box) clicked.add(box.dataset.item);
+  }, true);
+  new MutationObserver(() => {
+    clicked.forEach((item) => {
+      const box = document.querySelector(`#sec-checklist input[data-item=${item}]`);
+      if (box && !box.checked) window.untickedAgain.push(item);
+    });
+  }).observe(document.getElementById("main"), { childList: true, subtree: true });
+}"""
+
+
+@pytest.mark.parametrize("pace", sorted(TICK_GAPS_MS))
+def test_six_ticks_clicked_a_person_s_pace_apart__audit_has_six_page_shows_six(
+    page: Page, console: str, alice, pace: str
+):
+    """The walk (issue 16) clicked the six boxes 0.2-0.7 s apart; each showed checked, yet the
+    audit had five ticks: one was lost (htmx:sendAbort in the console). Every tick the operator
+    saw checked must be in the audit and the database, and the page must end showing six."""
+    _beta()
+    login(page, alice)
+    htmx_idle(page)
+    aborted: list[str] = []  # a tick's own request aborted (a section's refresh replaced by a
+    # newer one is aborted on purpose: hx-sync "this:replace" on the <section>)
+    page.on(
+        "console", lambda m: "sendAbort" in m.text and "Input" in m.text and aborted.append(m.text)
+    )
+    checklist = page.locator("#sec-checklist")
+    expect(checklist).to_contain_text("Beta · 0/6")
+    page.evaluate(UNTICKED_WATCH)
+    first = AuditEntry.objects.latest("id").pk
+    for n in range(len(ITEM_KEYS)):
+        # as the walk did: the first box the page shows unticked, clicked and seen checked
+        box = checklist.locator("input[type=checkbox]:not(:checked)").first
+        box.check()
+        if n < len(TICK_GAPS_MS[pace]) and TICK_GAPS_MS[pace][n]:
+            page.wait_for_timeout(TICK_GAPS_MS[pace][n])
+    htmx_idle(page)
+    page.wait_for_timeout(500)
+    htmx_idle(page)
+    ticked = set(_rollout().current_phase.checklist_ticks.values_list("item", flat=True))
+    audited = [
+        e.after["item"]
+        for e in AuditEntry.objects.filter(pk__gt=first, action=AuditEntry.Action.CHECKLIST)
+    ]
+    assert (sorted(ticked), sorted(audited)) == (sorted(ITEM_KEYS), sorted(ITEM_KEYS))
+    expect(checklist).to_contain_text("Beta · 6/6")
+    expect(checklist.locator("input:checked")).to_have_count(6)
+    expect(page.locator("#sec-timeline")).not_to_contain_text("unticked")
+    assert aborted == []
+    assert page.evaluate("window.untickedAgain") == []
+
+
+def test_tick_fails__operator_told__box_shows_what_is_saved(page: Page, console: str, alice):
+    """A tick whose request fails (here the server answers 500) is not left looking saved: the
+    checklist says so and is drawn again from the server, the box unticked."""
+    _beta()
+    login(page, alice)
+    htmx_idle(page)
+    page.route(
+        f"**/rollouts/{KEY}/checklist/",  # the tick's POST, not the section's refresh
+        lambda route: route.fulfill(status=500, body="boom"),
+    )
+    checklist = page.locator("#sec-checklist")
+    checklist.locator("input[data-item=factual]").click()
+    expect(checklist.locator("[data-console-failed]")).to_contain_text(
+        "Not saved: the server answered 500. This part now shows what is saved; try again."
+    )
+    expect(checklist.locator("input[data-item=factual]")).not_to_be_checked()
+    expect(checklist).to_contain_text("Beta · 0/6")
+    assert not _rollout().current_phase.checklist_ticks.exists()
+    htmx_idle(page)
+
+
+def test_phase_change__guardrail_rows_of_the_previous_window_not_shown_as_current(
+    page: Page, console: str, alice
+):
+    """After advancing, the guardrail table showed Beta's states labelled "(just now)" beside
+    success criteria for Canary's new window (issue 16 walk). The rows now say they are the
+    previous window's, pending re-evaluation, until "Evaluate now" (or the scheduler) evaluates
+    them over the new window."""
+    _beta(hours=24 * 8)
+    login(page, alice)
+    panel = page.locator("#guardrails")
+    page.get_by_role("button", name="Evaluate now").click()
+    expect(panel).to_contain_text("(just now)")
+    expect(panel.locator("tr[data-previous-window]")).to_have_count(0)
+    htmx_idle(page)
+    page.fill("#advance-reason", "Beta done")
+    page.fill("#gate-override", "e2e: the team accepts")
+    page.get_by_role("button", name="Advance to Canary").click()
+    expect(page.locator(".step-current")).to_contain_text("Canary")
+    canary = _rollout()
+    began = canary.phase_started_at.astimezone(UTC)
+    expect(panel).to_contain_text(
+        f"not evaluated since this window began ({began:%b} {began.day}, {began:%H:%M} UTC)"
+    )
+    expect(panel).not_to_contain_text("just now")
+    rows = panel.locator("tr[data-previous-window]")
+    expect(rows.first).to_contain_text("previous window's state, not this one's")
+    expect(rows.first.locator(".pill")).to_have_text("pending")
+    htmx_idle(page)
+    screenshot(page, "console-guardrails-previous-window")
+    page.get_by_role("button", name="Evaluate now").click()
+    expect(panel.locator("tr[data-previous-window]")).to_have_count(0)
+    expect(panel).to_contain_text("(just now)")
+    htmx_idle(page)
+
+
+def test_at_full__no_mention_of_advancing__criteria_say_what_they_mean(
+    page: Page, console: str, alice
+):
+    """At Full, the last phase, the criteria header, the slider's off-plan note and the
+    dashboard said "advancing needs an override reason" (issue 16 walk): there is nothing to
+    advance to."""
+    services.move_to_phase(
+        _rollout(), phase=4, actor=SYSTEM, reason="full", gate_override_reason="e2e"
+    )
+    login(page, alice)
+    criteria = page.locator("#criteria")
+    expect(criteria).to_contain_text("do not hold yet")
+    expect(criteria).to_contain_text("Full is the last phase, there is nothing to advance to")
+    expect(criteria).not_to_contain_text("advancing")
+    page.fill("#pct-number", "20")
+    page.locator("#pct-number").dispatch_event("input")
+    note = page.locator("#plan-note")
+    expect(note).to_contain_text("Full is 100%")
+    expect(note).to_contain_text("Full is the last phase")
+    expect(note).not_to_contain_text("advancing")
+    page.goto(f"/metrics/{KEY}/")
+    expect(page.locator("#criteria")).to_contain_text("Full is the last phase")
+    expect(page.locator("main")).not_to_contain_text("advancing needs")
+
+
+def _header_banner_status_agree(page: Page, *, kill_switch: bool, timeout: float) -> None:
+    banner = page.locator("#banner")
+    emergency = page.locator("#emergency")
+    tile = page.locator("#sec-status .tile").first
+    if kill_switch:
+        expect(banner).to_contain_text("Kill switch ON", timeout=timeout)
+        expect(emergency).to_contain_text("kill switch ON", timeout=timeout)
+        expect(tile).to_contain_text("Kill switch ON", timeout=timeout)
+    else:
+        expect(banner).not_to_contain_text("Kill switch ON", timeout=timeout)
+        expect(emergency.get_by_role("link", name="Emergency rollback")).to_be_visible(
+            timeout=timeout
+        )
+        expect(tile).to_contain_text("kill switch off", timeout=timeout)
+
+
+STAMP_POLL_BOUND_MS = 5000 + 3000  # console.js STAMP_POLL_MS, and the fragments' refetch
+
+
+def test_changes_made_elsewhere__banner_header_and_sections_follow_within_a_poll(
+    page: Page, console: str, alice
+):
+    """The walk (issue 16) had the page open while `manage.py kill_switch ... off` released the
+    kill switch: 66 s later the red banner and the header still said "Kill switch ON" beside a
+    status tile saying "Live · kill switch off"; a guardrail's automatic rollback never showed
+    its banner within 70 s. The console stamp is now polled every 5 s while the tab is visible:
+    the banner, the header and the sections agree within one poll, without the status
+    section's minute-long refresh."""
+    _beta()
+    login(page, alice)
+    _header_banner_status_agree(page, kill_switch=False, timeout=1000)
+    htmx_idle(page)
+    # a guardrail's automatic rollback, by make run's scheduler: the banner names the guardrail
+    call_command("demo_regression", "--replies", "3000", "--seed", "5")
+    InProcessBeat(celery_app).tick()
+    assert _rollout().enabled is False
+    _header_banner_status_agree(page, kill_switch=True, timeout=STAMP_POLL_BOUND_MS)
+    expect(page.locator("#banner")).to_contain_text("guardrail:errors")
+    htmx_idle(page)
+    screenshot(page, "console-rollback-elsewhere-seen")
+
+    call_command("kill_switch", KEY, "off", percentage=20, reason="x", by="bob")
+    _header_banner_status_agree(page, kill_switch=False, timeout=STAMP_POLL_BOUND_MS)
+    stamp = str(AuditEntry.objects.latest("id").pk)
+    for fragment in ("#banner", "#emergency", "#sec-status", "#sec-timeline", "#sec-percentage"):
+        expect(page.locator(fragment)).to_have_attribute("data-console-stamp", stamp)
+    htmx_idle(page)

@@ -528,6 +528,23 @@ def test_alerts__unknown_part_or_rollout__404(operator_client, rollout, query):
     assert operator_client.get(f"{url('alerts')}{query}", headers=HX).status_code == 404
 
 
+def test_console_stamp__newest_audit_id__one_read__login_needed(viewer_client, rollout):
+    """What the open console polls every 5 s (static/js/console.js): the newest audit id, with
+    the session's reads and one more, and never cached."""
+    started(rollout)
+    with CaptureQueriesContext(connection) as queries:
+        response = viewer_client.get(url("console_stamp"))
+    assert response.status_code == 200
+    newest = AuditEntry.objects.latest("id").pk
+    assert response.json() == {"stamp": newest}
+    assert response["X-Console-Stamp"] == str(newest)
+    assert "no-cache" in response["Cache-Control"] or "max-age=0" in response["Cache-Control"]
+    assert sum("rollout_auditentry" in q["sql"] for q in queries.captured_queries) == 1
+    assert len(queries.captured_queries) <= 3  # the session, the user, the stamp
+    anonymous = Client().get(url("console_stamp"))
+    assert anonymous.status_code == 302 and "/login/" in anonymous["Location"]
+
+
 # --- emergency rollback and way back -------------------------------------------------------------
 
 
