@@ -202,8 +202,14 @@ def _assess_arm(
     )
 
 
-def _assess_cost(spec: g.RuleSpec, arms: Mapping[str, g.Arm], treatments: list[str], hours: float):
-    verdict = g.evaluate_cost(spec, arms, treatments, window_hours=hours)
+def _assess_cost(
+    spec: g.RuleSpec,
+    arms: Mapping[str, g.Arm],
+    treatments: list[str],
+    hours: float,
+    traffic: g.Traffic | None,
+):
+    verdict = g.evaluate_cost(spec, arms, treatments, window_hours=hours, traffic=traffic)
     if verdict.status == g.INSUFFICIENT:
         return UNKNOWN, f"below the data floor: {verdict.summary}", verdict.numbers
     if verdict.status == g.BREACHED:
@@ -231,6 +237,7 @@ def assess(
     window_hours: float,
     breached: str = "",
     since: datetime | None = None,
+    traffic: g.Traffic | None = None,
 ) -> Criterion:
     """One criterion from the figures per variant (pure). ``breached``: the guardrail's summary
     when it breached in this window (then the criterion fails whatever the figures say now).
@@ -239,7 +246,7 @@ def assess(
     if breached:
         return Criterion(key, ask, FAILS, f"the guardrail breached in this window: {breached}")
     if spec.metric == g.DAILY_COST:
-        status, why, numbers = _assess_cost(spec, arms, treatments, window_hours)
+        status, why, numbers = _assess_cost(spec, arms, treatments, window_hours, traffic)
         return Criterion(key, ask, status, why, numbers)
     alpha = spec.alpha / max(1, len(treatments))
     control_arm = arms.get(control) or g.Arm(control)

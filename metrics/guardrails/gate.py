@@ -72,6 +72,7 @@ def _for_rollout(rollout, *, now: datetime, rows: list | None) -> list[Criterion
                 window_hours=(now - since).total_seconds() / 3600,
                 breached=breached,
                 since=since,
+                traffic=gs.daily_traffic(rollout, now) if rule.metric == g.DAILY_COST else None,
             )
         )
     return out

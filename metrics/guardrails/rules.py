@@ -541,10 +541,28 @@ def evaluate_latency(
     return Verdict(OK, text, numbers, treatment.variant)
 
 
+@dataclass(frozen=True)
+class Traffic:
+    """Every variant's replies and spend over ``hours`` (the last day, or since the first reply
+    when the bot is younger): the traffic a daily cost scales."""
+
+    replies: int
+    cost_usd: float
+    hours: float
+
+
 def evaluate_cost(
-    spec: RuleSpec, arms: Mapping[str, Arm], treatments: list[str], *, window_hours: float
+    spec: RuleSpec,
+    arms: Mapping[str, Arm],
+    treatments: list[str],
+    *,
+    window_hours: float,
+    traffic: Traffic | None = None,
 ) -> Verdict:
-    """Daily cost if every channel got v2: v2's cost per reply x all replies per day."""
+    """Daily cost if every channel got v2: v2's cost per reply (over the window) x all replies
+    per day. ``traffic``: the replies and spend of every variant over the last day, which the
+    per-day figures scale when given; without it they scale the window's own, which a window of
+    minutes (right after a phase change or re-enable) turns into a burst read as a day."""
     budget = spec.threshold
     all_replies = sum(a.responses for a in arms.values())
     v2_replies = sum(arms[v].responses for v in treatments if v in arms)
@@ -564,18 +582,24 @@ def evaluate_cost(
             INSUFFICIENT, f"{v2_replies} of {spec.min_samples} v2 replies needed.", numbers, None
         )
     per_reply = v2_cost / v2_replies
-    replies_per_day = all_replies * 24.0 / window_hours
+    if traffic is not None and traffic.hours > 0:
+        replies_per_day = traffic.replies * 24.0 / traffic.hours
+        spend_per_day = traffic.cost_usd * 24.0 / traffic.hours
+        numbers["traffic_hours"] = round(traffic.hours, 2)
+    else:
+        replies_per_day = all_replies * 24.0 / window_hours
+        spend_per_day = actual * 24.0 / window_hours
     projected = per_reply * replies_per_day
     numbers.update(
         cost_per_v2_reply_usd=round(per_reply, 6),
         replies_per_day=round(replies_per_day, 1),
         projected_daily_usd=round(projected, 2),
-        actual_daily_usd=round(actual * 24.0 / window_hours, 2),
+        actual_daily_usd=round(spend_per_day, 2),
     )
     text = (
         f"daily cost at 100% v2 ${projected:,.2f} vs budget ${budget:,.2f} "
         f"(${per_reply:.5f} per v2 reply x {replies_per_day:,.0f} replies/day; "
-        f"spend now ${actual * 24.0 / window_hours:,.2f}/day)"
+        f"spend now ${spend_per_day:,.2f}/day)"
     )
     if projected > budget:
         return Verdict(BREACHED, text, numbers, None)
@@ -835,6 +859,7 @@ def evaluate(
     window_hours: float = 24.0,
     p_min: Mapping[str, float] | None = None,
     window_start: datetime | None = None,
+    traffic: Traffic | None = None,
 ) -> Verdict:
     """Evaluate a rule over the window's figures per variant.
 
@@ -846,7 +871,7 @@ def evaluate(
     if spec.metric not in METRICS:
         raise ValueError(f"metric must be one of {', '.join(METRICS)}; {spec.metric!r} is not.")
     if spec.metric == DAILY_COST:
-        return evaluate_cost(spec, arms, treatments, window_hours=window_hours)
+        return evaluate_cost(spec, arms, treatments, window_hours=window_hours, traffic=traffic)
     if spec.metric == CRASH:
         raise ValueError("the crash guard reads recent replies: call evaluate_crash.")
     alpha = spec.alpha / max(1, len(treatments))

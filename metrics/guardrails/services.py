@@ -226,6 +226,27 @@ def reviewed_by_channel(
     return out
 
 
+def daily_traffic(rollout: Rollout, now: datetime) -> g.Traffic:
+    """Every variant's replies and spend over the last COST_WINDOW, whatever the phase's window:
+    traffic does not depend on which version answers, and the window can be minutes old (the
+    demo's burst of 1,500 replies in the 5 minutes after a re-enable read as 2.3 million replies a
+    day, a $19,964/day cost breach on a bot answering 3,000 a day). A bot younger than the window
+    counts the hours since its first reply (``resp_rollout_ts`` answers both questions)."""
+    since = now - COST_WINDOW
+    rows = selectors.hourly(rollout.key, since, now)
+    if not rows:
+        return g.Traffic(0, 0.0, 0.0)
+    replies = ResponseEvent.objects.filter(rollout_key=rollout.key).order_by("ts")
+    if not replies.filter(ts__lt=since).exists():
+        first = replies.filter(ts__gte=since, ts__lt=now).values_list("ts", flat=True).first()
+        since = first or since
+    return g.Traffic(
+        replies=sum(row["responses"] for row in rows),
+        cost_usd=sum(row["cost_usd"] for row in rows),
+        hours=(now - since).total_seconds() / 3600,
+    )
+
+
 def arms(
     rollout: Rollout, since: datetime, until: datetime, *, reviews: bool = False
 ) -> dict[str, g.Arm]:
@@ -365,6 +386,7 @@ def _verdict(
         window_hours=hours,
         p_min=state.p_min,
         window_start=start,
+        traffic=daily_traffic(rollout, now) if rule.metric == g.DAILY_COST else None,
     )
     return _noise_is_not_a_warning(rule, spec, verdict, figures, rollout, hours)
 

@@ -324,3 +324,37 @@ def test_aa__identical_variants_over_a_compressed_phase__no_rule_breaches(canary
         minute, outcomes = run(traffic, canary, minutes=30, start=start)
         assert minute is None, [o for o in outcomes if o.status == g.BREACHED]
         assert {o.rule: o.status for o in outcomes}["errors"] in (g.OK, g.WARNING)
+
+
+def test_cost__burst_right_after_a_phase_change__scales_the_days_traffic_not_the_burst(rollout):
+    # A day of ordinary traffic (100 replies an hour), then Canary starts and the next five
+    # minutes bring 1,500 replies (what `manage.py demo_regression` sends). Scaling the window's
+    # five minutes to a day read 432,000 replies a day: a $3,800/day breach of the $75 budget
+    # on a bot answering under 4,000 a day (the walk of 2026-11-30 saw "$19,964.29/day").
+    from metrics.guardrails import gate
+
+    day_start = T0 - timedelta(days=1)
+    start_phase(rollout, 2, at=day_start - timedelta(hours=1))
+    background = Traffic(rollout, {"v1": V1, "v2_full": V2}, per_minute=100, seed=7)
+    for hour in range(24):
+        at = day_start + timedelta(hours=hour)
+        with time_machine.travel(at + timedelta(minutes=2), tick=False):
+            assert not record_events(background.events(at), now=at + timedelta(minutes=2)).rejected
+    canary = start_phase(rollout, 3, at=T0)
+    burst = Traffic(canary, {"v1": V1, "v2_full": V2}, per_minute=300, seed=8)
+    run(burst, canary, minutes=5, stop_on_breach=False)
+    now = T0 + timedelta(minutes=5)
+
+    cost = state(canary, "cost")
+    assert cost.status != g.BREACHED
+    # the last 24 h: hours 1-23 of the day (hour 0's replies fell before now - 24 h) + the burst
+    assert cost.numbers["all_replies"] == pytest.approx(cost.numbers["v2_replies"] * 2, rel=0.2)
+    assert cost.numbers["replies_per_day"] == pytest.approx(23 * 100 + 1500, rel=0.001)
+    per_reply = cost.numbers["cost_per_v2_reply_usd"]
+    assert cost.numbers["projected_daily_usd"] == pytest.approx(per_reply * 3800, abs=0.01)
+    canary.refresh_from_db()
+    assert canary.enabled and canary.current_phase.name == "Canary"
+    with time_machine.travel(now, tick=False):
+        (criterion,) = [c for c in gate.for_rollout(canary, now=now) if c.key == "cost"]
+    assert criterion.holds, criterion.why
+    assert "3,800 replies/day" in criterion.why
