@@ -56,6 +56,7 @@ PAGES: dict[str, dict[str, str]] = {
     "rollout:alerts": {"GET": LOGIN},
     "rollout:detail": {"GET": LOGIN},
     "rollout:section": {"GET": LOGIN},
+    "rollout:console_stamp": {"GET": LOGIN},
     "rollout:preview": {"GET": LOGIN},
     "rollout:lookup": {"GET": LOGIN},
     "rollout:set_percentage": {"POST": OPERATOR},
