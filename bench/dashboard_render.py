@@ -236,7 +236,7 @@ def main() -> None:
 
         from django.core.cache import cache
 
-        from metrics import series
+        from metrics.dashboard import series
 
         hourly = get("/metrics/prompts_v2/?range=30d&granularity=hour", {})
 

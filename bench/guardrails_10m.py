@@ -70,7 +70,8 @@ def main() -> None:
         django.setup()
         from django.db import connection
 
-        from metrics import rollups, series
+        from metrics import rollups
+        from metrics.dashboard import series
         from metrics.guardrails import services as guardrail_services
         from metrics.guardrails.models import GuardrailRule
         from rollout import services

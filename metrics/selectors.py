@@ -73,8 +73,8 @@ def review_counts(rollout_key: str, since: datetime, until: datetime) -> dict[st
 
 
 def review_weekly(rollout_key: str, since: datetime, until: datetime) -> list[dict[str, Any]]:
-    """The dashboard's review chart rows (metrics.series.review_figures reads this name): per
-    (week, variant), ``week`` as the Monday 00:00 UTC datetime, ``graded``, ``hallucinations``,
+    """The dashboard's review chart rows (metrics.dashboard.series.review_figures reads this name):
+    per (week, variant), ``week`` as the Monday 00:00 UTC datetime, ``graded``, ``hallucinations``,
     ``format_ok``, ``calibrated``, ``consistent``, plus every figure of
     metrics.reviews.services.weekly_review_rates (applicable counts, Wilson interval)."""
     from .reviews import services as reviews

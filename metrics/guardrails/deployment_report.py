@@ -29,7 +29,8 @@ from django.utils import timezone
 from rollout import services
 from rollout.models import AuditEntry, Rollout
 
-from .. import selectors, series, stats
+from .. import selectors, stats
+from ..dashboard import series
 from ..reviews import services as reviews
 from .models import DeploymentDecision
 from .rules import Clusters

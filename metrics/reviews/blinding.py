@@ -10,8 +10,8 @@ Two rules (docs/reviews.md, "Blind"):
    per-version figures, so their grades are not blind anyway) does not see per-version figures
    of a week whose sample has replies open to them: a reply's content can date it, and a
    quiet bot's hourly chart, or the first grades per version, then give its version away. The
-   dashboard (``hidden_weeks_notice``, called by metrics.views.parse_params for the page, the
-   charts and their CSV/JSON) and the results page's rates table ask this module.
+   dashboard (``hidden_weeks_notice``, called by metrics.dashboard.views.parse_params for the page,
+   the charts and their CSV/JSON) and the results page's rates table ask this module.
 
 Pure reads; no writes.
 """

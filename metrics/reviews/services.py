@@ -779,7 +779,8 @@ def weekly_review_rates(rollout_key: str, since: datetime, until: datetime) -> l
 
 
 def dashboard_weekly(rollout_key: str, since: datetime, until: datetime) -> list[dict[str, Any]]:
-    """weekly_review_rates in the dashboard's vocabulary (metrics.series.REVIEW_METRICS)."""
+    """weekly_review_rates in the dashboard's vocabulary
+    (metrics.dashboard.series.REVIEW_METRICS)."""
     rows = []
     for row in weekly_review_rates(rollout_key, since, until):
         out = dict(row)

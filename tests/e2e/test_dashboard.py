@@ -15,7 +15,7 @@ from metrics import rollups
 from rollout import services
 from tests.conftest import SYSTEM
 from tests.e2e.conftest import login, screenshot
-from tests.metrics.dashboard_traffic import V1, V2, Profile, events_for, load
+from tests.metrics.dashboard.dashboard_traffic import V1, V2, Profile, events_for, load
 
 pytestmark = pytest.mark.e2e
 HOURS = 96  # four days of traffic (the 7-day range shows them and the markers)

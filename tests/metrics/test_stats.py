@@ -221,7 +221,7 @@ def test_compare_rates__small_samples__ratio_and_difference_intervals_agree_on_n
 
 
 def test_display_row__change_rounding_to_zero__shown_as_0_0_not_minus_0_0():
-    from metrics.views import display_row
+    from metrics.dashboard.views import display_row
 
     row = stats.compare_rates("timeout_rate", "Timeout rate", stats.LOWER, (40, 5000), (8, 1001))
     shown = display_row(row)

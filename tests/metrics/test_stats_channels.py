@@ -15,7 +15,8 @@ from datetime import timedelta
 import numpy as np
 import pytest
 
-from metrics import rollups, series, stats
+from metrics import rollups, stats
+from metrics.dashboard import series
 from metrics.guardrails.rules import Clusters
 from metrics.models import ResponseEvent
 from tests.metrics.guardrails.test_guardrail_rollback import T0, V1, V2, Traffic, run, start_phase
@@ -111,7 +112,7 @@ def _clustered_row(control, treatment):
 def test_dashboard_settle_sentence__channels_as_the_unit__says_how_many_times_todays_channels():
     """With channels as the unit the page must not ask for "N more channels" (a rollout has the
     channels it has): it says how many times today's channels would settle the question."""
-    from metrics.views import display_row
+    from metrics.dashboard.views import display_row
 
     small = _clustered_row([(5, 100), (15, 100)] * 10, [(5, 100), (16, 100)] * 10)
     near = _clustered_row([(5, 100), (15, 100)] * 10, [(7, 100), (19, 100)] * 10)
@@ -127,7 +128,7 @@ def test_dashboard_settle_sentence__channels_as_the_unit__says_how_many_times_to
 
 
 def test_dashboard_settle_sentence__replies_as_the_unit__counts_the_replies():
-    from metrics.views import display_row
+    from metrics.dashboard.views import display_row
 
     row = stats.compare_rates("error_rate", "Error rate", stats.LOWER, (20, 1000), (26, 1000))
     assert row.verdict == stats.UNKNOWN and row.sample == "replies"

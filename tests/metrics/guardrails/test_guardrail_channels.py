@@ -657,7 +657,7 @@ def test_dashboard_comparison__dirty_hour__per_channel_counts_from_the_windows_q
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
 
-    from metrics import series
+    from metrics.dashboard import series
 
     canary = start_phase(rollout, 3)
     traffic = Traffic(

@@ -10,8 +10,8 @@ import json
 
 import pytest
 
+from metrics.dashboard.views import _csv_response
 from metrics.models import ResponseEvent
-from metrics.views import _csv_response
 from tests.metrics.conftest import followup, reaction, response
 
 pytestmark = pytest.mark.django_db

@@ -1,6 +1,6 @@
 """The dashboard's derivations kept in Django's cache by the window's fingerprint (issue 16: the
-speed goal; metrics.series.cached): a page, chart figure or comparison served from the cache is
-byte for byte the one derived afresh, a fresh web process serves it from the shared cache
+speed goal; metrics.dashboard.series.cached): a page, chart figure or comparison served from the
+cache is byte for byte the one derived afresh, a fresh web process serves it from the shared cache
 (Redis) without deriving any hour, and an hour the rollup job rewrites shows its new figures on
 the very next view."""
 
@@ -15,12 +15,13 @@ import time_machine
 from django.core.cache import caches
 from django.urls import reverse
 
-from metrics import histogram, rollups, series
+from metrics import histogram, rollups
+from metrics.dashboard import series
 from metrics.ingest.intake import record_events
 from metrics.models import HourlyRollup
 from selcontrol.cache import ResilientRedisCache
 from tests.metrics.conftest import response
-from tests.metrics.test_dashboard_cost import NOW, fortnight  # noqa: F401  (fixture)
+from tests.metrics.dashboard.test_dashboard_cost import NOW, fortnight  # noqa: F401  (fixture)
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("fortnight")]
 

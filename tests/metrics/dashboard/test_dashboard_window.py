@@ -1,5 +1,5 @@
-"""metrics.series' Window read from daily rollups for whole days and hourly rows for the rest
-(issue 16: the speed goal) gives the same figures as the hours themselves, and the summary
+"""metrics.dashboard.series' Window read from daily rollups for whole days and hourly rows for the
+rest (issue 16: the speed goal) gives the same figures as the hours themselves, and the summary
 API; the engagement KPI charts (item 13) match the summary API; the comparison table's relative
 change agrees with its two values (item 8)."""
 
@@ -13,11 +13,12 @@ import pytest
 import time_machine
 from django.urls import reverse
 
-from metrics import histogram, rollups, series
+from metrics import histogram, rollups
+from metrics.dashboard import series
 from metrics.ingest.intake import record_events
 from tests.metrics.conftest import iso, response
-from tests.metrics.dashboard_traffic import V1, V2, events_for, load
-from tests.metrics.test_dashboard_cost import NOW, fortnight  # noqa: F401  (fixture)
+from tests.metrics.dashboard.dashboard_traffic import V1, V2, events_for, load
+from tests.metrics.dashboard.test_dashboard_cost import NOW, fortnight  # noqa: F401  (fixture)
 
 SUMMED = (*rollups.COUNT_FIELDS, "latency_sum")
 

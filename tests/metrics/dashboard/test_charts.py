@@ -1,4 +1,4 @@
-"""metrics.charts: pure figure builders, checked against plotly's own schema."""
+"""metrics.dashboard.charts: pure figure builders, checked against plotly's own schema."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import plotly.graph_objects as go
 import pytest
 
-from metrics import charts, series
+from metrics.dashboard import charts, series
 
 T0 = datetime(2026, 11, 20, tzinfo=UTC)
 MARKERS = [

@@ -14,7 +14,7 @@ from django.utils import timezone
 from metrics import rollups
 from rollout import services
 from tests.conftest import SYSTEM
-from tests.metrics.dashboard_traffic import V1, V2, events_for, load
+from tests.metrics.dashboard.dashboard_traffic import V1, V2, events_for, load
 
 HOURS = 26
 

@@ -1,6 +1,6 @@
 """Money spent in a range (issue 16, item 2): per day and per month divide by the days that had
-data, counted as metrics.series.day_coverage defines them; every figure is checked against the
-raw events' arithmetic."""
+data, counted as metrics.dashboard.series.day_coverage defines them; every figure is checked
+against the raw events' arithmetic."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from django.urls import reverse
 
 from metrics.models import ResponseEvent
 from tests.metrics.conftest import response
-from tests.metrics.dashboard_traffic import load
+from tests.metrics.dashboard.dashboard_traffic import load
 
 NOW = datetime(2026, 3, 20, 10, 30, tzinfo=UTC)
 FIRST = datetime(2026, 3, 7, 15, 0, tzinfo=UTC)  # the rollout's first reply: 15:05 on Mar 7

@@ -35,9 +35,9 @@ from django.utils import timezone
 
 from rollout.models import AuditEntry, Rollout
 
-from . import histogram, rollups, selectors, stats
-from .guardrails.rules import Clusters
-from .models import ConversationStat, DailyRollup, HourlyRollup
+from .. import histogram, rollups, selectors, stats
+from ..guardrails.rules import Clusters
+from ..models import ConversationStat, DailyRollup, HourlyRollup
 
 HOUR = timedelta(hours=1)
 DAY = timedelta(days=1)
@@ -633,13 +633,13 @@ def load_window(
 # Kept briefly: with traffic, the current hour's rollup rows are rewritten every few minutes.
 DERIVED_CACHE_SECONDS = 600
 DERIVING_MODULES = (
-    "metrics.series",
-    "metrics.charts",
+    "metrics.dashboard.series",
+    "metrics.dashboard.charts",
     "metrics.stats",
     "metrics.histogram",
     "metrics.rollups",
     "metrics.guardrails.rules",
-    "metrics.views",
+    "metrics.dashboard.views",
 )
 
 

@@ -2,8 +2,8 @@
 custom start and end, granularity, compare), read by one Django form.
 
 Each refusal is one sentence naming the field, as the page shows it beside the controls and the
-data endpoints answer it as ``{"error": ...}`` (metrics.views.parse_params). Values are taken as
-sent (no stripping): what the sentence quotes is what was asked for.
+data endpoints answer it as ``{"error": ...}`` (metrics.dashboard.views.parse_params). Values are
+taken as sent (no stripping): what the sentence quotes is what was asked for.
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """The comparison dashboard: pages, htmx fragments, and a JSON and CSV endpoint behind each chart.
 
-Readable by everyone with a login. Every figure comes from metrics.series (hourly rollups);
-figures are built on the server (metrics.charts) and drawn by static/js/charts.js.
+Readable by everyone with a login. Every figure comes from metrics.dashboard.series (hourly
+rollups); figures are built on the server (metrics.dashboard.charts) and drawn by
+static/js/charts.js.
 """
 
 from __future__ import annotations
@@ -27,9 +28,10 @@ from django_htmx.http import push_url, reswap
 
 from rollout.models import Rollout
 
-from . import charts, series, stats
+from .. import stats
+from ..reviews import blinding as review_blinding
+from . import charts, series
 from .forms import DashboardForm
-from .reviews import blinding as review_blinding
 
 
 class BadInput(Exception):
@@ -65,8 +67,8 @@ class Params:
 
 
 def parse_params(request: HttpRequest, rollout: Rollout, now: datetime | None = None) -> Params:
-    """The dashboard's GET parameters (metrics.forms.DashboardForm), or BadInput with the first
-    problem's sentence; a range holding a week the reviewer grades blind is HiddenFromReviewer
+    """The dashboard's GET parameters (metrics.dashboard.forms.DashboardForm), or BadInput with the
+    first problem's sentence; a range holding a week the reviewer grades blind is HiddenFromReviewer
     (told before a bad compare, as the range is read first)."""
     form = DashboardForm(request.GET, rollout=rollout, now=now)
     if problem := form.window_problem():

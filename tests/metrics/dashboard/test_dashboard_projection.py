@@ -9,7 +9,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from metrics import rollups
-from tests.metrics.dashboard_traffic import V1, events_for, load
+from tests.metrics.dashboard.dashboard_traffic import V1, events_for, load
 
 
 def url(name, **query):

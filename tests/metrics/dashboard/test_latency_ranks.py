@@ -12,11 +12,12 @@ import pytest
 import time_machine
 from django.apps import apps
 
-from metrics import histogram, rollups, series
+from metrics import histogram, rollups
+from metrics.dashboard import series
 from metrics.ingest.intake import record_events
 from metrics.models import HourlyRollup
 
-from .conftest import response
+from tests.metrics.conftest import response
 from .test_dashboard_cost import NOW
 
 pytestmark = pytest.mark.django_db
