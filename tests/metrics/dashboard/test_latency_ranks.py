@@ -16,8 +16,8 @@ from metrics import histogram, rollups
 from metrics.dashboard import series
 from metrics.ingest.intake import record_events
 from metrics.models import HourlyRollup
-
 from tests.metrics.conftest import response
+
 from .test_dashboard_cost import NOW
 
 pytestmark = pytest.mark.django_db
