@@ -19,8 +19,11 @@ other's pages; the URL names stay in the ``rollout`` namespace.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import timedelta
+from typing import Any
 
+from django import forms
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.cache import cache
@@ -427,156 +430,139 @@ def _invalid(request: HttpRequest, rollout: Rollout, name: str, form) -> HttpRes
     return _render_section(request, rollout, name, status=422, form=form)
 
 
+def _act(
+    request: HttpRequest,
+    key: str,
+    section: str,
+    make_form: Callable[[Rollout], forms.Form],
+    act: Callable[[Rollout, dict[str, Any], services.Actor], str],
+    *,
+    keep_form: bool = False,
+) -> HttpResponse:
+    """The shape of every section's change: bind the section's form to the rollout as it is,
+    answer 422 with the form's errors, run ``act`` (a ``rollout.services`` call, which locks,
+    checks the revision and audits; it returns the sentence saying what was done), answer its
+    refusal (409 stale or gated, with what changed since the revision the operator saw), or the
+    section drawn afresh with the sentence. ``keep_form``: a refused change shows the form as
+    it was posted (what the operator typed stays)."""
+    rollout = _get_rollout(key)
+    form = make_form(rollout)
+    if not form.is_valid():
+        return _invalid(request, rollout, section, form)
+    data = form.cleaned_data
+    try:
+        message = act(rollout, data, _actor(request))
+    except services.ServiceError as exc:
+        extra = {"form": form} if keep_form else {}
+        return _failed(request, key, section, exc, data.get("revision"), **extra)
+    return _done(request, _get_rollout(key), section, message)
+
+
 @operator_required
 @require_POST
 def set_percentage(request: HttpRequest, key: str) -> HttpResponse:
-    rollout = _get_rollout(key)
-    form = PercentageForm(request.POST)
-    if not form.is_valid():
-        return _invalid(request, rollout, "percentage", form)
-    data = form.cleaned_data
-    try:
+    def act(rollout: Rollout, data: dict[str, Any], actor: services.Actor) -> str:
         rollout = services.update_rollout(
             rollout,
-            actor=_actor(request),
+            actor=actor,
             reason=data["reason"],
             expected_revision=data["revision"],
             percentage=data["percentage"],
             simplified_percentage=data["simplified_percentage"],
         )
-    except services.ServiceError as exc:
-        return _failed(request, key, "percentage", exc, data["revision"])
-    return _done(
-        request,
-        rollout,
-        "percentage",
-        f"Saved: {rollout.percentage}% to {rollout.treatment_variant} "
-        f"({rollout.simplified_percentage}% of them {rollout.simplified_variant}).",
-    )
+        return (
+            f"Saved: {rollout.percentage}% to {rollout.treatment_variant} "
+            f"({rollout.simplified_percentage}% of them {rollout.simplified_variant})."
+        )
+
+    return _act(request, key, "percentage", lambda _r: PercentageForm(request.POST), act)
 
 
 @operator_required
 @require_POST
 def move_phase(request: HttpRequest, key: str) -> HttpResponse:
-    rollout = _get_rollout(key)
-    form = PhaseForm(request.POST)
-    if not form.is_valid():
-        return _invalid(request, rollout, "timeline", form)
-    data = form.cleaned_data
-    try:
+    def act(rollout: Rollout, data: dict[str, Any], actor: services.Actor) -> str:
         rollout = services.move_to_phase(
             rollout,
             phase=data["phase"],
-            actor=_actor(request),
+            actor=actor,
             reason=data["reason"],
             expected_revision=data["revision"],
             gate_override_reason=data["gate_override_reason"],
         )
-    except services.ServiceError as exc:
-        return _failed(request, key, "timeline", exc, data["revision"])
-    phase = rollout.current_phase
-    return _done(request, rollout, "timeline", f"Now in {phase.name}: {rollout.percentage}%.")
+        phase = rollout.current_phase
+        return f"Now in {phase.name}: {rollout.percentage}%."
+
+    return _act(request, key, "timeline", lambda _r: PhaseForm(request.POST), act)
 
 
 @operator_required
 @require_POST
 def hold(request: HttpRequest, key: str) -> HttpResponse:
-    rollout = _get_rollout(key)
-    form = HoldForm(request.POST)
-    if not form.is_valid():
-        return _invalid(request, rollout, "timeline", form)
-    data = form.cleaned_data
-    try:
+    def act(rollout: Rollout, data: dict[str, Any], actor: services.Actor) -> str:
         services.hold_phase(
-            rollout,
-            actor=_actor(request),
-            reason=data["reason"],
-            expected_revision=data["revision"],
+            rollout, actor=actor, reason=data["reason"], expected_revision=data["revision"]
         )
-    except services.ServiceError as exc:
-        return _failed(request, key, "timeline", exc, data["revision"])
-    return _done(request, rollout, "timeline", f"Holding at {rollout.current_phase.name}.")
+        return f"Holding at {rollout.current_phase.name}."
+
+    return _act(request, key, "timeline", lambda _r: HoldForm(request.POST), act)
 
 
 @operator_required
 @require_POST
 def tick(request: HttpRequest, key: str) -> HttpResponse:
-    rollout = _get_rollout(key)
-    form = ChecklistForm(request.POST)
-    if not form.is_valid():
-        return _invalid(request, rollout, "checklist", form)
-    data = form.cleaned_data
-    try:
+    def act(rollout: Rollout, data: dict[str, Any], actor: services.Actor) -> str:
         services.tick_checklist_item(
-            rollout, data["phase"], data["item"], actor=_actor(request), checked=data["checked"]
+            rollout, data["phase"], data["item"], actor=actor, checked=data["checked"]
         )
-    except services.ServiceError as exc:
-        return _failed(request, key, "checklist", exc)
-    label = checklist.LABELS.get(data["item"], data["item"])
-    return _done(
-        request,
-        _get_rollout(key),
-        "checklist",
-        f"{'Ticked' if data['checked'] else 'Cleared'}: {label}.",
-    )
+        label = checklist.LABELS.get(data["item"], data["item"])
+        return f"{'Ticked' if data['checked'] else 'Cleared'}: {label}."
+
+    return _act(request, key, "checklist", lambda _r: ChecklistForm(request.POST), act)
 
 
 @operator_required
 @require_POST
 def add_override(request: HttpRequest, key: str) -> HttpResponse:
-    rollout = _get_rollout(key)
-    form = OverrideForm(request.POST, rollout=rollout)
-    if not form.is_valid():
-        return _invalid(request, rollout, "overrides", form)
-    data = form.cleaned_data
-    try:
+    def act(rollout: Rollout, data: dict[str, Any], actor: services.Actor) -> str:
         override, created = services.set_override(
             rollout,
             data["channel_id"],
             variant=data["variant"],
-            actor=_actor(request),
+            actor=actor,
             reason=data["reason"],
             expires_at=data["expires_at"],
             expected_revision=data["revision"],
         )
-    except services.ServiceError as exc:
-        return _failed(request, key, "overrides", exc, data["revision"], form=form)
-    verb = "Added" if created else "Updated"
-    return _done(
-        request,
-        _get_rollout(key),
-        "overrides",
-        f"{verb} override: channel {override.channel_id} gets {override.variant}.",
-    )
+        verb = "Added" if created else "Updated"
+        return f"{verb} override: channel {override.channel_id} gets {override.variant}."
+
+    def form(rollout: Rollout) -> OverrideForm:
+        return OverrideForm(request.POST, rollout=rollout)
+
+    return _act(request, key, "overrides", form, act, keep_form=True)
 
 
 @operator_required
 @require_POST
 def remove_override(request: HttpRequest, key: str, channel_id: str) -> HttpResponse:
-    rollout = _get_rollout(key)
     post = request.POST.copy()
     if not post.get("reason") and request.headers.get("HX-Prompt"):
         post["reason"] = request.headers["HX-Prompt"]
-    form = RemoveOverrideForm(post)
-    if not form.is_valid():
-        return _invalid(request, rollout, "overrides", form)
-    data = form.cleaned_data
-    try:
+
+    def act(rollout: Rollout, data: dict[str, Any], actor: services.Actor) -> str:
         removed = services.remove_override(
             rollout,
             channel_id,
-            actor=_actor(request),
+            actor=actor,
             reason=data["reason"],
             expected_revision=data["revision"],
         )
-    except services.ServiceError as exc:
-        return _failed(request, key, "overrides", exc, data["revision"])
-    message = (
-        f"Removed the override of channel {channel_id}."
-        if removed
-        else f"Channel {channel_id} had no override."
-    )
-    return _done(request, _get_rollout(key), "overrides", message)
+        if removed:
+            return f"Removed the override of channel {channel_id}."
+        return f"Channel {channel_id} had no override."
+
+    return _act(request, key, "overrides", lambda _r: RemoveOverrideForm(post), act)
 
 
 @operator_required
