@@ -1115,29 +1115,22 @@ def _channel_totals(rollout_key, since, until, latency: bool, live, raw):
         ranges = Q()
         for start, end in segments:
             ranges |= Q(hour__gte=start, hour__lt=end)
+        rows = ChannelHourlyRollup.objects.filter(ranges, rollout_key=rollout_key).exclude(
+            hour__in=sorted(skip)
+        )
         if latency:
-            parts.append(
-                ChannelHourlyRollup.objects.filter(ranges, rollout_key=rollout_key).exclude(
-                    hour__in=sorted(skip)
-                )
-            )
+            parts.append(rows)
         else:
-            stamps = list(
+            stamps = (
                 HourlyRollup.objects.filter(ranges, rollout_key=rollout_key)
                 .exclude(hour__in=sorted(skip))
                 .order_by("hour", "variant")
                 .values_list("id", "hour", "variant", "computed_at", *COUNT_FIELDS)
             )
-            for lo, hi in _recent_apart(segments, until):
-                piece_skip = tuple(hour for hour in sorted(skip) if lo <= hour < hi)
-                rows = ChannelHourlyRollup.objects.filter(
-                    rollout_key=rollout_key, hour__gte=lo, hour__lt=hi
-                ).exclude(hour__in=piece_skip)
-                key = (rollout_key, "hours", lo, hi, piece_skip)
-                piece = [s for s in stamps if lo <= s[1] < hi]
-                for variant, channels in _cached_channel_sums(key, piece, rows).items():
-                    for channel, part in channels.items():
-                        add(variant, channel, part)
+            key = (rollout_key, "hours", tuple(segments), tuple(sorted(skip)))
+            for variant, channels in _cached_channel_sums(key, stamps, rows).items():
+                for channel, part in channels.items():
+                    add(variant, channel, part)
     for rows in parts:
         for variant, channels in _channel_sums(rows).items():
             for channel, part in channels.items():
@@ -1154,31 +1147,6 @@ def _channel_totals(rollout_key, since, until, latency: bool, live, raw):
         for (variant, channel), part in parts.items():
             add(variant, channel, part)
     return {v: dict(channels) for v, channels in out.items()}
-
-
-RECENT_HOURS = 3
-
-
-def _recent_apart(
-    segments: list[tuple[datetime, datetime]], until: datetime
-) -> list[tuple[datetime, datetime]]:
-    """``segments`` with the last ``RECENT_HOURS`` hours of the one that ends the range each a
-    piece of its own: the rollup job rewrites the current and the last hours every few minutes
-    while the bot answers, so their per-channel sums are kept apart from the older hours', whose
-    sums then stay cached (``_cached_channel_sums``) instead of being summed again with them."""
-    out = []
-    for lo, hi in segments:
-        if hi != until or hi - lo <= HOUR:
-            out.append((lo, hi))
-            continue
-        split = max(lo, hi - RECENT_HOURS * HOUR)
-        if split > lo:
-            out.append((lo, split))
-        hour = split
-        while hour < hi:
-            out.append((hour, hour + HOUR))
-            hour += HOUR
-    return out
 
 
 def _channel_sums(rows) -> dict[str, dict[str, dict[str, Any]]]:
@@ -1209,8 +1177,7 @@ _CHANNEL_DAYS_CACHE_SIZE = 64  # ~300 channels x 9 counts each: a few ranges of 
 
 def _channel_day_sums(rollout_key: str, days: list[datetime], rows) -> dict[str, dict]:
     """``_channel_sums(rows)`` of the ChannelDailyRollup ``rows`` of ``days``, cached by the
-    days' DailyRollup rows (read in the caller's snapshot). The sums are the cache's own: read
-    them, never change them (``_channel_totals`` adds them into dicts of its own)."""
+    days' DailyRollup rows (read in the caller's snapshot). Returns copies: callers add to them."""
     stamps = (
         DailyRollup.objects.filter(rollout_key=rollout_key, day__in=days)
         .order_by("day", "variant")
@@ -1221,9 +1188,8 @@ def _channel_day_sums(rollout_key: str, days: list[datetime], rows) -> dict[str,
 
 def _cached_channel_sums(key: tuple, stamps, rows) -> dict[str, dict]:
     """``_channel_sums(rows)``, kept in _CHANNEL_DAYS_CACHE under ``key`` and the ``stamps``
-    (the rollup rows whose rewrite rewrites ``rows``; read in the caller's snapshot). The sums
-    are the cache's own, shared by every caller: read them, never change them (copying them
-    for each caller cost ~7 ms of a 30-day page)."""
+    (the rollup rows whose rewrite rewrites ``rows``; read in the caller's snapshot). Returns
+    copies: callers add to them."""
     key = (connection.alias, connection.settings_dict["NAME"], *key, tuple(stamps))
     sums = _CHANNEL_DAYS_CACHE.get(key)
     if sums is None:
@@ -1239,7 +1205,10 @@ def _cached_channel_sums(key: tuple, stamps, rows) -> dict[str, dict]:
             _CHANNEL_DAYS_CACHE.move_to_end(key)
         except KeyError:
             pass
-    return sums
+    return {
+        variant: {channel: {**f, "latency_hist": {}} for channel, f in channels.items()}
+        for variant, channels in sums.items()
+    }
 
 
 def _merge_channel_hists(out, rows) -> None:

@@ -13,13 +13,12 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import time_machine
 from django.core.cache import caches
-from django.db.models import Max, Min
 from django.urls import reverse
 
 from metrics import histogram, rollups
 from metrics.dashboard import series
 from metrics.ingest.intake import record_events
-from metrics.models import ChannelHourlyRollup, HourlyRollup
+from metrics.models import HourlyRollup
 from selcontrol.cache import ResilientRedisCache
 from tests.metrics.conftest import response
 from tests.metrics.dashboard.test_dashboard_cost import NOW, fortnight  # noqa: F401  (fixture)
@@ -172,54 +171,3 @@ def test_window__only_an_hours_computed_at_changes__fingerprint_changes(rollout)
     assert first == again
     assert restamped not in (first, None)
     assert by_day not in (first, restamped)
-
-
-def test_comparison__recent_hour_rewritten__older_hours_sums_kept_and_figures_exact(
-    viewer_client, settings, monkeypatch
-):
-    """The rollup job rewrites the last hours every few minutes while the bot answers: the
-    per-channel sums of the range's older hours stay cached (rollups._recent_apart), only the
-    rewritten hour's rows are summed again, and the comparison is the one derived afresh."""
-    summed: list[tuple[datetime, datetime]] = []
-    plain = rollups._channel_sums
-
-    def spy(rows):
-        if rows.model is ChannelHourlyRollup:
-            span = rows.aggregate(lo=Min("hour"), hi=Max("hour"))
-            summed.append((span["lo"], span["hi"]))
-        return plain(rows)
-
-    monkeypatch.setattr(rollups, "_channel_sums", spy)
-    before = {r["metric"]: r for r in _comparison(viewer_client)["rows"]}
-    assert summed  # the hours of Mar 20 (the range's last, partial day) were summed
-    recent = rollups.hour_of(NOW) - timedelta(hours=1)  # 09:00, an hour the job rewrites
-    later = NOW + timedelta(minutes=10)
-    with time_machine.travel(later, tick=False):
-        record_events([response(ts=recent + timedelta(minutes=40), variant="v1")])
-        rollups.catch_up()
-    summed.clear()
-    after = {r["metric"]: r for r in _comparison(viewer_client, later)["rows"]}
-    assert summed == [(recent, recent)]  # that hour alone; the older hours' sums were kept
-    assert after["error_rate"]["n_control"] == before["error_rate"]["n_control"] + 1
-    settings.CACHES = DUMMY
-    rollups._CHANNEL_DAYS_CACHE.clear()
-    assert _comparison(viewer_client, later)["rows"] == list(after.values())
-
-
-def test_recent_apart__last_hours_of_the_range_end_each_their_own_piece():
-    day = datetime(2026, 3, 20, tzinfo=UTC)
-    until = day + timedelta(hours=11)
-    first = (day - timedelta(hours=9), day - timedelta(hours=0))
-    pieces = rollups._recent_apart([first, (day, until)], until)
-    assert pieces == [
-        first,  # ends at midnight, not at the range's end: one piece
-        (day, day + timedelta(hours=8)),
-        (day + timedelta(hours=8), day + timedelta(hours=9)),
-        (day + timedelta(hours=9), day + timedelta(hours=10)),
-        (day + timedelta(hours=10), until),
-    ]
-    short = (until - timedelta(hours=2), until)
-    assert rollups._recent_apart([short], until) == [
-        (until - timedelta(hours=2), until - timedelta(hours=1)),
-        (until - timedelta(hours=1), until),
-    ]
