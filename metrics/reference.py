@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 import threading
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -40,7 +41,7 @@ class Reference:
     def price_at(self, model: str, ts: datetime) -> Price | None:
         """The price of ``model`` at ``ts``: the model's own rows, else the rows of the one
         priced model that is the same model written another way (see ``model_key``)."""
-        rows = self.prices.get(model)
+        rows: Sequence[Price] | None = self.prices.get(model)
         if rows is None:
             rows = self.aliases().get(model_key(model), ())
         for price in rows:

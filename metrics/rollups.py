@@ -22,7 +22,7 @@ from decimal import Decimal
 from typing import Any
 
 from django.db import OperationalError, connection, transaction
-from django.db.models import Count, Max, Min, OuterRef, Q, Subquery, Sum
+from django.db.models import Count, Max, Min, OuterRef, Q, QuerySet, Subquery, Sum
 from django.utils import timezone
 
 from . import histogram
@@ -36,6 +36,7 @@ from .models import (
     HourlyRollup,
     ReactionEvent,
     ResponseEvent,
+    RollupFigures,
 )
 
 logger = logging.getLogger("selcontrol.metrics")
@@ -138,7 +139,7 @@ def add_figures(total: dict[str, Any], part: dict[str, Any]) -> dict[str, Any]:
     return total
 
 
-def figures_of_rollup(row: HourlyRollup) -> dict[str, Any]:
+def figures_of_rollup(row: RollupFigures) -> dict[str, Any]:
     figures = {name: getattr(row, name) for name in COUNT_FIELDS}
     figures.update(
         {
@@ -452,10 +453,10 @@ def _update_conversations(rollout_key: str, hour: datetime) -> None:
             .values("conversation")
             .annotate(n=Count("id"), last=Max("ts"))
         ):
-            stat = stats.get(row["conversation"])
-            if stat is not None:
-                stat["f"] = row["n"]
-                stat["last"] = max(stat["last"], row["last"])
+            followed = stats.get(row["conversation"])
+            if followed is not None:
+                followed["f"] = row["n"]
+                followed["last"] = max(followed["last"], row["last"])
         ConversationStat.objects.bulk_create(
             [
                 ConversationStat(
@@ -647,8 +648,8 @@ def _totals(rollout_key: str, since: datetime, until: datetime) -> dict[str, dic
     if is_postgres():
         _sum_rollups_pg(totals, rollout_key, days, segments, sorted(skip))
     else:
-        for row in DailyRollup.objects.filter(rollout_key=rollout_key, day__in=days):
-            add_figures(totals[row.variant], figures_of_rollup(row))
+        for day_row in DailyRollup.objects.filter(rollout_key=rollout_key, day__in=days):
+            add_figures(totals[day_row.variant], figures_of_rollup(day_row))
         for start, end in segments:
             rows = HourlyRollup.objects.filter(
                 rollout_key=rollout_key, hour__gte=start, hour__lt=end
@@ -731,7 +732,8 @@ def _sum_rollups_pg(
 ) -> None:
     """Sum the day rows and the hour rows of the ranges (skipped hours left out) in SQL,
     histograms and error codes merged with jsonb_each_text."""
-    parts, params = [], []
+    parts: list[str] = []
+    params: list[str | datetime | list[datetime]] = []
     if days:
         parts.append(
             "SELECT {columns} FROM metrics_dailyrollup WHERE rollout_key = %s AND day = "
@@ -871,10 +873,10 @@ def aggregate_with_channels(
     if lo >= hi:
         return {}, {}
     if not is_postgres():
-        channels = channel_aggregate(rollout_key, hour, ts_from, ts_to)
-        for f in channels.values():
-            f["latency_hist"] = {}
-        return aggregate(rollout_key, hour, ts_from, ts_to), channels
+        per_channel = channel_aggregate(rollout_key, hour, ts_from, ts_to)
+        for figures in per_channel.values():
+            figures["latency_hist"] = {}
+        return aggregate(rollout_key, hour, ts_from, ts_to), per_channel
     with connection.cursor() as cursor:
         cursor.execute(_AGGREGATE_CHANNELS_SQL, {"key": rollout_key, "lo": lo, "hi": hi})
         rows = cursor.fetchall()
@@ -1102,13 +1104,13 @@ def _channel_totals(rollout_key, since, until, latency: bool, live, raw):
 
     # whole clean days from the daily rows, the other clean hours from the hourly ones
     days, segments = _rollup_parts(first, until, skip)
-    parts = []
+    parts: list[QuerySet[ChannelDailyRollup] | QuerySet[ChannelHourlyRollup]] = []
     if days:
-        rows = ChannelDailyRollup.objects.filter(rollout_key=rollout_key, day__in=days)
+        day_rows = ChannelDailyRollup.objects.filter(rollout_key=rollout_key, day__in=days)
         if latency:
-            parts.append(rows)
+            parts.append(day_rows)
         else:
-            for variant, channels in _channel_day_sums(rollout_key, days, rows).items():
+            for variant, channels in _channel_day_sums(rollout_key, days, day_rows).items():
                 for channel, part in channels.items():
                     add(variant, channel, part)
     if segments:
@@ -1141,10 +1143,10 @@ def _channel_totals(rollout_key, since, until, latency: bool, live, raw):
         ts_from = since if hour < since else None
         ts_to = until if hour + HOUR > until else None
         if hour in raw and ts_from is None and ts_to is None:
-            parts = raw[hour]
+            hour_parts = raw[hour]
         else:
-            parts = channel_aggregate(rollout_key, hour, ts_from, ts_to)
-        for (variant, channel), part in parts.items():
+            hour_parts = channel_aggregate(rollout_key, hour, ts_from, ts_to)
+        for (variant, channel), part in hour_parts.items():
             add(variant, channel, part)
     return {v: dict(channels) for v, channels in out.items()}
 

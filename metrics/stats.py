@@ -63,8 +63,9 @@ def normal_cdf(x: float) -> float:
 # --- proportions ---------------------------------------------------------------------------
 
 
-def wilson(k: int, n: int, z: float = Z95) -> tuple[float, float]:
-    """Wilson score interval for k successes out of n (Wilson 1927; Newcombe 1998 method 3)."""
+def wilson(k: float, n: float, z: float = Z95) -> tuple[float, float]:
+    """Wilson score interval for k successes out of n (Wilson 1927; Newcombe 1998 method 3).
+    Effective counts may be fractional (counts divided by a design effect)."""
     if n <= 0:
         return 0.0, 1.0
     if k < 0 or k > n:

@@ -21,10 +21,18 @@ STATIC_PATH = f"{PREFIX}/{NAME}"
 SOURCE = Path(plotly.__file__).resolve().parent / "package_data" / NAME
 
 
+class _PrefixedStorage(FileSystemStorage):
+    """A storage with the ``prefix`` collectstatic copies its files under: collectstatic reads
+    ``getattr(storage, "prefix", None)`` and Django's own FileSystemFinder sets the attribute on
+    its storages; FileSystemStorage does not declare it."""
+
+    prefix: str
+
+
 class PlotlyFinder(BaseFinder):
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        self.storage = FileSystemStorage(location=str(SOURCE.parent))
+        self.storage = _PrefixedStorage(location=str(SOURCE.parent))
         self.storage.prefix = PREFIX  # collectstatic writes the file under vendor/
 
     def check(self, **kwargs) -> list:

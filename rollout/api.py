@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import re
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Literal, cast
 
 from django.db.models import Q
 from django.http import HttpRequest, HttpResponse
@@ -18,9 +18,9 @@ from selcontrol.timestamps import parse_rfc3339
 from selcontrol_client import assignment
 
 from . import services
-from .auth import CONFIG_READ, ROLLOUT_OPERATE, ApiError
+from .auth import CONFIG_READ, ROLLOUT_OPERATE, ApiError, AuthenticatedRequest
 from .config import get_config, get_rules, wait_for_change
-from .models import CHANNEL_ID_RE, AuditEntry, ChannelOverride, Rollout
+from .models import CHANNEL_ID_RE, AuditEntry, ChannelOverride, Phase, Rollout
 
 router = Router(tags=["rollouts"])
 
@@ -49,6 +49,9 @@ class PhaseOut(Schema):
     )
 
 
+StrategyName = Literal["sticky", "daily_rotation"]
+
+
 class RolloutOut(Schema):
     key: str
     name: str
@@ -56,7 +59,7 @@ class RolloutOut(Schema):
     kill_switch: bool = Field(description="True when the emergency rollback is engaged.")
     percentage: int
     simplified_percentage: int
-    strategy: Literal["sticky", "daily_rotation"]
+    strategy: StrategyName
     variants: dict[str, str]
     phase: PhaseOut | None
     phases: list[PhaseOut]
@@ -175,21 +178,26 @@ def _phase_spans(rollout: Rollout) -> dict[str, tuple[datetime, datetime | None]
     return spans
 
 
-def _phase_out(phase, rollout: Rollout | None = None, spans: dict | None = None) -> dict:
-    current = rollout is not None and rollout.current_phase_id == phase.pk
+def _phase_out(
+    phase: Phase,
+    rollout: Rollout | None = None,
+    spans: dict[str, tuple[datetime, datetime | None]] | None = None,
+) -> PhaseOut:
     entered, left = (spans or {}).get(phase.name, (None, None))
-    if current:
+    watch_from = None
+    if rollout is not None and rollout.current_phase_id == phase.pk:  # the current phase
         entered, left = entered or rollout.phase_started_at, None
-    watch_from = rollout.phase_started_at if current and rollout.on_plan() else None
-    return {
-        "order": phase.order,
-        "name": phase.name,
-        "percentage": phase.percentage,
-        "started_at": entered,
-        "ended_at": left,
-        "min_watch_hours": phase.min_watch.total_seconds() / 3600,
-        "min_watch_ends_at": watch_from + phase.min_watch if watch_from else None,
-    }
+        if rollout.on_plan():
+            watch_from = rollout.phase_started_at
+    return PhaseOut(
+        order=phase.order,
+        name=phase.name,
+        percentage=phase.percentage,
+        started_at=entered,
+        ended_at=left,
+        min_watch_hours=phase.min_watch.total_seconds() / 3600,
+        min_watch_ends_at=watch_from + phase.min_watch if watch_from else None,
+    )
 
 
 def _active_overrides(rollout: Rollout) -> int:
@@ -210,7 +218,9 @@ def rollout_state(rollout: Rollout) -> dict:
             kill_switch=not rollout.enabled,
             percentage=rollout.percentage,
             simplified_percentage=rollout.simplified_percentage,
-            strategy=rollout.strategy,
+            # The column's choices (Rollout.Strategy) are exactly these names; django-stubs types
+            # a CharField as str, and RolloutOut validates the value again.
+            strategy=cast(StrategyName, rollout.strategy),
             variants={
                 "control": rollout.control_variant,
                 "treatment": rollout.treatment_variant,
@@ -258,7 +268,7 @@ def _parse_if_match(request: HttpRequest) -> int | None:
     return int(value)
 
 
-def _actor(request: HttpRequest) -> services.Actor:
+def _actor(request: AuthenticatedRequest) -> services.Actor:
     return services.Actor(name=f"token:{request.auth.name}", via="api")
 
 
@@ -352,7 +362,7 @@ def get_rollout(request: HttpRequest, key: str):
         428: ErrorOut,
     },
 )
-def patch_rollout(request: HttpRequest, key: str, payload: RolloutPatch):
+def patch_rollout(request: AuthenticatedRequest, key: str, payload: RolloutPatch):
     """Change any of enabled, percentage, simplified_percentage, strategy, with a reason.
     With If-Match: <revision>, a stale write gets 409 and the current state. Turning a rollout
     whose kill switch is on back on (`enabled: true`) needs If-Match: without it, 428."""
@@ -382,7 +392,7 @@ def patch_rollout(request: HttpRequest, key: str, payload: RolloutPatch):
         422: ErrorOut,
     },
 )
-def rollback(request: HttpRequest, key: str, payload: ReasonIn):
+def rollback(request: AuthenticatedRequest, key: str, payload: ReasonIn):
     """The emergency rollback: kill switch on, every channel to the control variant."""
     rollout = services.engage_kill_switch(
         _get_rollout(key), actor=_actor(request), reason=payload.reason
@@ -436,7 +446,7 @@ def list_overrides(request: HttpRequest, key: str):
         422: ErrorOut,
     },
 )
-def put_override(request: HttpRequest, key: str, channel_id: str, payload: OverrideIn):
+def put_override(request: AuthenticatedRequest, key: str, channel_id: str, payload: OverrideIn):
     """Force a channel to a variant (below the kill switch, above the percentage)."""
     _check_channel(channel_id)
     override, created = services.set_override(
@@ -457,7 +467,10 @@ def put_override(request: HttpRequest, key: str, channel_id: str, payload: Overr
     response={204: None, 400: ErrorOut, 401: ErrorOut, 403: ErrorOut, 404: ErrorOut, 422: ErrorOut},
 )
 def delete_override(
-    request: HttpRequest, key: str, channel_id: str, reason: str = "Removed through the API"
+    request: AuthenticatedRequest,
+    key: str,
+    channel_id: str,
+    reason: str = "Removed through the API",
 ):
     """Remove a channel's override; the percentage rule applies to it again."""
     _check_channel(channel_id)

@@ -22,6 +22,15 @@ class ApiError(HttpError):
         self.message = message
 
 
+class AuthenticatedRequest(HttpRequest):
+    """The request of an operation guarded by a :class:`TokenAuth`: django-ninja stores what the
+    authenticator returned as ``request.auth`` (``request.auth = result`` in ninja.operation,
+    untyped there), and ``TokenAuth.authenticate`` returns the caller's :class:`ApiToken`. For view
+    annotations only; ninja skips the ``request`` parameter when it reads a view's signature."""
+
+    auth: ApiToken
+
+
 class TokenAuth(HttpBearer):
     """``Authorization: Bearer <token>``: 401 when missing, unknown or revoked; 403 when the
     token lacks this operation's scope."""

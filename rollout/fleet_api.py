@@ -16,7 +16,7 @@ from django.utils import timezone
 from ninja import Field, Router, Schema
 
 from . import fleet
-from .auth import CONFIG_READ, EVENTS_WRITE, ApiError
+from .auth import CONFIG_READ, EVENTS_WRITE, ApiError, AuthenticatedRequest
 
 logger = logging.getLogger("selcontrol.fleet")
 
@@ -137,7 +137,7 @@ class FleetOut(Schema):
     auth=EVENTS_WRITE,
     response={200: ReportOut, 400: ErrorOut, 401: ErrorOut, 403: ErrorOut, 413: ErrorOut},
 )
-def report(request: HttpRequest, payload: ReportIn):
+def report(request: AuthenticatedRequest, payload: ReportIn):
     """One bot instance's report: who it is, the config revision it serves, its decisions per
     rollout, rule revision and variant (cumulative since it started), its event counters and its
     last sync error. Sent every ~15 s and right after each config change."""

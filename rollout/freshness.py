@@ -24,15 +24,18 @@ from .models import AuditEntry
 
 HEADER = "X-Console-Stamp"
 CHANGED = "rollout-changed"
+_KEPT = "_console_stamp"  # the request attribute the stamp is kept in
 
 
 def stamp(request: HttpRequest, *, fresh: bool = False) -> int:
     """The console stamp for this request: read once (or again with ``fresh``, after a
     change) and kept on the request, so every fragment of one answer carries the same one."""
-    if fresh or getattr(request, "_console_stamp", None) is None:
+    kept: int | None = getattr(request, _KEPT, None)
+    if fresh or kept is None:
         newest = AuditEntry.objects.order_by("-id").values_list("id", flat=True).first()
-        request._console_stamp = newest or 0
-    return request._console_stamp
+        kept = newest or 0
+        setattr(request, _KEPT, kept)  # an attribute of our own: HttpRequest does not declare it
+    return kept
 
 
 def tell_stamp(request: HttpRequest, response: HttpResponse) -> HttpResponse:

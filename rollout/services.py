@@ -113,6 +113,21 @@ def _lock(rollout: Rollout | str) -> Rollout:
         raise NotFound(f"There is no rollout named {key!r}.") from None
 
 
+def _phase_of(locked: Rollout, phase: Phase | int) -> Phase:
+    """``phase`` itself, or the locked rollout's phase of that number; it must be one of the
+    rollout's."""
+    if isinstance(phase, Phase):
+        target = phase
+    else:
+        found = locked.phases.filter(order=phase).first()
+        if found is None:
+            raise InvalidChange(f"Rollout {locked.key} has no phase number {phase}.")
+        target = found
+    if target.rollout_id != locked.pk:
+        raise InvalidChange(f"Phase {target.name} belongs to another rollout.")
+    return target
+
+
 def _check_revision(rollout: Rollout, expected_revision: int | None) -> None:
     if expected_revision is not None and expected_revision != rollout.revision:
         raise Conflict(
@@ -419,14 +434,7 @@ def move_to_phase(
     reason = _require_reason(reason)
     locked = _lock(rollout)
     _check_revision(locked, expected_revision)
-    if isinstance(phase, Phase):
-        target = phase
-    else:
-        target = locked.phases.filter(order=phase).first()
-        if target is None:
-            raise InvalidChange(f"Rollout {locked.key} has no phase number {phase}.")
-    if target.rollout_id != locked.pk:
-        raise InvalidChange(f"Phase {target.name} belongs to another rollout.")
+    target = _phase_of(locked, phase)
     if (
         locked.current_phase_id == target.pk
         and locked.enabled
@@ -664,14 +672,7 @@ def tick_checklist_item(
     from .checklist import ITEM_KEYS, LABELS
 
     locked = _lock(rollout)
-    if isinstance(phase, Phase):
-        target = phase
-    else:
-        target = locked.phases.filter(order=phase).first()
-        if target is None:
-            raise InvalidChange(f"Rollout {locked.key} has no phase number {phase}.")
-    if target.rollout_id != locked.pk:
-        raise InvalidChange(f"Phase {target.name} belongs to another rollout.")
+    target = _phase_of(locked, phase)
     if item not in ITEM_KEYS:
         raise InvalidChange(f"item must be one of {', '.join(ITEM_KEYS)}; {item!r} is not.")
     reason = (reason or "").strip()[:2000]
@@ -684,6 +685,8 @@ def tick_checklist_item(
             rollout=locked, phase=target, item=item, checked_by=actor.name, note=reason
         )
     else:
+        # Unticking changes something only when a tick exists (the early return above).
+        assert existing is not None
         existing.delete()
         tick = None
     after = {"phase": target.name, "item": item, "checked": bool(checked)}

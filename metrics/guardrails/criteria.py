@@ -113,7 +113,7 @@ def _from_bound(
         clusters1=clusters[0],
         clusters2=clusters[1],
     )
-    numbers = {
+    numbers: dict[str, float | None] = {
         "estimate": round(bound.estimate, 6),
         "lower": round(bound.lower, 6),
         "upper": round(bound.upper, 6),

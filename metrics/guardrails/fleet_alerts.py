@@ -32,6 +32,8 @@ def alert_unacked(entry: AuditEntry, instances: list[Instance]) -> int:
         title = f"Bot instance {instances[0].host}:{instances[0].pid} has not picked up the change"
     else:
         title = f"{len(instances)} bot instances have not picked up the change"
+    if entry.rollout is None:  # rollout.fleet._flag alerts only about a rollout's changes
+        raise ValueError(f"audit entry {entry.pk} is not a change to a rollout.")
     alert = Alert.objects.create(
         rollout=entry.rollout,
         title=title,

@@ -6,20 +6,31 @@ from __future__ import annotations
 from django import forms
 from django.utils.http import url_has_allowed_host_and_scheme
 
+from rollout.models import Phase
+
 from .models import AlertSettings, DeploymentDecision, GuardrailRule
 from .webhooks import WebhookRefused, check_url
+
+
+class PhaseChoiceField(forms.ModelChoiceField):
+    """A phase of the plan, shown with its percentage."""
+
+    def label_from_instance(self, obj: Phase) -> str:
+        return f"{obj.name} ({obj.percentage}%)"
 
 
 class RuleForm(forms.ModelForm):
     class Meta:
         model = GuardrailRule
         fields = ["enabled", "threshold", "min_samples", "alpha", "action", "from_phase"]
+        field_classes = {"from_phase": PhaseChoiceField}
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.fields["from_phase"].queryset = self.instance.rollout.phases.order_by("order")
-        self.fields["from_phase"].empty_label = "every phase"
-        self.fields["from_phase"].label_from_instance = lambda p: f"{p.name} ({p.percentage}%)"
+        from_phase = self.fields["from_phase"]
+        assert isinstance(from_phase, PhaseChoiceField)  # Meta.field_classes
+        from_phase.queryset = self.instance.rollout.phases.order_by("order")
+        from_phase.empty_label = "every phase"
         self.fields["threshold"].help_text = {
             "latency_p95": "factor over v1's p95 (1.5 = 50% slower)",
             "daily_cost": "budget in dollars per day",

@@ -827,7 +827,7 @@ def evaluate_crash(
     if not scan.replies and not onset.replies:
         began = window_began(window_start)
         return Verdict(OK, f"no v2 replies yet{f' ({began})' if began else ''}.", numbers)
-    if not scan.replies:
+    if rate is None:  # no v2 replies in the last lookback_minutes
         text = f"no v2 replies in the last {lookback_minutes:g} minutes: nothing crashing."
         return Verdict(OK, text, numbers)
     text = (

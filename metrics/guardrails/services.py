@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
 from django.db import transaction
 from django.utils import timezone
@@ -138,10 +138,13 @@ class Outcome:
     action: str = ""
 
 
+_LAST_RELEASE = "_last_release"  # the Rollout instance's attribute last_release is kept in
+
+
 def last_release(rollout: Rollout) -> datetime | None:
     """When the kill switch was last released (None: never). Read once per instance and
     revision (a release bumps it): the console's guardrail rows and criteria both ask."""
-    cached = getattr(rollout, "_last_release", None)
+    cached: tuple[int, datetime | None] | None = getattr(rollout, _LAST_RELEASE, None)
     if cached is not None and cached[0] == rollout.revision:
         return cached[1]
     found = (
@@ -150,12 +153,12 @@ def last_release(rollout: Rollout) -> datetime | None:
         .values_list("created_at", flat=True)
         .first()
     )
-    rollout._last_release = (rollout.revision, found)
+    setattr(rollout, _LAST_RELEASE, (rollout.revision, found))  # ours: the model declares none
     return found
 
 
 def window_start(
-    rollout: Rollout, rule: GuardrailRule, *, released: datetime | None | bool = False
+    rollout: Rollout, rule: GuardrailRule, *, released: datetime | None | Literal[False] = False
 ) -> datetime | None:
     """Where the rule's evidence starts (None: the rollout has not started). ``released``: the
     last kill-switch release when the caller has it already (``False``: look it up)."""
@@ -449,6 +452,8 @@ def _act(rule: GuardrailRule, verdict: g.Verdict, now: datetime) -> str:
             why = "" if rule.action == GuardrailRule.Action.KILL_SWITCH else " (no earlier phase)"
             return f"kill switch engaged{why}: every channel gets {rollout.control_variant}"
         current = rollout.current_phase
+        # _previous_phase finds a phase only below the current one.
+        assert current is not None
         services.move_to_phase(rollout, phase=previous, actor=actor, reason=reason, now=now)
         return f"stepped back from {current.name} to {previous.name} ({previous.percentage}%)"
     except services.ServiceError as exc:
@@ -491,6 +496,11 @@ def evaluate_rule(
             elif phase is None:
                 why = "The rollout has not started."
             else:
+                # The rule does not apply in this phase: start is None only before the first
+                # phase (move_to_phase sets current_phase and phase_started_at together, and
+                # nothing clears them), and an enabled rule applies in every phase without a
+                # from_phase (GuardrailRule.applies_in).
+                assert rule.from_phase is not None
                 why = f"Watched from {rule.from_phase.name} on; the rollout is in {phase.name}."
             changed = _record(state, g.OFF, why, {}, now)
             state.save()

@@ -20,6 +20,7 @@ from django.views.decorators.http import require_POST
 from rollout import freshness, services
 from rollout.models import Rollout
 from rollout.roles import is_operator, operator_required
+from selcontrol.http import HtmxHttpRequest
 
 from . import deployment_report, gate
 from . import services as guardrail_services
@@ -94,7 +95,7 @@ def update_rule(request: HttpRequest, key: str, pk: int) -> HttpResponse:
 
 @operator_required
 @require_POST
-def evaluate_now(request: HttpRequest, key: str) -> HttpResponse:
+def evaluate_now(request: HtmxHttpRequest, key: str) -> HttpResponse:
     """Evaluate every rule of the rollout now (what the scheduler does every minute)."""
     rollout = _rollout(key)
     outcomes = guardrail_services.evaluate_on_demand(rollout, actor=_actor(request))

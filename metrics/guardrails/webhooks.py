@@ -35,7 +35,7 @@ class WebhookRefused(ValueError):
 def allowed_hosts() -> frozenset[str] | None:
     """The host names a webhook may have (SELCONTROL_ALERT_WEBHOOK_HOSTS, a list, or a
     comma-separated string when a test overrides it); None when any host is admitted (``*``)."""
-    raw = settings.SELCONTROL_ALERT_WEBHOOK_HOSTS
+    raw: object = settings.SELCONTROL_ALERT_WEBHOOK_HOSTS  # a list in settings, a str in tests
     if isinstance(raw, list | tuple):
         raw = ",".join(raw)
     names = {h.strip().lower().rstrip(".") for h in str(raw).split(",") if h.strip()}

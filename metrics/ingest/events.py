@@ -14,7 +14,7 @@ import math
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Literal, overload
 
 from rollout.models import CHANNEL_ID_RE
 from selcontrol.timestamps import BadTimestamp, parse_rfc3339
@@ -74,6 +74,23 @@ def _no_surrogates(name: str, value: str) -> str:
     return value
 
 
+@overload
+def _string(
+    data: dict,
+    name: str,
+    *,
+    required: Literal[True] = ...,
+    max_len: int = ...,
+    nullable: Literal[False] = ...,
+) -> str: ...  # required and not nullable: a string, or Invalid
+
+
+@overload
+def _string(
+    data: dict, name: str, *, required: bool = ..., max_len: int = ..., nullable: bool = ...
+) -> str | None: ...
+
+
 def _string(
     data: dict, name: str, *, required: bool = True, max_len: int = MAX_ID, nullable: bool = False
 ) -> str | None:
@@ -107,6 +124,14 @@ def _text(data: dict, name: str) -> str:
     if "\x00" in value:
         value = value.replace("\x00", "")
     return _no_surrogates(name, value if len(value) <= TEXT_LIMIT else value[:TEXT_LIMIT])
+
+
+@overload
+def _integer(data: dict, name: str, *, required: Literal[True] = ...) -> int: ...
+
+
+@overload
+def _integer(data: dict, name: str, *, required: bool = ...) -> int | None: ...
 
 
 def _integer(data: dict, name: str, *, required: bool = True) -> int | None:

@@ -54,7 +54,7 @@ def record_events(
     result = IntakeResult()
     valid: dict[str, list[Event]] = {"response": [], "reaction": [], "followup": []}
     seen: dict[str, set[str]] = {kind: set() for kind in valid}
-    variants: dict[str, tuple[str, ...]] | None = None
+    variants: dict[str, list[str]] | None = None
     for index, raw in enumerate(events):
         try:
             event = validate_event(raw, now)
@@ -94,7 +94,7 @@ def record_events(
     return result
 
 
-def rollout_variants() -> dict[str, tuple[str, ...]]:
+def rollout_variants() -> dict[str, list[str]]:
     """Each rollout's variants by key (one query per batch)."""
     from rollout.models import Rollout
 
@@ -106,7 +106,7 @@ def rollout_variants() -> dict[str, tuple[str, ...]]:
     }
 
 
-def check_variant(event: Event, variants: dict[str, tuple[str, ...]]) -> None:
+def check_variant(event: Event, variants: dict[str, list[str]]) -> None:
     """A reply must name a rollout that exists and one of its variants: anything else would
     be a row no chart can place, and a string the bot controls in every CSV export."""
     key, variant = event.fields["rollout_key"], event.fields["variant"]

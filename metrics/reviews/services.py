@@ -46,9 +46,14 @@ CONTEXT_MESSAGES = 3  # earlier exchanges of the conversation shown above the re
 
 
 class ReviewError(Exception):
-    """A review action that cannot be done; the message is one sentence for the reviewer."""
+    """A review action that cannot be done; the message is one sentence for the reviewer.
+    ``errors``: an incomplete rubric's sentence per field (empty for every other refusal)."""
 
     status = 422
+
+    def __init__(self, message: str, errors: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.errors = errors or {}
 
 
 class HeldByOther(ReviewError):
@@ -590,9 +595,7 @@ def submit_grade(
                 "You can only grade the reply the queue gives you; open the sample's queue."
             )
         if errors:
-            exc = ReviewError(next(iter(errors.values())))
-            exc.errors = errors
-            raise exc
+            raise ReviewError(next(iter(errors.values())), errors)
         saved = locked.grades.filter(submitted_at__isnull=False).count()
         if saved >= locked.grades_needed:
             raise AlreadyGraded("This reply has all the grades it needs already.")
@@ -692,7 +695,7 @@ def sample_agreement(sample: ReviewSample) -> dict[str, Any]:
 # --- figures -----------------------------------------------------------------------------------
 
 
-def _primary_grades(rollout_key: str, since: datetime, until: datetime) -> list[dict[str, Any]]:
+def _primary_grades(rollout_key: str, since: datetime, until: datetime) -> list[Mapping[str, Any]]:
     """The first saved grade of each reviewed reply sent in [since, until)."""
     rows = (
         ReviewGrade.objects.filter(
@@ -713,7 +716,7 @@ def _primary_grades(rollout_key: str, since: datetime, until: datetime) -> list[
             ts=F("item__response__ts"),
         )
     )
-    first: dict[int, dict[str, Any]] = {}
+    first: dict[int, Mapping[str, Any]] = {}
     for row in rows:
         first.setdefault(row["item_id"], row)
     return list(first.values())

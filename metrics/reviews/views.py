@@ -24,6 +24,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from rollout.roles import is_reviewer, reviewer_required
 from rollout.services import Actor
+from selcontrol.http import HtmxHttpRequest
 
 from . import blinding as review_blinding
 from . import services as reviews
@@ -117,9 +118,9 @@ def index(request: HttpRequest) -> HttpResponse:
 def _render_index(
     request, form: dict, errors: dict, status: int, existing: ReviewSample | None = None
 ) -> HttpResponse:
-    samples = list(ReviewSample.objects.all()[:30])
-    for sample in samples:
-        sample.progress = reviews.sample_progress(sample)
+    samples = [
+        (sample, reviews.sample_progress(sample)) for sample in ReviewSample.objects.all()[:30]
+    ]
     defaults = {
         "rollout": _rollout_keys()[0],
         "week": reviews.previous_week().isoformat(),
@@ -174,7 +175,7 @@ def sample_detail(request: HttpRequest, pk: int) -> HttpResponse:
     reproduced = None
     if request.GET.get("verify"):
         reproduced = reviews.reproduce(sample) == reviews.sample_response_ids(sample)
-    by_reviewer = {}
+    by_reviewer: dict[str, int] = {}
     for name, _saved in ReviewGrade.objects.filter(
         item__sample=sample, submitted_at__isnull=False
     ).values_list("reviewer__username", "submitted_at"):
@@ -230,7 +231,7 @@ def queue(request: HttpRequest, pk: int) -> HttpResponse:
     return render(request, "metrics/review_queue.html", _item_context(request, item))
 
 
-def _refused(request: HttpRequest, item: ReviewItem, sentence: str) -> HttpResponse:
+def _refused(request: HtmxHttpRequest, item: ReviewItem, sentence: str) -> HttpResponse:
     """409 with the sentence and a way on, and nothing of the reply: the poster may not be the
     reviewer the queue gave it to."""
     context = {"sample": item.sample, "sentence": sentence}
@@ -246,14 +247,14 @@ def _item(pk: int) -> ReviewItem:
 
 @reviewer_required
 @require_POST
-def grade(request: HttpRequest, pk: int) -> HttpResponse:
+def grade(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     item = _item(pk)
     try:
         saved = reviews.submit_grade(item, request.user, request.POST)
     except reviews.ReviewError as exc:
         if exc.status == 409:
             return _refused(request, item, str(exc))
-        errors = getattr(exc, "errors", None) or {}
+        errors = exc.errors
         context = _item_context(request, item, values=request.POST.dict(), errors=errors)
         context["form_error"] = "" if errors else str(exc)
         context["conflict"] = exc.status == 409

@@ -4,6 +4,7 @@ and POST input of selcontrol/console's views); rollout's services make the chang
 from __future__ import annotations
 
 from datetime import UTC, datetime, tzinfo
+from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from django import forms
@@ -75,7 +76,9 @@ class OverrideForm(RevisionForm):
     def __init__(self, *args, rollout: Rollout, **kwargs):
         super().__init__(*args, **kwargs)
         self.rollout = rollout
-        self.fields["variant"].choices = [(v, v) for v in rollout.variants]
+        variant = self.fields["variant"]
+        assert isinstance(variant, forms.ChoiceField)  # declared above
+        variant.choices = [(v, v) for v in rollout.variants]
 
     def clean_channel_id(self):
         value = self.cleaned_data["channel_id"].strip()
@@ -87,8 +90,9 @@ class OverrideForm(RevisionForm):
     def clean_tz(self):
         return zone_of(self.cleaned_data.get("tz") or "")
 
-    def clean(self):
-        data = super().clean()
+    def clean(self) -> dict[str, Any]:
+        super().clean()  # Form.clean: the cleaned data, typed as optional for overrides
+        data = self.cleaned_data
         raw = (data.get("expires_at") or "").strip()
         zone = data.get("tz") or UTC
         if not raw:
@@ -171,7 +175,9 @@ class AuditFilterForm(forms.Form):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.fields["action"].choices = [("", "Any change")] + list(AuditEntry.Action.choices)
+        action = self.fields["action"]
+        assert isinstance(action, forms.ChoiceField)  # declared above
+        action.choices = [("", "Any change")] + list(AuditEntry.Action.choices)
 
 
 class OverrideSearchForm(forms.Form):

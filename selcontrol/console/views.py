@@ -29,7 +29,7 @@ from django.contrib.auth.decorators import login_required
 from django.core.cache import cache
 from django.core.paginator import Paginator
 from django.db.models import Sum
-from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.http import Http404, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.cache import never_cache
@@ -40,6 +40,7 @@ from rollout import checklist, exposure, freshness, services
 from rollout.models import ApiToken, AuditEntry, ChannelOverride, ExposureCount, Rollout
 from rollout.roles import operator_required
 from selcontrol.console.templatetags.console import alerts_context
+from selcontrol.http import HtmxHttpRequest
 
 from .forms import (
     AlertsPartForm,
@@ -84,7 +85,11 @@ def _traffic(rollout: Rollout, version: int | None = None) -> tuple[list[str], d
     # would otherwise scan a day of events each time. Keyed on the newest reply, so a reply
     # that arrived since is never left out (a cached "no traffic seen yet" beside guardrails
     # judging thousands of replies was the contradiction).
-    return cache.get_or_set(_cache_key("traffic", rollout, version), load, TRAFFIC_CACHE_SECONDS)
+    cached: tuple[list[str], dict[str, int]] | None = cache.get_or_set(
+        _cache_key("traffic", rollout, version), load, TRAFFIC_CACHE_SECONDS
+    )
+    assert cached is not None  # load() never gives None, and only it fills this key
+    return cached
 
 
 def _data_version() -> int:
@@ -130,20 +135,25 @@ def _served(rollout: Rollout, now, version: int | None = None) -> dict:
         ]
         return {"rows": rows, "replies": total, "decisions": total_decisions}
 
-    return cache.get_or_set(_cache_key("served", rollout, version), load, TRAFFIC_CACHE_SECONDS)
+    cached: dict | None = cache.get_or_set(
+        _cache_key("served", rollout, version), load, TRAFFIC_CACHE_SECONDS
+    )
+    assert cached is not None  # load() never gives None, and only it fills this key
+    return cached
 
 
 def _watch(rollout: Rollout) -> dict | None:
     """The minimum watch's countdown; stopped while the rollout is off its phase's plan or
     rolled back (the watch counts time at the planned percentage only: docs/console.md)."""
     ends = rollout.phase_watch_ends_at()
-    if ends is None:
+    phase, started = rollout.current_phase, rollout.phase_started_at
+    if ends is None or phase is None or started is None:  # ends is None when either is
         return None
     if not rollout.on_plan():
         return {"stopped": rollout.off_plan() or "kill switch on"}
     now = timezone.now()
-    total = rollout.current_phase.min_watch.total_seconds() or 1
-    elapsed = (now - rollout.phase_started_at).total_seconds()
+    total = phase.min_watch.total_seconds() or 1
+    elapsed = (now - started).total_seconds()
     return {
         "ends_at": ends,
         "passed": ends <= now,
@@ -183,7 +193,7 @@ def _checklist_rows(phase) -> list[dict]:
     ]
 
 
-def _section_context(request: HttpRequest, rollout: Rollout, name: str, **extra) -> dict:
+def _section_context(request: HtmxHttpRequest, rollout: Rollout, name: str, **extra) -> dict:
     ctx: dict = {
         "rollout": rollout,
         "section": name,
@@ -241,7 +251,7 @@ def _section_context(request: HttpRequest, rollout: Rollout, name: str, **extra)
 
 
 def _render_section(
-    request: HttpRequest,
+    request: HtmxHttpRequest,
     rollout: Rollout,
     name: str,
     *,
@@ -265,7 +275,7 @@ def _render_section(
 
 
 @login_required
-def index(request: HttpRequest) -> HttpResponse:
+def index(request: HtmxHttpRequest) -> HttpResponse:
     rollouts = list(Rollout.objects.select_related("current_phase"))
     if len(rollouts) == 1:
         return redirect("rollout:detail", key=rollouts[0].key)
@@ -273,7 +283,7 @@ def index(request: HttpRequest) -> HttpResponse:
 
 
 @login_required
-def detail(request: HttpRequest, key: str) -> HttpResponse:
+def detail(request: HtmxHttpRequest, key: str) -> HttpResponse:
     freshness.stamp(request)  # before the state the page shows
     rollout = _get_rollout(key)
     sections = {name: _section_context(request, rollout, name) for name in SECTIONS}
@@ -282,7 +292,7 @@ def detail(request: HttpRequest, key: str) -> HttpResponse:
 
 @login_required
 @require_GET
-def section(request: HttpRequest, key: str, name: str) -> HttpResponse:
+def section(request: HtmxHttpRequest, key: str, name: str) -> HttpResponse:
     if name not in SECTIONS:
         raise Http404("No such section.")
     freshness.stamp(request)  # before the state the section shows
@@ -291,7 +301,7 @@ def section(request: HttpRequest, key: str, name: str) -> HttpResponse:
 
 @login_required
 @require_GET
-def alerts(request: HttpRequest) -> HttpResponse:
+def alerts(request: HtmxHttpRequest) -> HttpResponse:
     """The header's emergency button and the kill-switch banner, refreshed after changes."""
     form = AlertsPartForm(request.GET)
     if not form.is_valid():
@@ -306,7 +316,7 @@ def alerts(request: HttpRequest) -> HttpResponse:
 @never_cache
 @login_required
 @require_GET
-def console_stamp(request: HttpRequest) -> HttpResponse:
+def console_stamp(request: HtmxHttpRequest) -> HttpResponse:
     """The console stamp alone (the newest audit id), polled every few seconds by an open
     console while its tab is visible (static/js/console.js): a change made elsewhere (the API,
     ``manage.py kill_switch``, a guardrail's rollback) reaches the banner, the header and every
@@ -320,7 +330,7 @@ def console_stamp(request: HttpRequest) -> HttpResponse:
 
 @login_required
 @require_GET
-def preview(request: HttpRequest, key: str) -> HttpResponse:
+def preview(request: HtmxHttpRequest, key: str) -> HttpResponse:
     """What saving a percentage would do, before saving it."""
     rollout = _get_rollout(key)
     form = PreviewForm(request.GET)
@@ -351,7 +361,7 @@ def preview(request: HttpRequest, key: str) -> HttpResponse:
 
 @login_required
 @require_GET
-def lookup(request: HttpRequest, key: str) -> HttpResponse:
+def lookup(request: HtmxHttpRequest, key: str) -> HttpResponse:
     """Which version does channel X get, and why."""
     rollout = _get_rollout(key)
     form = LookupForm(request.GET, rollout=rollout)
@@ -371,7 +381,7 @@ def lookup(request: HttpRequest, key: str) -> HttpResponse:
 # --- changing --------------------------------------------------------------------------------
 
 
-def _actor(request: HttpRequest) -> services.Actor:
+def _actor(request: HtmxHttpRequest) -> services.Actor:
     return services.Actor.of_user(request.user, via="web")
 
 
@@ -386,7 +396,9 @@ def _conflict_context(rollout: Rollout, seen: int | None, exc: services.ServiceE
     return {"conflict": {"message": str(exc), "changes": changes, "seen": seen}}
 
 
-def _done(request: HttpRequest, rollout: Rollout, name: str, message: str, **extra) -> HttpResponse:
+def _done(
+    request: HtmxHttpRequest, rollout: Rollout, name: str, message: str, **extra
+) -> HttpResponse:
     if not request.htmx:
         messages.success(request, message)
         return redirect("rollout:detail", key=rollout.key)
@@ -394,7 +406,7 @@ def _done(request: HttpRequest, rollout: Rollout, name: str, message: str, **ext
 
 
 def _failed(
-    request: HttpRequest,
+    request: HtmxHttpRequest,
     key: str,
     name: str,
     exc: services.ServiceError,
@@ -423,7 +435,7 @@ def _failed(
     return _render_section(request, rollout, name, status=exc.status, error=str(exc), **extra)
 
 
-def _invalid(request: HttpRequest, rollout: Rollout, name: str, form) -> HttpResponse:
+def _invalid(request: HtmxHttpRequest, rollout: Rollout, name: str, form) -> HttpResponse:
     if not request.htmx:
         messages.error(request, "; ".join(" ".join(errs) for errs in form.errors.values()))
         return redirect("rollout:detail", key=rollout.key)
@@ -431,7 +443,7 @@ def _invalid(request: HttpRequest, rollout: Rollout, name: str, form) -> HttpRes
 
 
 def _act(
-    request: HttpRequest,
+    request: HtmxHttpRequest,
     key: str,
     section: str,
     make_form: Callable[[Rollout], forms.Form],
@@ -460,7 +472,7 @@ def _act(
 
 @operator_required
 @require_POST
-def set_percentage(request: HttpRequest, key: str) -> HttpResponse:
+def set_percentage(request: HtmxHttpRequest, key: str) -> HttpResponse:
     def act(rollout: Rollout, data: dict[str, Any], actor: services.Actor) -> str:
         rollout = services.update_rollout(
             rollout,
@@ -480,7 +492,7 @@ def set_percentage(request: HttpRequest, key: str) -> HttpResponse:
 
 @operator_required
 @require_POST
-def move_phase(request: HttpRequest, key: str) -> HttpResponse:
+def move_phase(request: HtmxHttpRequest, key: str) -> HttpResponse:
     def act(rollout: Rollout, data: dict[str, Any], actor: services.Actor) -> str:
         rollout = services.move_to_phase(
             rollout,
@@ -491,6 +503,7 @@ def move_phase(request: HttpRequest, key: str) -> HttpResponse:
             gate_override_reason=data["gate_override_reason"],
         )
         phase = rollout.current_phase
+        assert phase is not None  # move_to_phase returns the rollout in the phase it moved to
         return f"Now in {phase.name}: {rollout.percentage}%."
 
     return _act(request, key, "timeline", lambda _r: PhaseForm(request.POST), act)
@@ -498,19 +511,23 @@ def move_phase(request: HttpRequest, key: str) -> HttpResponse:
 
 @operator_required
 @require_POST
-def hold(request: HttpRequest, key: str) -> HttpResponse:
+def hold(request: HtmxHttpRequest, key: str) -> HttpResponse:
     def act(rollout: Rollout, data: dict[str, Any], actor: services.Actor) -> str:
         services.hold_phase(
             rollout, actor=actor, reason=data["reason"], expected_revision=data["revision"]
         )
-        return f"Holding at {rollout.current_phase.name}."
+        phase = rollout.current_phase
+        # hold_phase found a phase at the revision the form carried; the page was drawn before
+        # this read and every phase change bumps the revision, so this read saw that phase too.
+        assert phase is not None
+        return f"Holding at {phase.name}."
 
     return _act(request, key, "timeline", lambda _r: HoldForm(request.POST), act)
 
 
 @operator_required
 @require_POST
-def tick(request: HttpRequest, key: str) -> HttpResponse:
+def tick(request: HtmxHttpRequest, key: str) -> HttpResponse:
     def act(rollout: Rollout, data: dict[str, Any], actor: services.Actor) -> str:
         services.tick_checklist_item(
             rollout, data["phase"], data["item"], actor=actor, checked=data["checked"]
@@ -523,7 +540,7 @@ def tick(request: HttpRequest, key: str) -> HttpResponse:
 
 @operator_required
 @require_POST
-def add_override(request: HttpRequest, key: str) -> HttpResponse:
+def add_override(request: HtmxHttpRequest, key: str) -> HttpResponse:
     def act(rollout: Rollout, data: dict[str, Any], actor: services.Actor) -> str:
         override, created = services.set_override(
             rollout,
@@ -545,7 +562,7 @@ def add_override(request: HttpRequest, key: str) -> HttpResponse:
 
 @operator_required
 @require_POST
-def remove_override(request: HttpRequest, key: str, channel_id: str) -> HttpResponse:
+def remove_override(request: HtmxHttpRequest, key: str, channel_id: str) -> HttpResponse:
     post = request.POST.copy()
     if not post.get("reason") and request.headers.get("HX-Prompt"):
         post["reason"] = request.headers["HX-Prompt"]
@@ -566,7 +583,7 @@ def remove_override(request: HttpRequest, key: str, channel_id: str) -> HttpResp
 
 
 @operator_required
-def rollback(request: HttpRequest, key: str) -> HttpResponse:
+def rollback(request: HtmxHttpRequest, key: str) -> HttpResponse:
     """The emergency rollback. GET is the no-JavaScript confirmation page; POST engages it."""
     rollout = _get_rollout(key)
     if request.method == "GET":
@@ -597,7 +614,7 @@ def rollback(request: HttpRequest, key: str) -> HttpResponse:
 
 @operator_required
 @require_POST
-def reenable(request: HttpRequest, key: str) -> HttpResponse:
+def reenable(request: HtmxHttpRequest, key: str) -> HttpResponse:
     rollout = _get_rollout(key)
     form = ReEnableForm(request.POST)
     ok = form.is_valid()
@@ -614,7 +631,7 @@ def reenable(request: HttpRequest, key: str) -> HttpResponse:
         except services.ServiceError as exc:
             ok, error, status = False, str(exc), exc.status
     else:
-        error = "; ".join(" ".join(e) for e in form.errors.values())
+        error = "; ".join(" ".join(str(message) for message in e) for e in form.errors.values())
         status = 422
     if not request.htmx:
         if ok:
@@ -637,7 +654,7 @@ def reenable(request: HttpRequest, key: str) -> HttpResponse:
 
 @login_required
 @require_GET
-def audit_log(request: HttpRequest) -> HttpResponse:
+def audit_log(request: HtmxHttpRequest) -> HttpResponse:
     form = AuditFilterForm(request.GET or None)
     entries = AuditEntry.objects.select_related("rollout")
     if form.is_valid():
@@ -671,16 +688,17 @@ def _tokens_context(**extra) -> dict:
 
 @login_required
 @require_GET
-def tokens(request: HttpRequest) -> HttpResponse:
+def tokens(request: HtmxHttpRequest) -> HttpResponse:
     return render(request, "console/tokens.html", _tokens_context())
 
 
 @never_cache  # the answer shows the new token once: no cache may keep it
 @operator_required
 @require_POST
-def create_token(request: HttpRequest) -> HttpResponse:
+def create_token(request: HtmxHttpRequest) -> HttpResponse:
     form = TokenForm(request.POST)
-    status, extra = 200, {}
+    status = 200
+    extra: dict[str, object] = {}
     if not form.is_valid():
         status, extra = 422, {"form": form}
     else:
@@ -702,7 +720,7 @@ def create_token(request: HttpRequest) -> HttpResponse:
 
 @operator_required
 @require_POST
-def revoke_token(request: HttpRequest, pk: int) -> HttpResponse:
+def revoke_token(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     token = get_object_or_404(ApiToken, pk=pk)
     services.revoke_api_token(token, actor=_actor(request))
     ctx = _tokens_context(notice=f"Revoked {token.name}.")

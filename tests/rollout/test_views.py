@@ -606,7 +606,37 @@ def test_reenable__stale_revision__409_still_off(operator_client, rollout):
     assert fresh(rollout).enabled is False
 
 
+def test_reenable__invalid_form__422_with_each_fields_errors_joined(operator_client, rollout):
+    rollout = started(rollout)
+    rollout = services.engage_kill_switch(rollout, actor=SYSTEM, reason="bad")
+    response = operator_client.post(
+        url("reenable", KEY), {"percentage": "500", "revision": rollout.revision}, headers=HX
+    )
+    assert response.status_code == 422
+    assert (
+        "Ensure this value is less than or equal to 100.; This field is required."
+        in response.content.decode()
+    )
+    assert fresh(rollout).enabled is False
+
+
 # --- audit log -----------------------------------------------------------------------------------
+
+
+def test_audit_describe__checklist_rows__name_the_item_by_its_label_and_the_phase(rollout):
+    from rollout.checklist import LABELS
+    from selcontrol.console.templatetags.console import describe
+
+    rollout = started(rollout)
+    item = ITEM_KEYS[0]
+    for checked in (True, False):
+        services.tick_checklist_item(rollout, 1, item, actor=SYSTEM, checked=checked)
+    cleared, ticked = AuditEntry.objects.filter(action=AuditEntry.Action.CHECKLIST).order_by("-id")
+    phase = rollout.current_phase.name
+    assert describe(ticked) == f"ticked “{LABELS[item]}” for {phase}"
+    assert describe(cleared) == f"cleared “{LABELS[item]}” for {phase}"
+    cleared.after = {}  # a row without an item or a phase: both read as None
+    assert describe(cleared) == "cleared “None” for None"
 
 
 def test_audit__filters_by_actor_and_kind(operator_client, rollout):

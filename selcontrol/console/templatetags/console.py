@@ -139,7 +139,9 @@ def describe(entry: AuditEntry) -> str:
         verb = "ticked" if a.get("checked") else "cleared"
         from rollout.checklist import LABELS
 
-        return f"{verb} “{LABELS.get(a.get('item'), a.get('item'))}” for {a.get('phase')}"
+        item = a.get("item")
+        named = None if item is None else LABELS.get(item, item)  # LABELS.get(None) is None
+        return f"{verb} “{named}” for {a.get('phase')}"
     if action == A.OVERRIDE_SET:
         return f"set channel {a.get('channel_id')} to {a.get('variant')}"
     if action == A.OVERRIDE_REMOVE:

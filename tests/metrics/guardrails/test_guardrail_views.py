@@ -52,6 +52,19 @@ def test_update_rule__operator__saves_restarts_evidence_and_audits(rollout, oper
     assert entry.before["threshold"] == 1.5 and entry.after["threshold"] == 2.0
 
 
+def test_rules_page__operator__phase_choices_read_every_phase_then_name_and_percentage(
+    rollout, operator_client
+):
+    body = operator_client.get(f"/metrics/{rollout.key}/guardrails/").content.decode()
+    rule = GuardrailRule.objects.get(rollout=rollout, key="latency")
+    select = re.search(rf'<select name="r{rule.pk}-from_phase".*?</select>', body, re.S)
+    assert select is not None
+    labels = re.findall(r"<option[^>]*>([^<]*)</option>", select.group(0))
+    phases = rollout.phases.order_by("order")
+    assert len(phases) > 1
+    assert labels == ["every phase", *(f"{p.name} ({p.percentage}%)" for p in phases)]
+
+
 def test_update_rule__latency_factor_below_one__422_naming_the_field(rollout, operator_client):
     rule = GuardrailRule.objects.get(rollout=rollout, key="latency")
     response = operator_client.post(

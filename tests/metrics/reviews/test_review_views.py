@@ -102,6 +102,18 @@ def test_queue__progress__counts_graded_items(reviewer_client, sample):
     assert "<strong>2 of 6</strong> graded" in html
 
 
+def test_reviews_index__each_sample__shows_its_graded_count_and_a_way_to_review(
+    reviewer_client, sample
+):
+    for _ in range(2):
+        reviewer_client.get(reverse("metrics:review_queue", args=[sample.pk]))
+        item = ReviewItem.objects.get(held_by__username="bob")
+        reviewer_client.post(reverse("metrics:review_grade", args=[item.pk]), GOOD, headers=HTMX)
+    html = reviewer_client.get(reverse("metrics:reviews")).content.decode()
+    assert '<progress max="6" value="2" aria-hidden="true"></progress> 2 of 6' in html
+    assert f'href="{reverse("metrics:review_queue", args=[sample.pk])}">Review</a>' in html
+
+
 def test_queue__everything_graded__says_the_sample_is_complete(reviewer_client, sample):
     for _ in range(6):
         reviewer_client.get(reverse("metrics:review_queue", args=[sample.pk]))
