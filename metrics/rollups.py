@@ -1117,11 +1117,11 @@ def _channel_totals(rollout_key, since, until, latency: bool, live, raw):
         ranges = Q()
         for start, end in segments:
             ranges |= Q(hour__gte=start, hour__lt=end)
-        rows = ChannelHourlyRollup.objects.filter(ranges, rollout_key=rollout_key).exclude(
+        hour_rows = ChannelHourlyRollup.objects.filter(ranges, rollout_key=rollout_key).exclude(
             hour__in=sorted(skip)
         )
         if latency:
-            parts.append(rows)
+            parts.append(hour_rows)
         else:
             stamps = (
                 HourlyRollup.objects.filter(ranges, rollout_key=rollout_key)
@@ -1130,7 +1130,7 @@ def _channel_totals(rollout_key, since, until, latency: bool, live, raw):
                 .values_list("id", "hour", "variant", "computed_at", *COUNT_FIELDS)
             )
             key = (rollout_key, "hours", tuple(segments), tuple(sorted(skip)))
-            for variant, channels in _cached_channel_sums(key, stamps, rows).items():
+            for variant, channels in _cached_channel_sums(key, stamps, hour_rows).items():
                 for channel, part in channels.items():
                     add(variant, channel, part)
     for rows in parts:
