@@ -154,7 +154,7 @@ def group_markers(
     """Markers closer to each other than one period or 3% of the range, in one group (oldest
     first): an incident with several changes in minutes is one line with one label, not a pile
     of labels over the data."""
-    gap_ms = period_ms
+    gap_ms: float = period_ms
     if x_range and x_range[1] > x_range[0]:
         gap_ms = max(gap_ms, (x_range[1] - x_range[0]).total_seconds() * 1000 * MARKER_GAP_SHARE)
     groups: list[list[dict[str, Any]]] = []
@@ -200,11 +200,13 @@ def marker_shapes(
     or left of it in the last third of the range (so it is not cut off)."""
     shapes, notes = [], []
     row_ends = [float("-inf")] * LABEL_ROWS  # where the last label of each row ends (0-1)
-    span = (x_range[1] - x_range[0]) if x_range and x_range[1] > x_range[0] else None
+    origin, span = None, None
+    if x_range and x_range[1] > x_range[0]:
+        origin, span = x_range[0], x_range[1] - x_range[0]
     for group in group_markers(markers, x_range, period_ms):
         head = min(group, key=lambda m: SEVERITY.index(m["kind"]) if m["kind"] in SEVERITY else 9)
         first = group[0]
-        where = (first["ts"] - x_range[0]) / span if span else 0.0
+        where = (first["ts"] - origin) / span if origin is not None and span else 0.0
         text = short_label(head) if len(group) == 1 else f"{short_label(head)} +{len(group) - 1}"
         row, anchor = _label_slot(row_ends, where, text)
         row_ends[row] = max(row_ends[row], label_extent(where, text, anchor)[1])
@@ -286,7 +288,6 @@ def time_figure(
                 xs, ys = [every_x[j] for j in kept], [ys[j] for j in kept]
             else:
                 xs = every_x
-            points = list(zip(xs, ys, strict=True)) if key in WEEKLY else ys
             if not ys and i:
                 continue
             name = f"{variant} {suffix}".strip()
@@ -301,7 +302,7 @@ def time_figure(
                 "xperiod": period_ms,
                 "xperiodalignment": "middle",
             }
-            intervals = (
+            intervals: list[Any] = (
                 [r.get(f"{column}_ci") for r in mine if r.get(column) is not None]
                 if key in WEEKLY
                 else []
@@ -311,10 +312,8 @@ def time_figure(
                 trace["error_y"] = {
                     "type": "data",
                     "symmetric": False,
-                    "array": [hi - v for (_, v), (_, hi) in zip(points, intervals, strict=True)],
-                    "arrayminus": [
-                        v - lo for (_, v), (lo, _) in zip(points, intervals, strict=True)
-                    ],
+                    "array": [hi - v for v, (_, hi) in zip(ys, intervals, strict=True)],
+                    "arrayminus": [v - lo for v, (lo, _) in zip(ys, intervals, strict=True)],
                     "color": colours[variant],
                     "thickness": 1.5,
                 }

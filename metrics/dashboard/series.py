@@ -19,7 +19,7 @@ import math
 import pickle
 from bisect import bisect_left
 from collections import OrderedDict, defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import cached_property, lru_cache
@@ -45,7 +45,7 @@ RANGES = {"24h": timedelta(hours=24), "7d": timedelta(days=7), "30d": timedelta(
 MAX_RANGE = timedelta(days=400)
 GRANULARITIES = ("hour", "day")
 
-MARKER_ACTIONS = {
+MARKER_ACTIONS: dict[str, str] = {
     AuditEntry.Action.PHASE_CHANGE: "phase",
     AuditEntry.Action.KILL_SWITCH_ENGAGE: "rollback",
     AuditEntry.Action.KILL_SWITCH_RELEASE: "release",
@@ -407,8 +407,9 @@ def _figures_rows(
         with connection.cursor() as cursor:
             cursor.execute(sql, args)
             rows = cursor.fetchall()
-        decode = json.loads
+        decode: Callable[[Any], Any] = json.loads
     else:
+        model: type[HourlyRollup] | type[DailyRollup]
         if hourly:
             model, lookups = HourlyRollup, {"hour__gte": params[0], "hour__lt": params[1]}
         else:
@@ -1145,10 +1146,11 @@ class CostBasis:
             if self.control_cost is None:
                 return None, "none"
             return self.control_cost * GUIDE_V2_COST_FACTOR, "guide"
-        full = full if full is not None else simple
-        simple = simple if simple is not None else full
+        known = [c for c in (full, simple) if c is not None]  # one at least: see above
         s = self.simplified_share
-        return (1 - s) * full + s * simple, "measured"
+        full_cost = full if full is not None else known[0]
+        simple_cost = simple if simple is not None else known[0]
+        return (1 - s) * full_cost + s * simple_cost, "measured"
 
     def per_day(self, percentage: float) -> float | None:
         v1 = self.control_cost

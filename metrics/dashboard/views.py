@@ -27,6 +27,7 @@ from django.views.decorators.http import require_GET
 from django_htmx.http import push_url, reswap
 
 from rollout.models import Rollout
+from selcontrol.http import HtmxHttpRequest
 
 from .. import stats
 from ..reviews import blinding as review_blinding
@@ -176,7 +177,7 @@ def _figure_blocks(window: series.Window, keys) -> dict[str, tuple[str, bool]]:
     for key in keys:
         chart = series.CHARTS[key]
         rows = series.figure_rows(window, key)
-        x_range = (window.since, window.until)
+        x_range: tuple[datetime, datetime] | None = (window.since, window.until)
         if key == "reviews" and not rows:
             x_range = None
         figure = charts.time_figure(
@@ -286,7 +287,7 @@ def _context(request: HttpRequest, rollout: Rollout, params: Params) -> dict[str
 
 @login_required
 @require_GET
-def dashboard(request: HttpRequest, key: str) -> HttpResponse:
+def dashboard(request: HtmxHttpRequest, key: str) -> HttpResponse:
     rollout = _rollout(key)
     if request.htmx and request.GET.get("part") == "status":
         return render(request, "metrics/partials/dashboard_status.html", {"rollout": rollout})
@@ -632,16 +633,16 @@ def fmt_relative(value: float | None) -> str:
     return f"{fmt_signed(value * 100)}%"
 
 
-def _settle(row: stats.Comparison) -> str:
+def _settle(row: stats.Comparison, more_needed: int) -> str:
     """How much more data would settle an unknown verdict. With channels as the unit, more
     replies from the same channels do not help and channels cannot be added at will: the
     sentence says how many times today's channels would be needed (e.g. 2x: the next phase's
     share), not a count of channels the rollout may not have."""
     now = sum(row.extra.get("channels") or ()) if row.sample == "channels" else 0
     if now:
-        times = math.ceil((now + row.more_needed) / now)
+        times = math.ceil((now + more_needed) / now)
         return f"not settled at {now:,} channels: about {times:,}x as many would settle it"
-    return f"about {row.more_needed:,} more {row.sample} would settle it"
+    return f"about {more_needed:,} more {row.sample} would settle it"
 
 
 def display_row(row: stats.Comparison) -> dict[str, Any]:
@@ -650,13 +651,13 @@ def display_row(row: stats.Comparison) -> dict[str, Any]:
     diff = ""
     if row.unit == "%" and row.difference is not None:
         diff = f"{fmt_signed(row.difference * 100)} pp"
-        if row.difference_lo is not None:
+        if row.difference_lo is not None and row.difference_hi is not None:
             diff += (
                 f" [{fmt_signed(row.difference_lo * 100)}, {fmt_signed(row.difference_hi * 100)}]"
             )
     if row.verdict == stats.UNKNOWN:
         if row.more_needed:
-            settle = _settle(row)
+            settle = _settle(row, row.more_needed)
         elif row.note:
             settle = row.note
         elif row.relative is not None:
