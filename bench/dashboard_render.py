@@ -198,6 +198,11 @@ def main() -> None:
         from metrics import rollups
         from metrics.ingest.intake import record_events
 
+        # as each gunicorn worker does once its application is loaded (post_worker_init): the
+        # start-up heap frozen out of the collector's full collections (selcontrol/heap.py)
+        from selcontrol.heap import freeze_after_start
+
+        frozen = freeze_after_start()
         rollup_rows = int(loader.psql("SELECT count(*) FROM metrics_hourlyrollup", DB))
         print(f"rollups: {rollup_rows} rows, built in {build_seconds:.0f} s", flush=True)
 
@@ -313,7 +318,7 @@ def main() -> None:
         f"rollup rows; rollups built in {build_seconds:.0f} s); {os.cpu_count()}-core machine, "
         "in-process client"
     )
-    print(f"load average at the end: {os.getloadavg()[0]:.1f}")
+    print(f"load average at the end: {os.getloadavg()[0]:.1f}; heap frozen: {frozen:,} objects")
     print(f"{'request':<29} {'p50':>8} {'p95':>8} {'max':>8} {'CPU p50':>8}")
     for label, r in [*results, ("30 days, one dirty hour", dirty)]:
         print(

@@ -43,3 +43,12 @@ keepalive = 75
 accesslog = None
 access_log_format = '%(h)s "%(m)s %(U)s %(H)s" %(s)s %(B)s %(M)sms'
 errorlog = "-"
+
+
+def post_worker_init(worker) -> None:
+    """Once the worker has loaded the application: freeze the start-up heap out of the garbage
+    collector's full collections (selcontrol/heap.py)."""
+    from selcontrol.heap import freeze_after_start
+
+    frozen = freeze_after_start()
+    worker.log.info("heap frozen after start-up: %d objects", frozen)

@@ -182,6 +182,11 @@ if _pool_min > _pool_max:
 if _db["ENGINE"] == "django.db.backends.postgresql":
     _db["CONN_MAX_AGE"] = 0  # the pool keeps connections; Django must not hold them as well
     _db.setdefault("OPTIONS", {})
+    # No JIT compilation: every statement of selcontrol's is short (rollups, one hour of raw
+    # events), and PostgreSQL compiles whenever a statement's estimated cost passes
+    # jit_above_cost, which an hour of 10,000 replies does: 27 ms of compiling for a 40 ms
+    # statement (docs/operations.md). Options given in DATABASE_URL come after, so they win.
+    _db["OPTIONS"]["options"] = f"-c jit=off {_db['OPTIONS'].get('options', '')}".strip()
     if env_bool("SELCONTROL_DB_POOL", True):
         _db["OPTIONS"]["pool"] = {"min_size": _pool_min, "max_size": _pool_max, "timeout": 10}
         # Django gives the pool check=ConnectionPool.check_connection when health checks are on:
