@@ -182,6 +182,17 @@ def aggregate(
     return _aggregate_portable(rollout_key, lo, hi)
 
 
+# The hour's replies' reactions (each reply's, latest event first per user and emoji) and
+# follow-ups, looked up per reply; what the statements below join (see the comment above them).
+_REACTIONS_LATEST_FIRST = """  FROM r CROSS JOIN LATERAL (
+    SELECT message_id, user_id, emoji, ts, action, sentiment, id FROM metrics_reactionevent
+    WHERE message_id = r.message_id OFFSET 0
+  ) AS x
+  ORDER BY x.message_id, x.user_id, x.emoji, x.ts DESC, (x.action = 'remove') DESC, x.id DESC"""
+_FOLLOWUPS = """FROM r CROSS JOIN LATERAL (
+  SELECT is_correction FROM metrics_followupevent WHERE reply_to = r.message_id OFFSET 0
+) AS f"""
+
 # One statement, one pass over the range's replies (materialised once): their figures grouped by
 # (variant, latency bucket, error code), which Python folds into totals, the histogram and the
 # error counts; then the reactions (the latest event per reply, user and emoji; counted when it
@@ -192,7 +203,7 @@ def aggregate(
 # 800,000 follow-ups: a sequential scan of all of them, 235 of the statement's 310 ms (the
 # dashboard's dirty hour in bench/dashboard_render.py); looked up per reply, ~13 ms. The same
 # holds for the two per-channel statements below.
-_AGGREGATE_SQL = """
+_AGGREGATE_SQL = f"""
 WITH r AS MATERIALIZED (
   SELECT message_id, variant, latency_bucket, error, input_tokens, output_tokens, cached_tokens,
          cost_usd, unpriced, cache_hit, latency_ms
@@ -207,19 +218,13 @@ UNION ALL
 SELECT 'x', variant, sentiment::int, NULL, count(*), 0, 0, 0, 0, 0, 0, 0, 0
 FROM (
   SELECT DISTINCT ON (x.message_id, x.user_id, x.emoji) r.variant, x.action, x.sentiment
-  FROM r CROSS JOIN LATERAL (
-    SELECT message_id, user_id, emoji, ts, action, sentiment, id FROM metrics_reactionevent
-    WHERE message_id = r.message_id OFFSET 0
-  ) AS x
-  ORDER BY x.message_id, x.user_id, x.emoji, x.ts DESC, (x.action = 'remove') DESC, x.id DESC
+{_REACTIONS_LATEST_FIRST}
 ) AS latest
 WHERE action = 'add' GROUP BY variant, sentiment
 UNION ALL
 SELECT 'f', r.variant, NULL, NULL, count(*), count(*) FILTER (WHERE f.is_correction),
   0, 0, 0, 0, 0, 0, 0
-FROM r CROSS JOIN LATERAL (
-  SELECT is_correction FROM metrics_followupevent WHERE reply_to = r.message_id OFFSET 0
-) AS f GROUP BY r.variant
+{_FOLLOWUPS} GROUP BY r.variant
 """
 _SENTIMENT_FIELD = {1: "reactions_positive", -1: "reactions_negative"}
 
@@ -806,7 +811,7 @@ CHANNEL_FIELDS = (
     "corrections",
 )
 
-_CHANNEL_SQL = """
+_CHANNEL_SQL = f"""
 WITH r AS MATERIALIZED (
   SELECT message_id, variant, channel_id, latency_bucket, error, cache_hit
   FROM metrics_responseevent
@@ -821,19 +826,13 @@ SELECT 'x', variant, channel_id, sentiment::int, count(*), 0, 0, 0, 0
 FROM (
   SELECT DISTINCT ON (x.message_id, x.user_id, x.emoji) r.variant, r.channel_id, x.action,
          x.sentiment
-  FROM r CROSS JOIN LATERAL (
-    SELECT message_id, user_id, emoji, ts, action, sentiment, id FROM metrics_reactionevent
-    WHERE message_id = r.message_id OFFSET 0
-  ) AS x
-  ORDER BY x.message_id, x.user_id, x.emoji, x.ts DESC, (x.action = 'remove') DESC, x.id DESC
+{_REACTIONS_LATEST_FIRST}
 ) AS latest
 WHERE action = 'add' AND sentiment <> 0 GROUP BY variant, channel_id, sentiment
 UNION ALL
 SELECT 'f', r.variant, r.channel_id, NULL, count(*), count(*) FILTER (WHERE f.is_correction),
        0, 0, 0
-FROM r CROSS JOIN LATERAL (
-  SELECT is_correction FROM metrics_followupevent WHERE reply_to = r.message_id OFFSET 0
-) AS f GROUP BY r.variant, r.channel_id
+{_FOLLOWUPS} GROUP BY r.variant, r.channel_id
 """
 
 
@@ -844,7 +843,7 @@ def empty_channel() -> dict[str, Any]:
 # _AGGREGATE_SQL and the per-channel counts of _CHANNEL_SQL (no per-channel histogram) in one
 # statement, one pass over the bucket's replies: what the dashboard needs of a dirty hour (its
 # figures per variant, and per channel for the comparison's intervals).
-_AGGREGATE_CHANNELS_SQL = """
+_AGGREGATE_CHANNELS_SQL = f"""
 WITH r AS MATERIALIZED (
   SELECT message_id, variant, channel_id, latency_bucket, error, input_tokens, output_tokens,
          cached_tokens, cost_usd, unpriced, cache_hit, latency_ms
@@ -866,19 +865,13 @@ SELECT 'x', variant, channel_id, sentiment::int, NULL, count(*), 0, 0, 0, 0, 0, 
 FROM (
   SELECT DISTINCT ON (x.message_id, x.user_id, x.emoji) r.variant, r.channel_id, x.action,
          x.sentiment
-  FROM r CROSS JOIN LATERAL (
-    SELECT message_id, user_id, emoji, ts, action, sentiment, id FROM metrics_reactionevent
-    WHERE message_id = r.message_id OFFSET 0
-  ) AS x
-  ORDER BY x.message_id, x.user_id, x.emoji, x.ts DESC, (x.action = 'remove') DESC, x.id DESC
+{_REACTIONS_LATEST_FIRST}
 ) AS latest
 WHERE action = 'add' GROUP BY variant, channel_id, sentiment
 UNION ALL
 SELECT 'f', r.variant, r.channel_id, NULL, NULL, count(*), count(*) FILTER (WHERE f.is_correction),
        0, 0, 0, 0, 0, 0, 0
-FROM r CROSS JOIN LATERAL (
-  SELECT is_correction FROM metrics_followupevent WHERE reply_to = r.message_id OFFSET 0
-) AS f GROUP BY r.variant, r.channel_id
+{_FOLLOWUPS} GROUP BY r.variant, r.channel_id
 """
 
 

@@ -3,7 +3,7 @@ collector's sight.
 
 CPython's collector runs a full collection now and then (after enough allocations survive the
 younger generations), and a full collection walks every tracked object in the process: for a
-selcontrol web process, ~140,000 of them are Django, the apps, their modules and URL patterns,
+selcontrol web process, ~125,000 of them are Django, the apps, their modules and URL patterns,
 alive until the process ends. A dashboard view that derives a 30-day page allocates enough to
 set one off every few views, and each then cost ~50 ms of CPU inside that request (measured in
 bench/dashboard_render.py: the "all cold" state's p95 was such a request, 129-151 ms against a

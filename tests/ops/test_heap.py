@@ -50,6 +50,6 @@ def test_post_worker_init__loads_every_view_then_freezes_the_heap():
     assert report["before"] == 0
     assert not report["views_before"]  # Django imports views on the first request...
     assert report["views_after"]  # ...the worker has them before it (and frozen with the rest)
-    assert report["after"] > 50_000  # the loaded app: ~140,000 objects on Django 5.2
+    assert report["after"] > 50_000  # the loaded app: ~116,000-129,000 objects here
     [line] = report["log"]
     assert re.fullmatch(r"heap frozen after start-up: \d+ objects", line)
